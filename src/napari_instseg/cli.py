@@ -1,0 +1,334 @@
+"""Command line: ``napari-instseg models|segment|evaluate|train``.
+
+Every command drives the same core jobs as the napari plugin, with tqdm progress bars. Bad
+paths or formats end with a one-line reason on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem to report to the user in one line."""
+
+
+def _progress_driver(job, desc: str):
+    from tqdm import tqdm
+
+    from .core.jobs import Metric, Progress
+
+    bar = None
+    try:
+        event = next(job)
+        while True:
+            if isinstance(event, Progress):
+                if bar is None or bar.total != event.total:
+                    if bar is not None:
+                        bar.close()
+                    bar = tqdm(total=event.total, desc=desc, leave=False, unit=event.stage)
+                bar.n = event.step
+                bar.refresh()
+            elif isinstance(event, Metric) and bar is not None:
+                bar.set_postfix({event.name: f"{event.value:.4f}"}, refresh=False)
+                if event.name.startswith("val"):
+                    tqdm.write(f"step {event.step}: {event.name} = {event.value:.4f}")
+            event = job.send(None)
+    except StopIteration as finished:
+        return finished.value
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _expand_inputs(inputs: list[str]) -> list[Path]:
+    from glob import glob
+
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir() and p.suffix != ".zarr":
+            paths += sorted(
+                q for q in p.iterdir() if q.suffix.lower() in (".tif", ".tiff", ".zarr")
+            )
+        elif any(ch in item for ch in "*?["):
+            paths += sorted(Path(q) for q in glob(item))
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise CliError(f"input not found: {item}")
+    if not paths:
+        raise CliError("no input images (.tif, .tiff or .zarr) found")
+    return paths
+
+
+def cmd_models(args) -> int:
+    from .core.zoo import list_models
+
+    models = list_models(args.model_dir)
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([{**asdict(c), "path": str(p)} for c, p in models], indent=2))
+        return 0
+    if not models:
+        print("no models found")
+        return 0
+    print(f"{'name':28} {'method':12} {'dims':4} {'modality':14} {'AP@0.5 (test)':>13}  data")
+    for card, _ in models:
+        ap = card.metrics.get("test", {}).get("ap@0.50")
+        ap_text = f"{ap:.3f}" if isinstance(ap, int | float) else "-"
+        data = card.training.get("data", "")
+        print(
+            f"{card.name:28} {card.method:12} {card.ndim}D   {card.modality:14} {ap_text:>13}  "
+            f"{data}"
+        )
+    return 0
+
+
+def cmd_segment(args) -> int:
+    import numpy as np
+    import tifffile
+
+    from .core.checkpoint import CheckpointError
+    from .core.configs import parse_assignments
+    from .core.data.datasets import read_image
+    from .core.pipeline import load_model, segment_image
+    from .core.predict import PredictConfig
+
+    inputs = _expand_inputs(args.inputs)
+    try:
+        model = load_model(args.model)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+    knobs = parse_assignments(args.set)
+    model.backend_config(args.backend, knobs)  # refuse bad knobs before any work
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    pconf = PredictConfig(tile_size=args.tile_size, halo=args.halo, device=args.device)
+    for path in inputs:
+        image = read_image(path)
+        result = _progress_driver(
+            segment_image(
+                model,
+                image,
+                config=pconf,
+                backend=args.backend,
+                knobs=knobs,
+                channel_axis=args.channel_axis,
+            ),
+            desc=path.name,
+        )
+        target = out / f"{path.stem}.tif"
+        tifffile.imwrite(target, result.labels.astype(np.uint32), compression="zlib")
+        n = int(result.labels.max())
+        print(
+            f"{path.name}: {n} objects -> {target} "
+            f"(predict {result.seconds['predict']:.1f} s, assemble "
+            f"{result.seconds['assemble']:.2f} s)"
+        )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .core.arrays import as_labels
+    from .core.data.datasets import read_image
+    from .core.metrics import evaluate_pair, summarise
+
+    pred_dir, gt_dir = Path(args.pred_dir), Path(args.gt_dir)
+    for d in (pred_dir, gt_dir):
+        if not d.is_dir():
+            raise CliError(f"not a folder: {d}")
+    gts = {p.stem: p for p in gt_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".zarr")}
+    preds = {
+        p.stem: p for p in pred_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".zarr")
+    }
+    names = sorted(set(gts) & set(preds))
+    if not names:
+        raise CliError(f"no file names in common between {pred_dir} and {gt_dir}")
+    missing = sorted(set(gts) - set(preds))
+    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    rows = {}
+    for name in names:
+        gt, pred = as_labels(read_image(gts[name])), as_labels(read_image(preds[name]))
+        if gt.shape != pred.shape:
+            raise CliError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")
+        rows[name] = evaluate_pair(gt, pred, thresholds=thresholds)
+    summary = summarise(list(rows.values()))
+    if args.json:
+        print(
+            json.dumps({"images": rows, "mean": summary, "missing_predictions": missing}, indent=2)
+        )
+        return 0
+    keys = [f"ap@{t:.2f}" for t in thresholds] + ["f1@0.50", "sbd", "n_true", "n_pred"]
+    keys = [k for k in keys if k in summary]
+    width = max(len(n) for n in [*names, "mean"])
+    print(f"{'image':{width}} " + " ".join(f"{k:>8}" for k in keys))
+    for name, row in rows.items():
+        print(
+            f"{name:{width}} "
+            + " ".join(f"{row[k]:8.3f}" if "n_" not in k else f"{int(row[k]):8d}" for k in keys)
+        )
+    print(
+        f"{'mean':{width}} "
+        + " ".join(f"{summary[k]:8.3f}" if "n_" not in k else f"{int(summary[k]):8d}" for k in keys)
+    )
+    if missing:
+        print(f"warning: {len(missing)} ground-truth image(s) have no prediction", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args) -> int:
+    import numpy as np
+
+    from .core.checkpoint import ModelCard
+    from .core.configs import config_from_dict, parse_assignments
+    from .core.data import load_folder, normalise_percentile
+    from .core.data.sparse import sparsify_instances
+    from .core.methods import get_method
+    from .core.train import TrainConfig, train
+
+    method = get_method(args.method)
+    data = Path(args.data)
+    train_samples = load_folder(data, split=args.split, normalise=normalise_percentile)
+    val_samples = (
+        load_folder(data, split=args.val_split, normalise=normalise_percentile)
+        if args.val_split
+        else []
+    )
+    if args.sparse < 1.0:
+        from dataclasses import replace
+
+        rng = np.random.default_rng(args.seed)
+        sparse_samples = []
+        for s in train_samples:
+            labels, known = sparsify_instances(
+                s.labels, args.sparse, rng=rng, background=args.sparse_background
+            )
+            sparse_samples.append(replace(s, labels=labels, known=known))
+        train_samples = sparse_samples
+    cfg = config_from_dict(method.config_type, parse_assignments(args.set))
+    tconf = TrainConfig(
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        val_every=args.val_every,
+        seed=args.seed,
+        device=args.device,
+    )
+    sizes = [
+        np.sqrt(4 / np.pi * np.bincount(s.labels.ravel())[1:].mean())
+        for s in train_samples
+        if s.labels.any()
+    ]
+    card = ModelCard(
+        name=args.name,
+        method=method.name,
+        method_config={},
+        backend=method.default_backend,
+        modality=args.modality,
+        object_size=float(np.median(sizes)) if sizes else None,
+        training={
+            "data": data.name,
+            "split": args.split,
+            "recipe": args.recipe or "",
+            "sparse_fraction": args.sparse,
+        },
+        description=args.description or method.description,
+    )
+    result = _progress_driver(
+        train(
+            method,
+            cfg,
+            train_samples,
+            val_samples,
+            out_dir=args.output,
+            card=card,
+            config=tconf,
+            resume=args.resume,
+        ),
+        desc="train",
+    )
+    print(
+        f"best val AP@0.5 {result.best_metric:.4f}; checkpoints in {result.out_dir} "
+        f"({result.iterations_done} iterations{', stopped' if result.stopped else ''})"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="napari-instseg", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list the available models and their cards")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--model-dir", action="append", help="extra folder with models")
+    m.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("segment", help="segment images into uint32 label tifs")
+    s.add_argument("inputs", nargs="+", help="tif/zarr files, folders or globs")
+    s.add_argument("--model", required=True, help="model name (see `models`) or card path")
+    s.add_argument("--output", required=True, help="folder for the label tifs")
+    s.add_argument("--backend", help="assembly back-end (default: the model's)")
+    s.add_argument("--set", action="append", metavar="KNOB=VALUE", help="post-processing knob")
+    s.add_argument("--tile-size", type=int, default=512)
+    s.add_argument("--halo", type=int, default=32)
+    s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    s.add_argument("--channel-axis", type=int, default=None)
+    s.set_defaults(func=cmd_segment)
+
+    e = sub.add_parser("evaluate", help="compare predicted and ground-truth label folders")
+    e.add_argument("pred_dir")
+    e.add_argument("gt_dir")
+    e.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train a model on a folder in the shared data layout")
+    t.add_argument("--method", required=True)
+    t.add_argument("--data", required=True, help="folder with images/, masks/, metadata.csv")
+    t.add_argument("--split", default="train")
+    t.add_argument("--val-split", default="val", help="'' to skip validation")
+    t.add_argument("--output", required=True, help="folder for checkpoints")
+    t.add_argument("--name", default="model")
+    t.add_argument("--modality", default="")
+    t.add_argument("--description", default="")
+    t.add_argument("--recipe", default="")
+    t.add_argument("--iterations", type=int, default=2000)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--patch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--sparse", type=float, default=1.0, help="fraction of instances kept")
+    t.add_argument("--sparse-background", default="none", choices=["none", "all", "near"])
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="method config value")
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .core.arrays import InputError
+    from .core.checkpoint import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CliError, InputError, CheckpointError, ValueError, FileNotFoundError) as err:
+        print(f"napari-instseg {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("napari-instseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Assembly back-ends: pure functions from network-derived arrays to instance labels.
+
+Every back-end follows one contract, tested once for all of them: it takes a mapping of named
+arrays (``Intermediate``), an optional ``mask`` and keyword knobs, and returns ``uint32`` labels
+of the input's spatial shape with 0 as background and ids 1..N consecutive, deterministic for a
+fixed ``rng``. The registry is written out by hand below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .watershed import ComponentsConfig, WatershedConfig, segment_components, segment_watershed
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An assembly back-end: its function, knob dataclass and the arrays it needs."""
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    config_type: type
+    requires: tuple[str, ...]
+    description: str
+
+    def default_config(self):
+        return self.config_type()
+
+    def knob_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self.config_type))
+
+    def __call__(self, arrays, *, mask=None, config=None, rng=None) -> np.ndarray:
+        missing = [k for k in self.requires if k not in arrays]
+        if missing:
+            raise ValueError(f"back-end {self.name!r} needs arrays {missing}")
+        config = self.default_config() if config is None else config
+        knobs = {f.name: getattr(config, f.name) for f in fields(config)}
+        return self.fn(arrays, mask=mask, rng=rng, **knobs)
+
+
+_BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend(
+            "watershed",
+            segment_watershed,
+            WatershedConfig,
+            ("foreground", "interior"),
+            "seeded watershed: interior seeds flood the foreground",
+        ),
+        Backend(
+            "components",
+            segment_components,
+            ComponentsConfig,
+            ("interior",),
+            "connected components of the interior, grown back to the object edge",
+        ),
+    )
+}
+
+
+def get_backend(name: str) -> Backend:
+    """The back-end called ``name``; ``ValueError`` listing the known ones otherwise."""
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown back-end {name!r}; known: {sorted(_BACKENDS)}") from None
+
+
+def list_backends() -> list[str]:
+    """Names of all registered back-ends."""
+    return sorted(_BACKENDS)

@@ -1,0 +1,290 @@
+"""Checkpoints: safetensors weights + a JSON model card. Nothing here ever unpickles.
+
+A model is two files side by side, ``NAME.safetensors`` and ``NAME.json``. The card says what
+the weights are (method and its config, input normalisation, expected object size), how they
+were made (data, recipe, parent model), how good they are (metrics) and which post-processing
+knobs to use by default.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CARD_FORMAT = 1
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # raw pickle protocol 2+, torch.save zip archive
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model card that cannot be used, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a set of weights is, how it was made and how well it does."""
+
+    name: str
+    method: str
+    method_config: dict[str, Any]
+    backend: str
+    backend_config: dict[str, Any] = field(default_factory=dict)
+    normalisation: dict[str, Any] = field(
+        default_factory=lambda: {"kind": "percentile", "low": 1.0, "high": 99.8}
+    )
+    modality: str = ""
+    object_size: float | None = None  # typical object diameter, pixels
+    pixel_size: float | None = None  # micrometres per pixel, when known
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    description: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    weights_sha256: str = ""
+    format: int = CARD_FORMAT
+
+    @property
+    def ndim(self) -> int:
+        return int(self.method_config.get("ndim", 2))
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.method_config.get("in_channels", 1))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "card") -> ModelCard:
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: a model card must be a JSON object")
+        missing = [k for k in ("name", "method", "method_config", "backend") if k not in data]
+        if missing:
+            raise CheckpointError(f"{source}: not a napari-instseg model card (missing {missing})")
+        if data.get("format", CARD_FORMAT) > CARD_FORMAT:
+            raise CheckpointError(
+                f"{source}: card format {data['format']} is newer than this version supports"
+            )
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check_input(self, image_cf: np.ndarray) -> None:
+        """Refuse a channel-first image whose channels or dimensions do not fit this model."""
+        channels, spatial = image_cf.shape[0], image_cf.ndim - 1
+        if spatial != self.ndim:
+            raise CheckpointError(
+                f"model {self.name!r} is {self.ndim}D but the image has {spatial} spatial axes"
+            )
+        if channels != self.in_channels:
+            raise CheckpointError(
+                f"model {self.name!r} expects {self.in_channels} channel(s), "
+                f"the image has {channels}"
+            )
+
+
+def current_versions() -> dict[str, str]:
+    """Versions of the packages that produced a checkpoint."""
+    import torch
+
+    from .. import __version__
+
+    return {
+        "napari_instseg": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _flatten_tensors(tree: Any, prefix: str, tensors: dict, rest: Any = None):
+    """Split a nested state (dicts, lists, tensors, numbers) into tensors and a JSON skeleton."""
+    import torch
+
+    if isinstance(tree, torch.Tensor):
+        tensors[prefix] = tree.detach().cpu().contiguous()
+        return {"__tensor__": prefix}
+    if isinstance(tree, dict):
+        return {
+            "__dict__": [
+                [k, _flatten_tensors(v, f"{prefix}.{k}", tensors)] for k, v in tree.items()
+            ]
+        }
+    if isinstance(tree, list | tuple):
+        return [_flatten_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(tree)]
+    if tree is None or isinstance(tree, bool | int | float | str):
+        return tree
+    raise CheckpointError(f"cannot store a {type(tree).__name__} at {prefix} without pickling")
+
+
+def _unflatten_tensors(skeleton: Any, tensors: dict) -> Any:
+    if isinstance(skeleton, dict) and "__tensor__" in skeleton:
+        return tensors[skeleton["__tensor__"]]
+    if isinstance(skeleton, dict) and "__dict__" in skeleton:
+        return {k: _unflatten_tensors(v, tensors) for k, v in skeleton["__dict__"]}
+    if isinstance(skeleton, list):
+        return [_unflatten_tensors(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def refuse_pickle(path: Path) -> None:
+    """Raise a clear error for pickles and torch.save archives before anything reads them."""
+    if path.suffix.lower() in (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"):
+        raise CheckpointError(
+            f"{path.name} looks like a pickled checkpoint; napari-instseg loads only "
+            "safetensors weights with a JSON model card and never unpickles (pickles can run code)"
+        )
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(_PICKLE_MAGIC[0]) or head.startswith(_PICKLE_MAGIC[1]):
+        raise CheckpointError(
+            f"{path.name} is a pickle or torch.save archive, not safetensors; refusing to load it"
+        )
+
+
+def save_state(path: str | Path, state: dict[str, Any], *, metadata: dict | None = None) -> Path:
+    """Write a nested state (model or optimizer) as safetensors + JSON skeleton, atomically."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    tensors: dict = {}
+    skeleton = _flatten_tensors(state, "s", tensors)
+    header = {"skeleton": json.dumps(skeleton), **{k: str(v) for k, v in (metadata or {}).items()}}
+    _atomic_write_bytes(path, save(tensors, metadata=header))
+    return path
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Read a state written by :func:`save_state` (or plain safetensors weights)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    refuse_pickle(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise CheckpointError(f"{path.name} is not a readable safetensors file: {err}") from err
+    if "skeleton" in meta:
+        return _unflatten_tensors(json.loads(meta["skeleton"]), tensors)
+    return tensors
+
+
+def save_model(directory: str | Path, name: str, net, card: ModelCard) -> Path:
+    """Write ``name.safetensors`` and ``name.json`` into ``directory``; return the card path.
+
+    The weights are written first, then the card with the weights' checksum, each atomically,
+    so a crash never leaves a card that points at half-written weights.
+    """
+    from dataclasses import replace
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"{name}.safetensors"
+    state = {k: v for k, v in net.state_dict().items()}
+    from safetensors.torch import save
+
+    _atomic_write_bytes(weights, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    card = replace(
+        card,
+        name=card.name or name,
+        versions=card.versions or current_versions(),
+        created=card.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        weights_sha256=sha256_file(weights),
+    )
+    card_path = directory / f"{name}.json"
+    _atomic_write_bytes(card_path, card.to_json().encode())
+    return card_path
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and check a model card (``.json``); the weights are not touched."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no such model card: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path.name} is not a valid JSON model card: {err}") from err
+    return ModelCard.from_dict(data, source=path.name)
+
+
+def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
+    """(card, weights) for a path given as either file or as the common stem."""
+    path = Path(path)
+    if path.suffix.lower() in (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin") and path.exists():
+        refuse_pickle(path)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    card, weights = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    if not card.exists():
+        raise CheckpointError(f"model card {card} not found")
+    if not weights.exists():
+        raise CheckpointError(f"weights {weights} not found next to the card")
+    return card, weights
+
+
+def load_model(path: str | Path, *, verify_checksum: bool = True):
+    """Load a model (card + network in eval mode) from its card, weights or common stem.
+
+    Returns
+    -------
+    card : ModelCard
+    net : torch.nn.Module
+    """
+    from .methods import get_method
+
+    card_path, weights = resolve_model_files(path)
+    card = read_card(card_path)
+    refuse_pickle(weights)
+    if verify_checksum and card.weights_sha256 and sha256_file(weights) != card.weights_sha256:
+        raise CheckpointError(
+            f"{weights.name} does not match the checksum on its card (corrupt or replaced file)"
+        )
+    try:
+        method = get_method(card.method)
+    except ValueError as err:
+        raise CheckpointError(f"{card_path.name}: {err}") from err
+    from .configs import config_from_dict
+
+    try:
+        cfg = config_from_dict(method.config_type, card.method_config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{card_path.name}: bad method_config: {err}") from err
+    net = method.build_net(cfg)
+    state = load_state(weights)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"{weights.name} does not fit the {card.method} network on its card: {first}"
+        ) from err
+    net.eval()
+    return card, net

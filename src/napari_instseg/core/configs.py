@@ -1,0 +1,102 @@
+"""Frozen config dataclasses: conversion from and to plain dicts and ``KNOB=VALUE`` strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+
+def _base_type(tp: Any) -> Any:
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def knob_types(config_type: type) -> dict[str, Any]:
+    """Field name -> plain Python type of a config dataclass (``Annotated`` stripped)."""
+    hints = typing.get_type_hints(config_type, include_extras=True)
+    return {f.name: _base_type(hints[f.name]) for f in dataclasses.fields(config_type)}
+
+
+def knob_ranges(config_type: type) -> dict[str, dict]:
+    """Field name -> the GUI metadata given in ``Annotated[..., {...}]`` (empty if none)."""
+    hints = typing.get_type_hints(config_type, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(config_type):
+        tp = hints[f.name]
+        meta = {}
+        if typing.get_origin(tp) is typing.Annotated:
+            for extra in typing.get_args(tp)[1:]:
+                if isinstance(extra, dict):
+                    meta.update(extra)
+        out[f.name] = meta
+    return out
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    if tp is bool:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name}: expected true/false, got {value!r}")
+        return bool(value)
+    if tp in (int, float, str):
+        try:
+            out = tp(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and value != out:
+            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+        return out
+    if typing.get_origin(tp) is tuple and isinstance(value, list | tuple):
+        return tuple(value)
+    return value
+
+
+def config_from_dict(config_type: type, values: dict[str, Any] | None, *, strict=True):
+    """Build ``config_type`` from a dict, converting values to the declared field types.
+
+    Unknown keys raise ``ValueError`` when ``strict`` (a typo in a knob name must not pass
+    silently), and are dropped otherwise.
+    """
+    values = dict(values or {})
+    types = knob_types(config_type)
+    unknown = sorted(set(values) - set(types))
+    if unknown and strict:
+        raise ValueError(
+            f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(types)}"
+        )
+    kwargs = {k: _coerce(v, types[k], k) for k, v in values.items() if k in types}
+    return config_type(**kwargs)
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    """A JSON-friendly dict of a config dataclass."""
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        out[f.name] = (
+            list(map(list, v)) if f.name == "heads" else (list(v) if isinstance(v, tuple) else v)
+        )
+    return out
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, str]:
+    """Parse ``["KNOB=VALUE", ...]`` into a dict of strings, refusing malformed items."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KNOB=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def replace_config(config, values: dict[str, Any]):
+    """A copy of ``config`` with some fields replaced, values converted to the field types."""
+    merged = {**dataclasses.asdict(config), **values}
+    return config_from_dict(type(config), merged)

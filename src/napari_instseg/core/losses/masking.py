@@ -1,0 +1,35 @@
+"""Losses restricted to the pixels whose label is known (sparse annotation)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def masked_mean(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over ``known`` pixels; 0 (with a gradient path) when none is known."""
+    known = known.to(values.dtype)
+    return (values * known).sum() / known.sum().clamp_min(1.0)
+
+
+def masked_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    known: torch.Tensor,
+    *,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Softmax cross-entropy averaged over known pixels, optionally weighted per class.
+
+    Parameters
+    ----------
+    logits : tensor (B, K, *spatial)
+    target : tensor (B, *spatial) of class indices
+    known : tensor (B, *spatial) of bool
+    class_weights : tensor (K,), optional
+    """
+    per_pixel = F.cross_entropy(logits, target.long(), reduction="none")
+    if class_weights is not None:
+        weights = class_weights.to(logits.device)[target.long()] * known.to(logits.dtype)
+        return (per_pixel * weights).sum() / weights.sum().clamp_min(1e-6)
+    return masked_mean(per_pixel, known)

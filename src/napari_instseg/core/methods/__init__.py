@@ -1,0 +1,24 @@
+"""Segmentation methods, one module each; the registry is written out by hand."""
+
+from __future__ import annotations
+
+from . import threeclass
+from .base import Intermediate, Method, Raw
+
+_METHODS: dict[str, Method] = {m.name: m for m in (threeclass.METHOD,)}
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``; ``ValueError`` listing the known ones otherwise."""
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {sorted(_METHODS)}") from None
+
+
+def list_methods() -> list[str]:
+    """Names of all registered methods."""
+    return sorted(_METHODS)
+
+
+__all__ = ["Intermediate", "Method", "Raw", "get_method", "list_methods"]

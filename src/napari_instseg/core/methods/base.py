@@ -1,0 +1,52 @@
+"""The shared shape of a method: a frozen record of functions, not a class hierarchy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Network outputs by head name, channel-first ``(C, *spatial)`` (one image, no batch axis).
+Raw = Mapping[str, np.ndarray]
+#: Arrays derived from ``Raw`` that assembly back-ends read (probabilities, embeddings ...).
+Intermediate = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Method:
+    """Everything the library needs to train and run one segmentation method.
+
+    Attributes
+    ----------
+    name : str
+    config_type : type
+        Frozen dataclass; its defaults are the paper's.
+    heads : callable(cfg) -> tuple of (name, channels)
+        The network's output heads.
+    build_net : callable(cfg) -> torch.nn.Module
+        Network whose ``forward`` returns a dict of head tensors.
+    make_targets : callable(labels, known, cfg) -> dict of numpy arrays
+        Per-sample training targets from (possibly sparse) labels; ``known`` marks pixels
+        whose label is known.
+    make_loss : callable(cfg) -> callable(outputs, targets) -> scalar tensor
+        ``outputs`` and ``targets`` are batched dicts of tensors.
+    decode : callable(raw, cfg) -> Intermediate
+        Network outputs (one image) to the arrays the back-ends need.
+    default_backend : str
+    backends : tuple of str
+        Back-ends that can assemble this method's intermediate arrays.
+    """
+
+    name: str
+    config_type: type
+    heads: Callable[[Any], tuple[tuple[str, int], ...]]
+    build_net: Callable[[Any], torch.nn.Module]
+    make_targets: Callable[[np.ndarray, np.ndarray, Any], dict[str, np.ndarray]]
+    make_loss: Callable[[Any], Callable[[dict, dict], torch.Tensor]]
+    decode: Callable[[Raw, Any], Intermediate]
+    default_backend: str
+    backends: tuple[str, ...]
+    description: str

@@ -1,0 +1,184 @@
+"""Tiled network inference with halo and blended overlaps, 2D and 3D, stoppable.
+
+The image is cut into overlapping tiles whose size is a multiple of what the network needs;
+each tile's output is weighted by a window that fades out over the halo, so seams between
+tiles get a smooth average rather than a hard cut. The result is a :class:`Prediction`: the
+network's raw outputs by head name, which post-processing re-uses without the network.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .jobs import Job, Progress, stop_requested
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """How to run a network over an image."""
+
+    tile_size: int = 512
+    halo: int = 32
+    device: str = "auto"
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Raw network outputs for one image, by head name, each ``(C, *spatial)`` float32."""
+
+    raw: dict[str, np.ndarray]
+    image_shape: tuple[int, ...]
+    model: str = ""
+    method: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def select_device(name: str = "auto"):
+    """A torch device: cuda > mps > cpu for 'auto', or exactly the one asked for.
+
+    Asking for a device that is not available raises ``ValueError`` rather than silently
+    running somewhere else.
+    """
+    import torch
+
+    name = (name or "auto").lower()
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+    if name == "mps" and not has_mps:
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cuda, mps or cpu")
+    return torch.device(name)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles go: padded image shape, tile shape, and each tile's start corner."""
+
+    padded_shape: tuple[int, ...]
+    tile_shape: tuple[int, ...]
+    starts: tuple[tuple[int, ...], ...]
+    halo: tuple[int, ...]
+
+
+def plan_tiles(
+    shape: tuple[int, ...], *, tile_size: int | tuple[int, ...], halo: int, multiple: int
+) -> TilePlan:
+    """Cover ``shape`` with tiles that overlap by ``2 * halo`` and fit the network's multiple."""
+    nd = len(shape)
+    tiles = (tile_size,) * nd if isinstance(tile_size, int) else tuple(tile_size)
+    tile_shape, padded, starts_per_axis, halos = [], [], [], []
+    for size, t in zip(shape, tiles, strict=True):
+        t = _round_up(min(t, _round_up(size, multiple)), multiple)
+        p = max(size, t)
+        h = min(halo, max(0, (t - multiple) // 2))
+        step = max(t - 2 * h, 1)
+        starts = list(range(0, p - t + 1, step))
+        if starts[-1] != p - t:
+            starts.append(p - t)
+        tile_shape.append(t)
+        padded.append(p)
+        starts_per_axis.append(starts)
+        halos.append(h)
+    return TilePlan(
+        tuple(padded), tuple(tile_shape), tuple(itertools.product(*starts_per_axis)), tuple(halos)
+    )
+
+
+def _blend_window(tile_shape: tuple[int, ...], halo: tuple[int, ...]) -> np.ndarray:
+    window = np.ones(tile_shape, np.float32)
+    for ax, (t, h) in enumerate(zip(tile_shape, halo, strict=True)):
+        if h <= 0:
+            continue
+        i = np.arange(t, dtype=np.float32) + 0.5
+        ramp = np.clip(np.minimum(i, t - i) / h, 1e-3, 1.0)
+        shape = [1] * len(tile_shape)
+        shape[ax] = t
+        window = window * ramp.reshape(shape)
+    return window
+
+
+def predict_tiled(
+    net,
+    image: np.ndarray,
+    *,
+    config: PredictConfig = PredictConfig(),
+    multiple: int = 8,
+) -> Job[dict[str, np.ndarray] | None]:
+    """Run ``net`` over a normalised channel-first image tile by tile.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Returns a dict of head tensors ``(B, C, *spatial)`` of the input's spatial size.
+    image : ndarray
+        ``(C, *spatial)`` float32, already normalised.
+    config : PredictConfig
+    multiple : int
+        Tile sizes are rounded to this (2 ** number of poolings).
+
+    Yields
+    ------
+    Progress('predict', tiles done, tiles total)
+
+    Returns
+    -------
+    dict of head name -> ``(C, *spatial)`` float32, or None when stopped.
+    """
+    import torch
+
+    device = select_device(config.device)
+    spatial = image.shape[1:]
+    plan = plan_tiles(spatial, tile_size=config.tile_size, halo=config.halo, multiple=multiple)
+    pad = [(0, 0)] + [(0, p - s) for p, s in zip(plan.padded_shape, spatial, strict=True)]
+    padded = np.pad(image, pad, mode="reflect" if max(spatial) > 1 else "edge")
+    window = _blend_window(plan.tile_shape, plan.halo)
+    window_t = torch.from_numpy(window).to(device)
+    out: dict[str, torch.Tensor] = {}
+    weight = torch.zeros(plan.padded_shape, dtype=torch.float32, device=device)
+    net = net.to(device).eval()
+    total = len(plan.starts)
+    batch = max(1, config.batch_size)
+    done = 0
+    with torch.inference_mode():
+        for first in range(0, total, batch):
+            starts = plan.starts[first : first + batch]
+            slices = [
+                tuple(slice(s, s + t) for s, t in zip(st, plan.tile_shape, strict=True))
+                for st in starts
+            ]
+            x = np.stack([padded[(slice(None), *sl)] for sl in slices])
+            result = net(torch.from_numpy(np.ascontiguousarray(x)).to(device))
+            for name, value in result.items():
+                if name not in out:
+                    out[name] = torch.zeros(
+                        (value.shape[1], *plan.padded_shape), dtype=torch.float32, device=device
+                    )
+                for k, sl in enumerate(slices):
+                    out[name][(slice(None), *sl)] += value[k].float() * window_t
+            for sl in slices:
+                weight[sl] += window_t
+            done += len(starts)
+            command = yield Progress("predict", done, total)
+            if stop_requested(command):
+                return None
+    crop = tuple(slice(0, s) for s in spatial)
+    return {
+        name: (value / weight)[(slice(None), *crop)].cpu().numpy().astype(np.float32)
+        for name, value in out.items()
+    }

@@ -1,0 +1,245 @@
+"""One training loop for every method: AdamW, cosine schedule, validation, safe checkpoints.
+
+``train`` is a job: it yields ``Metric`` (loss, validation AP), ``Progress`` and ``Checkpoint``
+events and stops cleanly on ``Stop`` after writing the latest checkpoint. Checkpoints are
+written atomically as ``best`` (highest validation AP@0.5) and ``latest`` (weights + optimizer
+state for ``resume``), each as safetensors + JSON, so nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .assembly import get_backend
+from .checkpoint import ModelCard, load_state, save_model, save_state
+from .configs import config_to_dict
+from .data.augment import AugmentConfig, augment_sample, random_crop
+from .data.datasets import Sample
+from .jobs import Checkpoint, Job, Metric, Progress, run, stop_requested
+from .methods import Method
+from .metrics import average_precision_dsb
+from .predict import PredictConfig, predict_tiled, select_device
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; defaults suit a small UNet on a CPU."""
+
+    iterations: int = 2000
+    batch_size: int = 8
+    patch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    val_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the checkpoints are and how training ended."""
+
+    out_dir: str
+    best_path: str | None
+    latest_path: str | None
+    best_metric: float
+    iterations_done: int
+    stopped: bool
+    history: dict
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _make_batch(method, cfg, samples, train_cfg, rng, augment):
+    import torch
+
+    nd = samples[0].labels.ndim
+    size = (train_cfg.patch_size,) * nd
+    images, targets = [], []
+    for _ in range(train_cfg.batch_size):
+        s = samples[int(rng.integers(len(samples)))]
+        crop_size = tuple(
+            min(a, b) if nd == 3 and i == 0 else b
+            for i, (a, b) in enumerate(zip(s.labels.shape, size, strict=True))
+        )
+        img, lab, known = random_crop(
+            s.image,
+            s.labels,
+            s.known,
+            crop_size,
+            rng=rng,
+            foreground_prob=augment.foreground_crop_prob,
+        )
+        img, lab, known = augment_sample(img, lab, known, config=augment, rng=rng)
+        images.append(img)
+        targets.append(method.make_targets(lab, known, cfg))
+    batch = {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
+    return torch.from_numpy(np.stack(images)), batch
+
+
+def validate(method: Method, cfg, net, samples: list[Sample], *, device: str = "auto") -> float:
+    """Mean AP@0.5 (DSB) over ``samples`` with the method's default back-end and knobs."""
+    backend = get_backend(method.default_backend)
+    scores = []
+    pconf = PredictConfig(tile_size=256, halo=32, device=device)
+    multiple = 2 ** (getattr(cfg, "depth", 4) - 1)
+    for s in samples:
+        raw = run(predict_tiled(net, s.image, config=pconf, multiple=multiple))
+        labels = backend(method.decode(raw, cfg), rng=np.random.default_rng(0))
+        scores.append(average_precision_dsb(s.labels, labels, iou_threshold=0.5))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def train(
+    method: Method,
+    cfg,
+    train_samples: list[Sample],
+    val_samples: list[Sample],
+    *,
+    out_dir: str | Path,
+    card: ModelCard,
+    config: TrainConfig = TrainConfig(),
+    augment: AugmentConfig = AugmentConfig(),
+    init_weights: str | Path | None = None,
+    resume: bool = False,
+) -> Job[TrainResult]:
+    """Train ``method`` on (possibly sparse) samples; a stoppable job.
+
+    Parameters
+    ----------
+    method, cfg : Method and its config
+    train_samples, val_samples : list of Sample
+        ``Sample.known`` marks annotated pixels; losses ignore the rest.
+    out_dir : path
+        Gets ``best.*``, ``latest.*`` and ``history.json``.
+    card : ModelCard
+        Template for the checkpoints' cards (name, data, recipe ...); metrics are filled in.
+    init_weights : path, optional
+        Start from these weights (fine-tuning); the card's ``parent`` should name them.
+    resume : bool
+        Continue from ``out_dir/latest`` (weights, optimizer, step, best metric, RNG state).
+    """
+    import torch
+
+    if not train_samples:
+        raise ValueError("no training samples")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    net = method.build_net(cfg).to(device)
+    if init_weights is not None:
+        net.load_state_dict(load_state(init_weights))
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
+    loss_fn = method.make_loss(cfg)
+    start, best, history = 0, -1.0, {"loss": [], "val_ap50": []}
+    state_path = out_dir / "latest.state.safetensors"
+    if resume and state_path.exists():
+        net.load_state_dict(load_state(out_dir / "latest.safetensors"))
+        state = load_state(state_path)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start, best = int(state["step"]), float(state["best"])
+        history = json.loads(state["history"])
+        rng.bit_generator.state = json.loads(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    use_amp = config.amp and device.type == "cuda"
+    card = replace(card, method=method.name, method_config=config_to_dict(cfg))
+    train_info = {
+        **card.training,
+        "train_config": asdict(config),
+        "train_images": [s.name for s in train_samples],
+        "val_images": [s.name for s in val_samples],
+    }
+
+    def save(kind: str, step: int, metric: float) -> Path:
+        metrics = {**card.metrics, "val_ap50": metric, "iterations": step}
+        c = replace(card, training={**train_info, "iterations_done": step}, metrics=metrics)
+        path = save_model(out_dir, kind, net, c)
+        if kind == "latest":
+            save_state(
+                state_path,
+                {
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "step": step,
+                    "best": best,
+                    "history": json.dumps(history),
+                    "rng": json.dumps(rng.bit_generator.state),
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+        (out_dir / "history.json").write_text(json.dumps(history))
+        return path
+
+    def finish(step: int, stopped: bool) -> TrainResult:
+        best_path = out_dir / "best.json"
+        return TrainResult(
+            str(out_dir),
+            str(best_path) if best_path.exists() else None,
+            str(out_dir / "latest.json"),
+            best,
+            step,
+            stopped,
+            history,
+        )
+
+    net.train()
+    running, t0 = [], time.perf_counter()
+    for step in range(start, config.iterations):
+        x, targets = _make_batch(method, cfg, train_samples, config, rng, augment)
+        x = x.to(device)
+        targets = {k: v.to(device) for k, v in targets.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            outputs = net(x)
+        loss = loss_fn({k: v.float() for k, v in outputs.items()}, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(float(loss.detach()))
+        done = step + 1
+        command = None
+        if done % config.log_every == 0 or done == config.iterations:
+            value = float(np.mean(running))
+            history["loss"].append([done, value, time.perf_counter() - t0])
+            running = []
+            command = yield Metric("loss", value, done)
+        if not stop_requested(command):
+            command = yield Progress("train", done, config.iterations)
+        validate_now = done % config.val_every == 0 or done == config.iterations
+        if stop_requested(command) and not validate_now:
+            path = save("latest", done, best)
+            yield Checkpoint(str(path), done, "latest")
+            return finish(done, True)
+        if validate_now:
+            net.eval()
+            ap = validate(method, cfg, net, val_samples, device=str(device)) if val_samples else 0.0
+            net.train()
+            history["val_ap50"].append([done, ap])
+            yield Metric("val_ap50", ap, done)
+            if ap > best:
+                best = ap
+                path = save("best", done, ap)
+                yield Checkpoint(str(path), done, "best")
+            path = save("latest", done, best)
+            yield Checkpoint(str(path), done, "latest")
+            if stop_requested(command):
+                return finish(done, True)
+    return finish(config.iterations, False)

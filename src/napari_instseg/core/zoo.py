@@ -1,0 +1,57 @@
+"""The shipped pretrained models and user model folders.
+
+Shipped models live inside the package (``napari_instseg/zoo/NAME.{json,safetensors}``), so they
+work offline and from an installed wheel. Users add folders with the environment variable
+``NAPARI_INSTSEG_MODEL_DIRS`` (separated by ``os.pathsep``).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+
+from .checkpoint import CheckpointError, ModelCard, load_model, read_card
+
+
+def zoo_dir() -> Path:
+    """Folder of the shipped models."""
+    return Path(str(files("napari_instseg") / "zoo"))
+
+
+def model_dirs(extra: list[str | Path] | None = None) -> list[Path]:
+    """Folders searched for models: the shipped zoo, then user folders."""
+    dirs = [zoo_dir()]
+    env = os.environ.get("NAPARI_INSTSEG_MODEL_DIRS", "")
+    dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs += [Path(p) for p in extra or []]
+    return dirs
+
+
+def list_models(extra_dirs: list[str | Path] | None = None) -> list[tuple[ModelCard, Path]]:
+    """Every readable model card (with its path) in the model folders, by name."""
+    found: dict[str, tuple[ModelCard, Path]] = {}
+    for d in model_dirs(extra_dirs):
+        if not d.is_dir():
+            continue
+        for card_path in sorted(d.glob("*.json")):
+            if not card_path.with_suffix(".safetensors").exists():
+                continue
+            try:
+                card = read_card(card_path)
+            except CheckpointError:
+                continue  # a foreign JSON file in a user folder is not a model
+            found.setdefault(card.name, (card, card_path))
+    return sorted(found.values(), key=lambda item: item[0].name)
+
+
+def find_model(name_or_path: str | Path, extra_dirs: list[str | Path] | None = None):
+    """Load ``(card, net)`` by model name or by path to its card/weights/stem."""
+    path = Path(name_or_path)
+    if path.suffix in (".json", ".safetensors", ".pt", ".pth", ".ckpt") or path.exists():
+        return load_model(path)
+    for card, card_path in list_models(extra_dirs):
+        if card.name == str(name_or_path):
+            return load_model(card_path)
+    names = [c.name for c, _ in list_models(extra_dirs)]
+    raise CheckpointError(f"no model called {name_or_path!r}; available: {names}")

@@ -1,0 +1,1 @@
+"""napari-facing part of napari-instseg: widgets, reader/writer and sample data."""

@@ -1,0 +1,43 @@
+"""Shared test set-up.
+
+* torch is imported first (when installed): importing it after Qt has caused
+  library-ordering problems elsewhere, and it costs nothing to rule that out.
+* Fail fast when GUI tests would run with no X display: napari needs a real GL context,
+  and without one every viewer test crashes with a cascade of unrelated-looking GL errors.
+  pytest-xvfb starts Xvfb by itself (and sets DISPLAY) when the Xvfb binary is installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # the core tests that need torch import it themselves
+    pass
+
+_PLUGIN_TESTS = Path(__file__).parent / "plugin"
+
+NO_DISPLAY_MESSAGE = (
+    "No X display: install Xvfb (apt-get install xvfb libxcb-icccm4 libxcb-keysyms1); "
+    "pytest-xvfb then starts it automatically. Or deselect GUI tests with -m 'not gui'."
+)
+
+
+def _needs_display(item: pytest.Item) -> bool:
+    if item.get_closest_marker("gui") is not None:
+        return True
+    return Path(str(item.path)).is_relative_to(_PLUGIN_TESTS)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Runs after -m / -k deselection, so `pytest -m "not gui"` works without a display.
+    if session.config.option.collectonly:
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    if any(_needs_display(item) for item in session.items):
+        pytest.exit(NO_DISPLAY_MESSAGE, returncode=3)
