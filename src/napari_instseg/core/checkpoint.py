@@ -242,7 +242,8 @@ def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
     if path.suffix.lower() in (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin") and path.exists():
         refuse_pickle(path)
     stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    card, weights = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    # Append rather than with_suffix: a stem like "nuclei-v0.1" has a suffix of its own.
+    card, weights = stem.with_name(f"{stem.name}.json"), stem.with_name(f"{stem.name}.safetensors")
     if not card.exists():
         raise CheckpointError(f"model card {card} not found")
     if not weights.exists():

@@ -1,8 +1,9 @@
 """Tiled network inference with halo and blended overlaps, 2D and 3D, stoppable.
 
 The image is cut into overlapping tiles whose size is a multiple of what the network needs;
-each tile's output is weighted by a window that fades out over the halo, so seams between
-tiles get a smooth average rather than a hard cut. The result is a :class:`Prediction`: the
+the outer half of each halo only gives context, and each tile's output is weighted by a window
+that fades out over the inner half, so seams between tiles get a smooth average rather than a
+hard cut. The result is a :class:`Prediction`: the
 network's raw outputs by head name, which post-processing re-uses without the network.
 """
 
@@ -105,8 +106,11 @@ def _blend_window(tile_shape: tuple[int, ...], halo: tuple[int, ...]) -> np.ndar
     for ax, (t, h) in enumerate(zip(tile_shape, halo, strict=True)):
         if h <= 0:
             continue
+        # The outer half of the halo is context only (its outputs see zero padding at the tile
+        # edge and are wrong for any network wider than 1x1); the window fades over the inner half.
+        context = h // 2
         i = np.arange(t, dtype=np.float32) + 0.5
-        ramp = np.clip(np.minimum(i, t - i) / h, 1e-3, 1.0)
+        ramp = np.clip((np.minimum(i, t - i) - context) / (h - context), 1e-3, 1.0)
         shape = [1] * len(tile_shape)
         shape[ax] = t
         window = window * ramp.reshape(shape)

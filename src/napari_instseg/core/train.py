@@ -72,15 +72,11 @@ def _make_batch(method, cfg, samples, train_cfg, rng, augment):
     images, targets = [], []
     for _ in range(train_cfg.batch_size):
         s = samples[int(rng.integers(len(samples)))]
-        crop_size = tuple(
-            min(a, b) if nd == 3 and i == 0 else b
-            for i, (a, b) in enumerate(zip(s.labels.shape, size, strict=True))
-        )
         img, lab, known = random_crop(
             s.image,
             s.labels,
             s.known,
-            crop_size,
+            size,
             rng=rng,
             foreground_prob=augment.foreground_crop_prob,
         )

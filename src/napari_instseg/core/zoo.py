@@ -48,7 +48,8 @@ def list_models(extra_dirs: list[str | Path] | None = None) -> list[tuple[ModelC
 def find_model(name_or_path: str | Path, extra_dirs: list[str | Path] | None = None):
     """Load ``(card, net)`` by model name or by path to its card/weights/stem."""
     path = Path(name_or_path)
-    if path.suffix in (".json", ".safetensors", ".pt", ".pth", ".ckpt") or path.exists():
+    is_stem = Path(f"{path}.json").exists()
+    if path.suffix in (".json", ".safetensors", ".pt", ".pth", ".ckpt") or path.exists() or is_stem:
         return load_model(path)
     for card, card_path in list_models(extra_dirs):
         if card.name == str(name_or_path):

@@ -1,0 +1,72 @@
+"""Accuracy of every shipped model on the test splits of ../shared/data.
+
+Prints one row per (model, dataset): DSB AP = TP/(TP+FP+FN) at IoU 0.5...0.9 (mean over
+images), mean AP over 0.5:0.95, F1@0.5 and SBD, with the post-processing knobs from the card.
+
+    python benchmarks/accuracy.py [--data-root ../shared/data] [--models NAME ...] [--cross]
+
+``--cross`` also scores every model on the other datasets' test splits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+from napari_instseg.core.data import load_folder, normalise_percentile
+from napari_instseg.core.evaluation import predict_samples, score_predictions
+from napari_instseg.core.jobs import run
+from napari_instseg.core.pipeline import load_model
+from napari_instseg.core.predict import PredictConfig
+from napari_instseg.core.zoo import list_models
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("dsb2018_fluo", "usiigaci_phase")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    p.add_argument("--models", nargs="*")
+    p.add_argument("--split", default="test")
+    p.add_argument("--cross", action="store_true")
+    args = p.parse_args()
+
+    cards = [c for c, _ in list_models() if not args.models or c.name in args.models]
+    print(f"machine: {platform.processor() or platform.machine()}, split: {args.split}")
+    header = (
+        f"{'model':24} {'data':16} {'n':>3} "
+        + " ".join(f"AP@{t:.1f}" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
+        + "  mAP(.5:.95)  F1@0.5    SBD   sec"
+    )
+    print(header)
+    print("-" * len(header))
+    for card in cards:
+        model = load_model(card.name)
+        norm = card.normalisation
+        own = card.training.get("data", "")
+        datasets = [own] + [d for d in DATASETS if d != own] if args.cross else [own]
+        for data in datasets:
+            folder = Path(args.data_root) / data
+            if not folder.is_dir():
+                print(f"{card.name:24} {data:16} (data not found)")
+                continue
+            t0 = time.perf_counter()
+            samples = load_folder(
+                folder,
+                split=args.split,
+                normalise=lambda x, n=norm: normalise_percentile(x, low=n["low"], high=n["high"]),
+            )
+            preds = run(predict_samples(model, samples, config=PredictConfig(tile_size=512)))
+            _, s = score_predictions(model, samples, preds)
+            aps = " ".join(f"{s[f'ap@{t:.2f}']:6.3f}" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
+            print(
+                f"{card.name:24} {data:16} {len(samples):3d} {aps}  {s['map@0.50:0.95']:11.3f}"
+                f"  {s['f1@0.50']:6.3f}  {s['sbd']:6.3f} {time.perf_counter() - t0:5.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Contract tests, parametrised over the registries.
+
+Every method builds in 2D and 3D, forwards to every head, makes targets from sparse labels, has
+a loss that falls when overfitting one tiny batch, and decodes to arrays its back-ends accept.
+Every back-end keeps the label contract (uint32, same shape, 0 background, ids 1..N, deterministic,
+mask respected) on random inputs, and finds two separated objects exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import ndimage as ndi
+
+from napari_instseg.core.assembly import get_backend, list_backends
+from napari_instseg.core.configs import config_from_dict, knob_types
+from napari_instseg.core.methods import get_method, list_methods
+
+METHODS = list_methods()
+BACKENDS = list_backends()
+TINY = {"depth": 2, "width": 4, "in_channels": 1}
+
+
+def tiny_config(method, ndim: int):
+    """The method's config with a tiny network, for the fields the config has."""
+    fields = knob_types(method.config_type)
+    values = {k: v for k, v in {**TINY, "ndim": ndim}.items() if k in fields}
+    return config_from_dict(method.config_type, values)
+
+
+def check_label_contract(labels, shape, mask=None):
+    assert isinstance(labels, np.ndarray)
+    assert labels.dtype == np.uint32
+    assert labels.shape == tuple(shape)
+    ids = np.unique(labels)
+    n = int(labels.max()) if labels.size else 0
+    np.testing.assert_array_equal(ids[ids > 0], np.arange(1, n + 1))
+    if mask is not None:
+        assert not labels[~mask].any(), "labels outside the mask"
+
+
+def object_labels(shape, seed):
+    """Labels of separated boxes (2D or 3D), ids 1..N."""
+    labels = np.zeros(shape, np.uint32)
+    rng = np.random.default_rng(seed)
+    step = 8
+    k = 1
+    for corner in np.ndindex(*(max(1, s // step) for s in shape)):
+        if rng.random() < 0.3:
+            continue
+        sl = tuple(
+            slice(c * step + 1, min(c * step + 1 + int(rng.integers(3, 7)), s))
+            for c, s in zip(corner, shape, strict=True)
+        )
+        labels[sl] = k
+        k += 1
+    return labels
+
+
+def method_batch(method, cfg, ndim, seed=0):
+    """A batch of 2 images with labels known on about half the objects and some background."""
+    shape = (32, 32) if ndim == 2 else (16, 16, 16)
+    rng = np.random.default_rng(seed)
+    images, targets, labels_list, known_list = [], [], [], []
+    for i in range(2):
+        labels = object_labels(shape, seed + i)
+        known = np.zeros(shape, bool)
+        ids = np.unique(labels)[1:]
+        for j in ids[::2]:
+            known |= labels == j
+        known[(slice(None, shape[0] // 3),)] |= labels[: shape[0] // 3] == 0
+        image = (labels > 0).astype(np.float32) + 0.1 * rng.standard_normal(shape)
+        images.append(image[None].astype(np.float32))
+        targets.append(method.make_targets(labels, known, cfg))
+        labels_list.append(labels)
+        known_list.append(known)
+    batch = {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
+    return torch.from_numpy(np.stack(images)), batch, labels_list, known_list
+
+
+# ---------------------------------------------------------------------------
+# methods
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_record_is_consistent(name):
+    method = get_method(name)
+    assert method.name == name
+    assert method.default_backend in method.backends
+    for b in method.backends:
+        get_backend(b)  # every declared back-end exists
+    assert method.config_type() == method.config_type()  # defaults build, frozen + comparable
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("name", METHODS)
+def test_method_builds_and_forwards_every_head(name, ndim):
+    method = get_method(name)
+    cfg = tiny_config(method, ndim)
+    net = method.build_net(cfg).eval()
+    spatial = (16, 24) if ndim == 2 else (8, 16, 8)
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *spatial))
+    heads = dict(method.heads(cfg))
+    assert set(out) == set(heads)
+    for head, channels in heads.items():
+        assert out[head].shape == (1, channels, *spatial)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("name", METHODS)
+def test_method_targets_from_sparse_labels(name, ndim):
+    method = get_method(name)
+    cfg = tiny_config(method, ndim)
+    _, batch, labels_list, _ = method_batch(method, cfg, ndim)
+    spatial = labels_list[0].shape
+    for key, value in batch.items():
+        assert value.shape[0] == 2
+        assert tuple(value.shape[-ndim:]) == spatial, key
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("name", METHODS)
+def test_method_loss_is_finite_and_falls_when_overfitting(name, ndim):
+    method = get_method(name)
+    cfg = tiny_config(method, ndim)
+    torch.manual_seed(0)
+    net = method.build_net(cfg).train()
+    x, targets, _, _ = method_batch(method, cfg, ndim)
+    loss_fn = method.make_loss(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = loss_fn(net(x), targets)
+        assert torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("name", METHODS)
+def test_method_decodes_to_arrays_its_backends_accept(name, ndim):
+    method = get_method(name)
+    cfg = tiny_config(method, ndim)
+    torch.manual_seed(1)
+    net = method.build_net(cfg).eval()
+    spatial = (16, 24) if ndim == 2 else (8, 16, 8)
+    with torch.no_grad():
+        out = net(torch.randn(1, 1, *spatial))
+    raw = {k: v[0].numpy() for k, v in out.items()}
+    intermediate = method.decode(raw, cfg)
+    for b in method.backends:
+        backend = get_backend(b)
+        labels = backend(intermediate, rng=np.random.default_rng(0))
+        check_label_contract(labels, spatial)
+
+
+# ---------------------------------------------------------------------------
+# back-ends
+# ---------------------------------------------------------------------------
+
+
+def _smooth(rng, shape, sigma=1.5):
+    field = ndi.gaussian_filter(rng.random(shape), sigma)
+    field -= field.min()
+    return (field / max(field.max(), 1e-9)).astype(np.float32)
+
+
+#: How to make random inputs for each array name a back-end may require.
+ARRAY_MAKERS = {
+    "foreground": _smooth,
+    "interior": _smooth,
+    "boundary": _smooth,
+}
+
+
+def random_arrays(backend, shape, seed):
+    rng = np.random.default_rng(seed)
+    unknown = [k for k in backend.requires if k not in ARRAY_MAKERS]
+    assert not unknown, f"add a random-input maker for {unknown} to ARRAY_MAKERS"
+    names = set(backend.requires) | {"foreground", "interior"}
+    return {k: ARRAY_MAKERS[k](rng, shape) for k in sorted(names)}
+
+
+shapes = st.one_of(
+    st.tuples(st.integers(1, 24), st.integers(1, 24)),
+    st.tuples(st.integers(1, 8), st.integers(1, 12), st.integers(1, 12)),
+)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shape=shapes, seed=st.integers(0, 2**16), use_mask=st.booleans())
+def test_backend_label_contract(name, shape, seed, use_mask):
+    backend = get_backend(name)
+    arrays = random_arrays(backend, shape, seed)
+    mask = None
+    if use_mask:
+        mask = np.random.default_rng(seed + 1).random(shape) > 0.3
+    config = backend.config_type(
+        **{k: 1 for k in ("min_size", "min_seed_size") if k in backend.knob_names()}
+    )
+    a = backend(arrays, mask=mask, config=config, rng=np.random.default_rng(0))
+    check_label_contract(a, shape, mask)
+    b = backend(arrays, mask=mask, config=config, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(a, b)
+    default = backend(arrays, mask=mask, rng=np.random.default_rng(0))
+    check_label_contract(default, shape, mask)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_backend_finds_two_separated_objects(name, ndim):
+    backend = get_backend(name)
+    shape = (40, 40) if ndim == 2 else (16, 20, 20)
+    truth = np.zeros(shape, np.uint32)
+    if ndim == 2:
+        truth[5:15, 5:15] = 1
+        truth[22:34, 20:30] = 2
+    else:
+        truth[2:8, 3:9, 3:9] = 1
+        truth[8:14, 11:17, 10:18] = 2
+    prob = np.where(truth > 0, 0.95, 0.02).astype(np.float32)
+    arrays = {"foreground": prob, "interior": prob, "boundary": np.zeros_like(prob)}
+    labels = backend(arrays, rng=np.random.default_rng(0))
+    check_label_contract(labels, shape)
+    assert labels.max() == 2
+    for obj in (1, 2):
+        found = np.unique(labels[truth == obj])
+        assert found.size == 1 and found[0] > 0
+        np.testing.assert_array_equal(labels == found[0], truth == obj)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_backend_on_empty_input_gives_no_objects(name):
+    backend = get_backend(name)
+    arrays = {k: np.zeros((12, 12), np.float32) for k in ("foreground", "interior", "boundary")}
+    labels = backend(arrays)
+    check_label_contract(labels, (12, 12))
+    assert not labels.any()
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_backend_mask_cuts_objects(name):
+    backend = get_backend(name)
+    prob = np.zeros((30, 30), np.float32)
+    prob[5:25, 5:25] = 0.95
+    arrays = {"foreground": prob, "interior": prob, "boundary": np.zeros_like(prob)}
+    mask = np.ones(prob.shape, bool)
+    mask[:, 15] = False  # a wall splits the square in two
+    labels = backend(arrays, mask=mask)
+    check_label_contract(labels, prob.shape, mask)
+    assert labels.max() == 2
+    assert labels[10, 10] != labels[10, 20]
