@@ -34,6 +34,19 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def time_model(model, image, pconf, repeats: int):
+    """Median prediction and assembly seconds, and the labels, for one image."""
+    holder = {}
+
+    def do_predict():
+        holder["p"] = run(predict_image(model, image, config=pconf))
+
+    t_pred = median_time(do_predict, repeats)
+    labels = assemble(model, holder["p"])
+    t_asm = median_time(lambda: assemble(model, holder["p"]), repeats + 2)
+    return t_pred, t_asm, labels
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*")
@@ -64,14 +77,7 @@ def main() -> None:
         base = None
         for image in (image512, image2048):
             reps = args.repeats if image.size <= 512**2 else max(1, args.repeats - 1)
-            holder = {}
-
-            def do_predict(image=image, holder=holder):
-                holder["p"] = run(predict_image(model, image, config=pconf))
-
-            t_pred = median_time(do_predict, reps)
-            labels = assemble(model, holder["p"])
-            t_asm = median_time(lambda holder=holder: assemble(model, holder["p"]), reps + 2)
+            t_pred, t_asm, labels = time_model(model, image, pconf, reps)
             per_px = (t_pred / image.size, t_asm / image.size)
             base = base or per_px
             print(
