@@ -41,3 +41,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any(_needs_display(item) for item in session.items):
         pytest.exit(NO_DISPLAY_MESSAGE, returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _private_user_models(tmp_path_factory, monkeypatch):
+    """Keep tests away from the user's own model folder (~/.napari-instseg/models)."""
+    monkeypatch.setenv("NAPARI_INSTSEG_USER_MODELS", str(tmp_path_factory.mktemp("user_models")))

@@ -1,4 +1,4 @@
-"""Command line: ``napari-instseg models|segment|evaluate|train``.
+"""Command line: ``napari-instseg view|models|segment|evaluate|train``.
 
 Every command drives the same core jobs as the napari plugin, with tqdm progress bars. Bad
 paths or formats end with a one-line reason on stderr and a non-zero exit code.
@@ -262,9 +262,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    for path in args.inputs:
+        if not Path(path).exists():
+            raise CliError(f"input not found: {path}")
+    from .plugin.launch import open_viewer
+
+    open_viewer(args.inputs, sample=None if args.inputs else args.sample)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-instseg", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("view", help="open napari with an image (or a sample) and the widget")
+    v.add_argument("inputs", nargs="*", help="images to open (default: the nuclei sample)")
+    v.add_argument(
+        "--sample",
+        default="nuclei2d_dsb_stardist",
+        choices=[
+            "nuclei2d_dsb_stardist",
+            "phase2d_usiigaci_set1_crop512",
+            "nuclei3d_synthetic_stardist",
+        ],
+    )
+    v.set_defaults(func=cmd_view)
 
     m = sub.add_parser("models", help="list the available models and their cards")
     m.add_argument("--json", action="store_true")

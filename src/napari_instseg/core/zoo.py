@@ -2,7 +2,8 @@
 
 Shipped models live inside the package (``napari_instseg/zoo/NAME.{json,safetensors}``), so they
 work offline and from an installed wheel. Users add folders with the environment variable
-``NAPARI_INSTSEG_MODEL_DIRS`` (separated by ``os.pathsep``).
+``NAPARI_INSTSEG_MODEL_DIRS`` (separated by ``os.pathsep``); tuned copies and fine-tunes made in
+napari go to :func:`user_model_dir`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ def zoo_dir() -> Path:
     return Path(str(files("napari_instseg") / "zoo"))
 
 
+def user_model_dir() -> Path:
+    """Where the user's own models go (tuned copies, fine-tunes):
+    ``NAPARI_INSTSEG_USER_MODELS`` or ``~/.napari-instseg/models``."""
+    env = os.environ.get("NAPARI_INSTSEG_USER_MODELS")
+    return Path(env) if env else Path.home() / ".napari-instseg" / "models"
+
+
 def model_dirs(extra: list[str | Path] | None = None) -> list[Path]:
-    """Folders searched for models: the shipped zoo, then user folders."""
-    dirs = [zoo_dir()]
+    """Folders searched for models: the shipped zoo, the user folder, then extra folders."""
+    dirs = [zoo_dir(), user_model_dir()]
     env = os.environ.get("NAPARI_INSTSEG_MODEL_DIRS", "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs += [Path(p) for p in extra or []]

@@ -1,0 +1,108 @@
+"""Qt forms generated from core config dataclasses (ranges and tooltips from ``Annotated``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QLineEdit, QSpinBox, QWidget
+from superqt import QLabeledDoubleSlider, QLabeledSlider
+
+from napari_instseg.core.configs import knob_ranges, knob_types
+
+# Integer knobs with a wider range than this get a spin box: a slider over 0..100000 is useless.
+_SLIDER_MAX_INT_RANGE = 2000
+
+
+class KnobForm(QWidget):
+    """One editor per field of a config dataclass; ``changed`` fires with the new values."""
+
+    changed = Signal(dict)
+
+    def __init__(self, config_type: type, values: dict[str, Any] | None = None, parent=None):
+        super().__init__(parent)
+        self.config_type = config_type
+        self._types = knob_types(config_type)
+        self._ranges = knob_ranges(config_type)
+        self._editors: dict[str, QWidget] = {}
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        defaults = config_type()
+        for name, tp in self._types.items():
+            editor = self._make_editor(name, tp, self._ranges.get(name, {}))
+            tip = self._ranges.get(name, {}).get("tooltip", "")
+            editor.setToolTip(tip)
+            editor.setObjectName(f"knob_{name}")
+            self._editors[name] = editor
+            layout.addRow(name.replace("_", " "), editor)
+            self._set_editor(name, getattr(defaults, name))
+        if values:
+            self.set_values(values)
+
+    def _make_editor(self, name: str, tp: type, meta: dict) -> QWidget:
+        if tp is bool:
+            box = QCheckBox()
+            box.toggled.connect(self._emit)
+            return box
+        if tp is float:
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            slider.setRange(float(meta.get("min", 0.0)), float(meta.get("max", 1.0)))
+            slider.setSingleStep(float(meta.get("step", 0.01)))
+            slider.setDecimals(3)
+            slider.valueChanged.connect(self._emit)
+            return slider
+        if tp is int:
+            lo, hi = int(meta.get("min", 0)), int(meta.get("max", 100))
+            if hi - lo > _SLIDER_MAX_INT_RANGE:
+                spin = QSpinBox()
+                spin.setRange(lo, hi)
+                spin.valueChanged.connect(self._emit)
+                return spin
+            slider = QLabeledSlider(Qt.Orientation.Horizontal)
+            slider.setRange(lo, hi)
+            slider.valueChanged.connect(self._emit)
+            return slider
+        edit = QLineEdit()
+        edit.editingFinished.connect(self._emit)
+        return edit
+
+    def _set_editor(self, name: str, value: Any) -> None:
+        editor = self._editors[name]
+        if isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, QLineEdit):
+            editor.setText(str(value))
+        else:
+            editor.setValue(value)
+
+    def editor(self, name: str) -> QWidget:
+        return self._editors[name]
+
+    def values(self) -> dict[str, Any]:
+        out = {}
+        for name, editor in self._editors.items():
+            tp = self._types[name]
+            if isinstance(editor, QCheckBox):
+                out[name] = editor.isChecked()
+            elif isinstance(editor, QLineEdit):
+                out[name] = editor.text()
+            else:
+                value = editor.value()
+                out[name] = round(float(value), 6) if tp is float else int(value)
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Show ``values`` without emitting ``changed`` for each field."""
+        self.blockSignals(True)
+        try:
+            for name, value in values.items():
+                if name in self._editors:
+                    editor = self._editors[name]
+                    editor.blockSignals(True)
+                    self._set_editor(name, value)
+                    editor.blockSignals(False)
+        finally:
+            self.blockSignals(False)
+
+    def _emit(self, *_):
+        self.changed.emit(self.values())

@@ -1,0 +1,333 @@
+"""Segment widget: pick a model, run it on an image layer in the background, tune live.
+
+The widget only reads layers, builds configs, starts core jobs and writes layers; every
+algorithm lives in ``napari_instseg.core``.
+"""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_instseg.core.arrays import InputError
+from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
+from napari_instseg.core.checkpoint import CheckpointError, current_versions
+from napari_instseg.core.jobs import Progress
+from napari_instseg.core.pipeline import Model, load_model, predict_image
+from napari_instseg.core.predict import PredictConfig
+from napari_instseg.core.tuning import Tuner, TuneResult
+from napari_instseg.core.zoo import list_models
+
+from ._jobs import start_job
+from .tune_widget import TunePanel
+
+INTERMEDIATE_COLORMAPS = {"foreground": "gray", "interior": "magma", "boundary": "inferno"}
+
+
+def describe_card(card) -> str:
+    """A short human summary of a model card for the picker."""
+    test = card.metrics.get("test", {})
+    ap = test.get("ap@0.50")
+    ap_text = f"{ap:.3f}" if isinstance(ap, int | float) else "not measured"
+    size = f"{card.object_size:.0f} px" if card.object_size else "unknown"
+    data = card.training.get("data", "?")
+    parent = f"<br>fine-tuned from <b>{card.parent}</b>" if card.parent else ""
+    return (
+        f"<b>{card.name}</b>: {card.method} ({card.ndim}D, {card.in_channels} channel)<br>"
+        f"modality: {card.modality or 'any'}; typical object: {size}<br>"
+        f"trained on: {data} ({card.training.get('split', '')}); "
+        f"test AP@0.5: {ap_text}{parent}"
+    )
+
+
+class SegmentWidget(QWidget):
+    """Dock widget: model picker, input and axis choice, run/cancel, tune panel."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.model: Model | None = None
+        self.job = None
+        self.labels_layer = None
+        self._where: tuple = ()
+        self.setMinimumWidth(360)
+
+        self.model_box = QComboBox()
+        self.model_box.setObjectName("model")
+        self.card_label = QLabel()
+        self.card_label.setWordWrap(True)
+        self.image_box = QComboBox()
+        self.image_box.setObjectName("image")
+        self.channel_axis = QComboBox()
+        self.channel_axis.setToolTip("axis of the layer that holds channels (not RGB colour)")
+        self.channel = QSpinBox()
+        self.channel.setRange(-1, 64)
+        self.channel.setSpecialValueText("all / grey")
+        self.channel.setToolTip("keep one channel; for RGB layers 'all / grey' converts to grey")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cuda", "mps", "cpu"])
+        self.tile_size = QSpinBox()
+        self.tile_size.setRange(64, 4096)
+        self.tile_size.setSingleStep(64)
+        self.tile_size.setValue(512)
+        self.tta = QCheckBox("test-time augmentation")
+        self.intermediate = QCheckBox("add intermediate layers")
+        self.run_button = QPushButton("Segment")
+        self.run_button.setObjectName("run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.tune = TunePanel()
+
+        form = QFormLayout()
+        form.addRow("model", self.model_box)
+        form.addRow(self.card_label)
+        form.addRow("image", self.image_box)
+        form.addRow("channel axis", self.channel_axis)
+        form.addRow("channel", self.channel)
+        form.addRow("device", self.device)
+        form.addRow("tile size", self.tile_size)
+        form.addRow(self.tta)
+        form.addRow(self.intermediate)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.tune)
+        layout.addStretch(1)
+
+        self.model_box.currentIndexChanged.connect(self._model_changed)
+        self.image_box.currentTextChanged.connect(self._image_changed)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.tune.result.connect(self._show_tuned)
+        self.tune.message.connect(self._say)
+        viewer.layers.events.inserted.connect(self.refresh_layers)
+        viewer.layers.events.removed.connect(self.refresh_layers)
+        self.refresh_models()
+        self.refresh_layers()
+
+    # -- pickers ---------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        current = self.model_box.currentText()
+        self._cards = {card.name: (card, path) for card, path in list_models()}
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        self.model_box.addItems(list(self._cards))
+        if current in self._cards:
+            self.model_box.setCurrentText(current)
+        self.model_box.blockSignals(False)
+        self._model_changed()
+
+    def _model_changed(self, *_):
+        entry = self._cards.get(self.model_box.currentText())
+        self.model = None
+        if entry is None:
+            self.card_label.setText("no models found")
+            return
+        card, _ = entry
+        self.card_label.setText(describe_card(card))
+        self.tta.setEnabled(False)
+        self.tta.setToolTip("this method has no test-time augmentation")
+        self._image_changed()
+
+    def refresh_layers(self, *_):
+        current = self.image_box.currentText()
+        names = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Image)]
+        self.image_box.blockSignals(True)
+        self.image_box.clear()
+        self.image_box.addItems(names)
+        if current in names:
+            self.image_box.setCurrentText(current)
+        self.image_box.blockSignals(False)
+        self._image_changed()
+
+    def _image_changed(self, *_):
+        layer = self.image_layer()
+        self.channel_axis.clear()
+        self.channel_axis.addItem("none", None)
+        entry = self._cards.get(self.model_box.currentText()) if hasattr(self, "_cards") else None
+        if layer is None or entry is None:
+            return
+        n = layer.data.ndim - (1 if layer.rgb else 0)
+        for ax in range(max(0, n - entry[0].ndim)):
+            self.channel_axis.addItem(f"axis {ax} (size {layer.data.shape[ax]})", ax)
+
+    def image_layer(self):
+        name = self.image_box.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    # -- running ---------------------------------------------------------------------------
+    def axis_choice(self, layer) -> AxisChoice:
+        cax = self.channel_axis.currentData()
+        step = self.viewer.dims.current_step
+        offset = self.viewer.dims.ndim - layer.ndim
+        indices = {
+            ax: int(step[ax + offset]) for ax in range(layer.ndim) if 0 <= ax + offset < len(step)
+        }
+        channel = self.channel.value()
+        return AxisChoice(cax, None if channel < 0 else channel, indices)
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+
+    def run(self) -> None:
+        """Segment the chosen layer with the chosen model in a worker."""
+        layer = self.image_layer()
+        entry = self._cards.get(self.model_box.currentText())
+        if layer is None or entry is None:
+            self._say("choose an image layer and a model first")
+            return
+        card, path = entry
+        try:
+            image, where = image_for_model(
+                layer.data,
+                ndim=card.ndim,
+                in_channels=card.in_channels,
+                rgb=layer.rgb,
+                choice=self.axis_choice(layer),
+            )
+        except InputError as err:
+            self._say(f"cannot use layer {layer.name!r}: {err}")
+            return
+        config = PredictConfig(tile_size=self.tile_size.value(), device=self.device.currentText())
+        image_name, cax = layer.name, self.channel_axis.currentData()
+        shape = labels_shape(layer.data.shape, rgb=layer.rgb, channel_axis=cax)
+        cached = (
+            self.model if self.model is not None and self.model.card.name == card.name else None
+        )
+
+        def job():
+            model = cached or load_model(str(path))
+            prediction = yield from predict_image(model, image, config=config)
+            if prediction is None:
+                return None
+            tuner = Tuner(model, prediction)
+            return tuner, tuner.assemble(model.card.backend)
+
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self._say(f"segmenting {image_name} with {card.name} ...")
+        self.job = start_job(
+            job,
+            on_event=self._on_event,
+            on_done=lambda out: self._finished(out, image_name, where, shape),
+            on_error=self._failed,
+        )
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop()
+            self._say("cancelling ...")
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Progress):
+            self.progress.setMaximum(event.total)
+            self.progress.setValue(event.step)
+            self.progress.setFormat(f"{event.stage} %v/%m tiles")
+
+    def _failed(self, err: BaseException) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        kind = "model" if isinstance(err, CheckpointError) else "run"
+        self._say(f"{kind} failed: {err}")
+
+    def _finished(self, out, image_name: str, where: tuple, shape: tuple) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if out is None:
+            self.progress.setValue(0)
+            self._say("cancelled; nothing was changed")
+            return
+        tuner, result = out
+        self.model = tuner.model
+        self._where = where
+        self._write_labels(result, image_name, shape)
+        if self.intermediate.isChecked():
+            self._write_intermediate(tuner, image_name, shape)
+        self.tune.set_tuner(tuner, result, image_name)
+        seconds = tuner.prediction.info.get("seconds", 0.0)
+        self._say(
+            f"{result.n_objects} objects (prediction {seconds:.1f} s, "
+            f"assembly {result.seconds * 1000:.0f} ms)"
+        )
+
+    # -- layers (main thread only) ------------------------------------------------------
+    def _placed(self, plane: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+        if tuple(plane.shape) == tuple(shape):
+            return plane
+        full = np.zeros(shape, dtype)
+        full[self._where] = plane
+        return full
+
+    def _write_labels(self, result: TuneResult, image_name: str, shape: tuple) -> None:
+        name = f"{image_name} [{self.model.card.name}]"
+        meta = {
+            "model": self.model.card.name,
+            "method": self.model.method.name,
+            "backend": result.backend,
+            "knobs": result.knobs,
+            "source_image": image_name,
+            "versions": current_versions(),
+            "plane": repr(self._where),
+        }
+        if name in self.viewer.layers and isinstance(
+            self.viewer.layers[name], napari.layers.Labels
+        ):
+            layer = self.viewer.layers[name]
+            if tuple(layer.data.shape) == tuple(shape):
+                data = np.asarray(layer.data)
+                data[self._where] = result.labels
+                layer.data = data
+                layer.metadata.update(meta)
+                self.labels_layer = layer
+                return
+            self.viewer.layers.remove(name)
+        self.labels_layer = self.viewer.add_labels(
+            self._placed(result.labels, shape, np.uint32), name=name, metadata=meta
+        )
+
+    def _show_tuned(self, result: TuneResult) -> None:
+        layer = self.labels_layer
+        if layer is None or layer not in self.viewer.layers:
+            return
+        data = np.asarray(layer.data)
+        data[self._where] = result.labels
+        layer.data = data
+        layer.metadata.update({"backend": result.backend, "knobs": result.knobs})
+
+    def _write_intermediate(self, tuner: Tuner, image_name: str, shape: tuple) -> None:
+        for key, array in tuner.intermediate.items():
+            if array.ndim != len(self._where) - sum(isinstance(w, int) for w in self._where):
+                continue
+            name = f"{image_name} [{self.model.card.name}] {key}"
+            data = self._placed(array.astype(np.float32), shape, np.float32)
+            if name in self.viewer.layers:
+                self.viewer.layers[name].data = data
+            else:
+                self.viewer.add_image(
+                    data,
+                    name=name,
+                    blending="additive",
+                    visible=False,
+                    colormap=INTERMEDIATE_COLORMAPS.get(key, "gray"),
+                )

@@ -1,0 +1,214 @@
+"""Tune panel: every knob of the model's back-ends, live, from the cached prediction.
+
+A knob change is debounced, then only assembly runs, in a worker. Each change gets a
+generation number; a result from an older generation than the newest request is dropped,
+so the layer always ends at the newest setting.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from napari_instseg.core.assembly import get_backend
+from napari_instseg.core.checkpoint import save_model
+from napari_instseg.core.tuning import Tuner, TuneResult, cli_command
+from napari_instseg.core.zoo import user_model_dir
+
+from ._forms import KnobForm
+from ._jobs import call_in_worker
+
+DEBOUNCE_MS = 40
+
+
+class TunePanel(QGroupBox):
+    """Back-end choice + knob form; emits ``result`` (a TuneResult) for the newest setting."""
+
+    result = Signal(object)
+    message = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__("Tune (live, from the cached prediction)", parent)
+        self.tuner: Tuner | None = None
+        self.image_name = "IMAGE.tif"
+        self._generation = 0
+        self._shown_generation = 0
+        self._requested_at: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self._busy = None
+        self._pending = False
+        self.backend = QComboBox()
+        self.backend.setObjectName("backend")
+        self.backend.currentTextChanged.connect(self._backend_changed)
+        self.form_box = QVBoxLayout()
+        self.form: KnobForm | None = None
+        self.status = QLabel("segment an image first")
+        self.status.setObjectName("tune_status")
+        self.reset_button = QPushButton("Reset to model defaults")
+        self.reset_button.clicked.connect(self.reset)
+        self.save_button = QPushButton("Save as model defaults")
+        self.save_button.clicked.connect(self.save_defaults)
+        self.copy_button = QPushButton("Copy CLI command")
+        self.copy_button.clicked.connect(self.copy_command)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._launch)
+        top = QFormLayout()
+        top.addRow("back-end", self.backend)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(self.form_box)
+        layout.addWidget(self.status)
+        buttons = QHBoxLayout()
+        for b in (self.reset_button, self.save_button, self.copy_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        self.setEnabled(False)
+
+    # -- set-up -----------------------------------------------------------------------------
+    def set_tuner(self, tuner: Tuner, first: TuneResult, image_name: str) -> None:
+        """Attach a fresh prediction; the form shows the knobs that produced ``first``."""
+        self.tuner, self.image_name = tuner, image_name
+        self.backend.blockSignals(True)
+        self.backend.clear()
+        self.backend.addItems(list(tuner.model.method.backends))
+        self.backend.setCurrentText(first.backend)
+        self.backend.blockSignals(False)
+        self._build_form(first.backend, first.knobs)
+        self._show_status(first)
+        self.setEnabled(True)
+
+    def _build_form(self, backend: str, values: dict) -> None:
+        if self.form is not None:
+            self.form.setParent(None)
+            self.form.deleteLater()
+        self.form = KnobForm(get_backend(backend).config_type, values)
+        self.form.changed.connect(self._knobs_changed)
+        self.form_box.addWidget(self.form)
+
+    def _backend_changed(self, name: str) -> None:
+        if self.tuner is None or not name:
+            return
+        self._build_form(name, self.tuner.defaults(name))
+        self.request()
+
+    # -- live re-assembly -------------------------------------------------------------------
+    def _knobs_changed(self, _values: dict) -> None:
+        self.request()
+
+    def request(self) -> None:
+        """Ask for re-assembly with the current knobs (debounced)."""
+        self._generation += 1
+        self._requested_at[self._generation] = time.perf_counter()
+        self._timer.start()
+
+    def _launch(self) -> None:
+        if self.tuner is None or self.form is None:
+            return
+        if self._busy is not None and self._busy.running:
+            # Assembly cannot be interrupted half-way; run the newest setting right after.
+            self._pending = True
+            return
+        generation, tuner = self._generation, self.tuner
+        backend, knobs = self.backend.currentText(), self.form.values()
+        self._busy = call_in_worker(
+            lambda: tuner.assemble(backend, knobs),
+            on_done=lambda res, g=generation: self._done(g, res),
+            on_error=lambda err: self.message.emit(f"tuning failed: {err}"),
+        )
+
+    def _done(self, generation: int, res: TuneResult) -> None:
+        if self._pending:
+            self._pending = False
+            if generation != self._generation:
+                self._launch()
+        if generation < self._shown_generation or generation != self._generation:
+            return  # stale: a newer setting was asked for meanwhile
+        self._shown_generation = generation
+        started = self._requested_at.pop(generation, None)
+        if started is not None:
+            self.latencies.append(time.perf_counter() - started)
+        self.result.emit(res)
+        self._show_status(res)
+
+    @property
+    def shown_generation(self) -> int:
+        return self._shown_generation
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def _show_status(self, res: TuneResult) -> None:
+        self.status.setText(
+            f"{res.n_objects} objects, assembly {res.seconds * 1000:.0f} ms ({res.backend})"
+        )
+
+    # -- buttons ----------------------------------------------------------------------------
+    def reset(self) -> None:
+        if self.tuner is None:
+            return
+        backend = self.tuner.model.card.backend
+        self.backend.blockSignals(True)
+        self.backend.setCurrentText(backend)
+        self.backend.blockSignals(False)
+        self._build_form(backend, self.tuner.defaults(backend))
+        self.request()
+
+    def command(self) -> str:
+        if self.tuner is None or self.form is None:
+            return ""
+        backend = self.backend.currentText()
+        return cli_command(
+            self.tuner.model.card.name,
+            backend,
+            self.form.values(),
+            self.tuner.defaults(backend),
+            image=self.image_name,
+        )
+
+    def copy_command(self) -> None:
+        text = self.command()
+        if text:
+            QApplication.clipboard().setText(text)
+            self.message.emit(f"copied: {text}")
+
+    def save_defaults(self, directory: str | Path | None = None) -> Path | None:
+        """Write a copy of the model (same weights) whose card holds the current knobs."""
+        if self.tuner is None or self.form is None:
+            return None
+        model = self.tuner.model
+        card = model.card
+        name = f"{card.name}-tuned"
+        new = replace(
+            card,
+            name=name,
+            backend=self.backend.currentText(),
+            backend_config=self.form.values(),
+            parent=card.name,
+            weights_sha256="",
+            created="",
+        )
+        path = save_model(directory or user_model_dir(), name, model.net, new)
+        self.message.emit(f"saved tuned defaults as model {name!r} in {path.parent}")
+        return path
+
+    def knob_summary(self) -> str:
+        return json.dumps(
+            {"backend": self.backend.currentText(), **(self.form.values() if self.form else {})}
+        )
