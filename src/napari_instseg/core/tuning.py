@@ -6,6 +6,7 @@ the cached arrays. This is what makes sliders live.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -66,4 +67,4 @@ def cli_command(model_name: str, backend: str, knobs: dict, defaults: dict, *, i
         if defaults.get(k) != v:
             parts += ["--set", f"{k}={v}"]
     parts += ["--output", "labels/"]
-    return " ".join(parts)
+    return shlex.join(parts)

@@ -88,13 +88,22 @@ def start_job(
     from napari.qt.threading import create_worker
 
     def work():
-        return (yield from _drive(job_factory(), handle))
+        # Errors travel as return values: superqt's worker treats a RuntimeError (what torch
+        # raises for most failures) as "worker deleted" and only warns, which would leave the
+        # GUI waiting forever.
+        try:
+            return True, (yield from _drive(job_factory(), handle))
+        except Exception as err:
+            return False, err
+
+    def finish(outcome):
+        ok, value = outcome
+        (finish_ok if ok else finish_error)(value)
 
     worker = create_worker(work, _start_thread=False)
     if on_event is not None:
         worker.yielded.connect(on_event)
-    worker.returned.connect(finish_ok)
-    worker.errored.connect(finish_error)
+    worker.returned.connect(finish)
     handle.worker = worker
     worker.start()
     return handle

@@ -210,6 +210,7 @@ class SegmentWidget(QWidget):
             return
         config = PredictConfig(tile_size=self.tile_size.value(), device=self.device.currentText())
         image_name, cax = layer.name, self.channel_axis.currentData()
+        source = getattr(layer.source, "path", None) or f"{layer.name}.tif"
         shape = labels_shape(layer.data.shape, rgb=layer.rgb, channel_axis=cax)
         cached = (
             self.model if self.model is not None and self.model.card.name == card.name else None
@@ -217,7 +218,7 @@ class SegmentWidget(QWidget):
 
         def job():
             model = cached or load_model(str(path))
-            prediction = yield from predict_image(model, image, config=config)
+            prediction = yield from predict_image(model, image, config=config, channel_axis=0)
             if prediction is None:
                 return None
             tuner = Tuner(model, prediction)
@@ -230,7 +231,7 @@ class SegmentWidget(QWidget):
         self.job = start_job(
             job,
             on_event=self._on_event,
-            on_done=lambda out: self._finished(out, image_name, where, shape),
+            on_done=lambda out: self._finished(out, image_name, where, shape, source),
             on_error=self._failed,
         )
 
@@ -251,7 +252,7 @@ class SegmentWidget(QWidget):
         kind = "model" if isinstance(err, CheckpointError) else "run"
         self._say(f"{kind} failed: {err}")
 
-    def _finished(self, out, image_name: str, where: tuple, shape: tuple) -> None:
+    def _finished(self, out, image_name: str, where: tuple, shape: tuple, source: str) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if out is None:
@@ -264,7 +265,7 @@ class SegmentWidget(QWidget):
         self._write_labels(result, image_name, shape)
         if self.intermediate.isChecked():
             self._write_intermediate(tuner, image_name, shape)
-        self.tune.set_tuner(tuner, result, image_name)
+        self.tune.set_tuner(tuner, result, str(source))
         seconds = tuner.prediction.info.get("seconds", 0.0)
         self._say(
             f"{result.n_objects} objects (prediction {seconds:.1f} s, "

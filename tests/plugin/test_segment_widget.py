@@ -1,0 +1,171 @@
+"""The Segment widget in a headless viewer: run, cancel, tune live, refuse bad layers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_instseg.core.checkpoint import read_card
+from napari_instseg.core.samples import load_sample
+
+pytestmark = pytest.mark.gui
+
+MODEL = "threeclass-nuclei"
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, truth = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(image[:256, :256], name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)
+    widget.image_box.setCurrentText("nuclei")
+    return viewer, widget
+
+
+def run_and_wait(widget, qtbot, timeout=60_000):
+    widget.run()
+    assert widget.job is not None, widget.status.text()
+    qtbot.waitUntil(lambda: not widget.job.running, timeout=timeout)
+
+
+def test_widget_lists_models_and_shows_card(viewer_widget):
+    _, widget = viewer_widget
+    names = [widget.model_box.itemText(i) for i in range(widget.model_box.count())]
+    assert MODEL in names
+    text = widget.card_label.text()
+    assert "threeclass" in text and "AP@0.5" in text and "dsb2018_fluo" in text
+
+
+def test_segment_writes_labels_layer_with_metadata(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    run_and_wait(widget, qtbot)
+    name = f"nuclei [{MODEL}]"
+    assert name in viewer.layers, widget.status.text()
+    layer = viewer.layers[name]
+    assert layer.data.dtype == np.uint32 and layer.data.shape == (256, 256)
+    n = int(layer.data.max())
+    assert n > 20
+    assert np.array_equal(np.unique(layer.data), np.arange(n + 1))
+    assert layer.metadata["model"] == MODEL
+    assert layer.metadata["backend"] == "watershed"
+    assert "seed_threshold" in layer.metadata["knobs"]
+    assert "torch" in layer.metadata["versions"]
+    assert f"{n} objects" in widget.status.text()
+    assert widget.progress.value() == widget.progress.maximum()
+
+
+def test_cancel_stops_and_changes_nothing(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(np.tile(image, (4, 4)), name="big")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)
+    widget.image_box.setCurrentText("big")
+    widget.tile_size.setValue(128)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.value() >= 1, timeout=60_000)
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.job.running, timeout=60_000)
+    assert widget.progress.value() < widget.progress.maximum()
+    assert "cancelled" in widget.status.text()
+    assert [lay.name for lay in viewer.layers] == ["big"]
+    assert widget.run_button.isEnabled()
+
+
+def test_moving_a_knob_updates_the_same_layer(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    run_and_wait(widget, qtbot)
+    layer = widget.labels_layer
+    before = layer.data.copy()
+    names = [lay.name for lay in viewer.layers]
+    widget.tune.form.editor("min_size").setValue(150)
+    qtbot.waitUntil(lambda: widget.tune.shown_generation == widget.tune.generation, timeout=10_000)
+    after = viewer.layers[layer.name].data
+    assert [lay.name for lay in viewer.layers] == names  # replaced in place, no new layer
+    assert int(after.max()) < int(before.max())
+    assert layer.metadata["knobs"]["min_size"] == 150
+    assert "objects" in widget.tune.status.text()
+    assert widget.tune.latencies
+
+    widget.tune.backend.setCurrentText("components")
+    qtbot.waitUntil(lambda: widget.tune.shown_generation == widget.tune.generation, timeout=10_000)
+    assert layer.metadata["backend"] == "components"
+    assert "grow" in widget.tune.form.values()
+
+
+def test_reset_save_defaults_and_cli_command(viewer_widget, qtbot, tmp_path):
+    _, widget = viewer_widget
+    run_and_wait(widget, qtbot)
+    tune = widget.tune
+    tune.form.editor("seed_threshold").setValue(0.75)
+    qtbot.waitUntil(lambda: tune.shown_generation == tune.generation, timeout=10_000)
+    command = tune.command()
+    assert command.startswith(f"napari-instseg segment 'nuclei.tif' --model {MODEL}") or (
+        command.startswith(f"napari-instseg segment nuclei.tif --model {MODEL}")
+    )
+    assert "--set seed_threshold=0.75" in command
+    tune.copy_command()
+    from qtpy.QtWidgets import QApplication
+
+    assert QApplication.clipboard().text() == command
+
+    path = tune.save_defaults(tmp_path)
+    card = read_card(path)
+    assert card.parent == MODEL and card.backend_config["seed_threshold"] == 0.75
+    assert json.loads(path.read_text())["name"] == f"{MODEL}-tuned"
+
+    tune.reset()
+    qtbot.waitUntil(lambda: tune.shown_generation == tune.generation, timeout=10_000)
+    default = widget.model.card.backend_config["seed_threshold"]
+    assert tune.form.values()["seed_threshold"] == pytest.approx(default)
+
+
+@pytest.mark.parametrize(
+    "data, channel_axis, channel, message",
+    [
+        (np.full((64, 64), np.nan, np.float32), None, -1, "NaN"),
+        (np.ones((3, 64, 64), np.float32), 0, -1, "pick one channel"),
+        (np.ones((3, 64, 64), np.float32), 0, 7, "outside the channel axis"),
+    ],
+)
+def test_bad_layers_are_refused_with_a_message(
+    make_napari_viewer, data, channel_axis, channel, message
+):
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="bad")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)
+    widget.image_box.setCurrentText("bad")
+    if channel_axis is not None:
+        widget.channel_axis.setCurrentIndex(widget.channel_axis.findData(channel_axis))
+    widget.channel.setValue(channel)
+    widget.run()
+    assert "cannot use layer" in widget.status.text()
+    assert message in widget.status.text()
+    assert [lay.name for lay in viewer.layers] == ["bad"]
+
+
+def test_rgb_and_time_axes(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    crop = image[:128, :128].astype(np.uint8)
+    viewer.add_image(np.stack([crop] * 3, axis=-1), name="rgb", rgb=True)
+    series = np.stack([crop, np.zeros_like(crop), crop])
+    viewer.add_image(series, name="series")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)
+
+    widget.image_box.setCurrentText("rgb")
+    run_and_wait(widget, qtbot)
+    assert viewer.layers[f"rgb [{MODEL}]"].data.shape == (128, 128)
+
+    widget.image_box.setCurrentText("series")
+    viewer.dims.set_current_step(0, 2)
+    run_and_wait(widget, qtbot)
+    labels = viewer.layers[f"series [{MODEL}]"].data
+    assert labels.shape == (3, 128, 128)
+    assert labels[2].max() > 0 and labels[0].max() == 0 and labels[1].max() == 0
