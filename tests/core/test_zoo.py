@@ -11,7 +11,7 @@ import torch
 from napari_instseg.core.checkpoint import CheckpointError, ModelCard, save_model
 from napari_instseg.core.configs import config_to_dict
 from napari_instseg.core.methods import get_method
-from napari_instseg.core.zoo import find_model, list_models, model_dirs, zoo_dir
+from napari_instseg.core.zoo import find_model, list_models, model_dirs, user_model_dir, zoo_dir
 
 
 def _save(directory, name, width=4):
@@ -43,7 +43,7 @@ def user_dirs(tmp_path, monkeypatch):
 def test_model_dirs_read_the_environment(user_dirs, tmp_path):
     a, b = user_dirs
     dirs = model_dirs([tmp_path / "extra"])
-    assert dirs == [zoo_dir(), a, b, tmp_path / "extra"]
+    assert dirs == [zoo_dir(), user_model_dir(), a, b, tmp_path / "extra"]
 
 
 def test_list_models_finds_user_models_and_skips_foreign_json(user_dirs):

@@ -75,6 +75,7 @@ class SegmentWidget(QWidget):
         self.channel = QSpinBox()
         self.channel.setRange(-1, 64)
         self.channel.setSpecialValueText("all / grey")
+        self.channel.setValue(-1)
         self.channel.setToolTip("keep one channel; for RGB layers 'all / grey' converts to grey")
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "mps", "cpu"])

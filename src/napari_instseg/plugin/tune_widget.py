@@ -75,9 +75,10 @@ class TunePanel(QGroupBox):
         layout.addLayout(self.form_box)
         layout.addWidget(self.status)
         buttons = QHBoxLayout()
-        for b in (self.reset_button, self.save_button, self.copy_button):
-            buttons.addWidget(b)
+        buttons.addWidget(self.reset_button)
+        buttons.addWidget(self.save_button)
         layout.addLayout(buttons)
+        layout.addWidget(self.copy_button)
         self.setEnabled(False)
 
     # -- set-up -----------------------------------------------------------------------------
