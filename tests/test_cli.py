@@ -180,6 +180,24 @@ def test_segment_writes_uint32_labels(models_env, crop, tmp_path, capsys, knobs)
     assert f"{crop.name}: {int(labels.max())} objects" in out
 
 
+def test_segment_folder_with_tif_and_zarr(models_env, crop, tmp_path, capsys):
+    import zarr
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = tifffile.imread(crop)
+    tifffile.imwrite(folder / "a.tif", image)
+    arr = zarr.create_array(str(folder / "b.zarr"), shape=image.shape, dtype=image.dtype)
+    arr[...] = image
+    (folder / "notes.txt").write_text("not an image")
+    out_dir = tmp_path / "out"
+    rc, out, err = run(capsys, "segment", folder, "--model", MODEL, "--output", out_dir)
+    assert rc == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.tif", "b.tif"]
+    a, b = (tifffile.imread(out_dir / n) for n in ("a.tif", "b.tif"))
+    np.testing.assert_array_equal(a, b)  # same pixels in, same labels out, whatever the format
+
+
 def test_segment_unknown_knob_is_refused(models_env, crop, tmp_path, capsys):
     out_dir = tmp_path / "out"
     rc, _, err = run(

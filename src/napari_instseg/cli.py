@@ -110,7 +110,11 @@ def cmd_segment(args) -> int:
     model.backend_config(args.backend, knobs)  # refuse bad knobs before any work
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    pconf = PredictConfig(tile_size=args.tile_size, halo=args.halo, device=args.device)
+    if args.tta and not model.method.supports_tta:
+        raise CliError(f"method {model.method.name!r} has no test-time augmentation")
+    pconf = PredictConfig(
+        tile_size=args.tile_size, halo=args.halo, device=args.device, tta=args.tta
+    )
     for path in inputs:
         image = read_image(path)
         result = _progress_driver(
@@ -255,10 +259,13 @@ def cmd_train(args) -> int:
         ),
         desc="train",
     )
-    print(
-        f"best val AP@0.5 {result.best_metric:.4f}; checkpoints in {result.out_dir} "
-        f"({result.iterations_done} iterations{', stopped' if result.stopped else ''})"
-    )
+    ended = f"{result.iterations_done} iterations{', stopped' if result.stopped else ''}"
+    if result.best_path:
+        print(
+            f"best val AP@0.5 {result.best_metric:.4f}; checkpoints in {result.out_dir} ({ended})"
+        )
+    else:
+        print(f"no validation split: latest checkpoint in {result.out_dir} ({ended})")
     return 0
 
 
@@ -304,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--halo", type=int, default=32)
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     s.add_argument("--channel-axis", type=int, default=None)
+    s.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over flips and 90-degree rotations",
+    )
     s.set_defaults(func=cmd_segment)
 
     e = sub.add_parser("evaluate", help="compare predicted and ground-truth label folders")

@@ -202,3 +202,10 @@ def test_lr_schedule_warms_up_then_decays():
     assert _lr_factor(10, cfg) == pytest.approx(1.0)
     assert _lr_factor(60, cfg) == pytest.approx(0.5)
     assert _lr_factor(110, cfg) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_without_validation_only_latest_is_written(tmp_path, disk_samples):
+    result = _train(disk_samples(2), tmp_path, _config(iterations=12, val_every=6))
+    assert result.best_path is None
+    assert (tmp_path / "latest.json").exists() and not (tmp_path / "best.json").exists()
+    assert "val_ap50" not in read_card(tmp_path / "latest.json").metrics

@@ -26,7 +26,15 @@ def predict_samples(
     out = []
     for i, s in enumerate(samples):
         model.card.check_input(s.image)
-        raw = run(predict_tiled(model.net, s.image, config=config, multiple=model.size_multiple))
+        raw = run(
+            predict_tiled(
+                model.net,
+                s.image,
+                config=config,
+                multiple=model.size_multiple,
+                head_kinds=model.method.head_kinds,
+            )
+        )
         out.append(Prediction(raw, tuple(s.image.shape[1:]), model.card.name, model.method.name))
         command = yield Progress("evaluate", i + 1, len(samples))
         if stop_requested(command):

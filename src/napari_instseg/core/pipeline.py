@@ -100,7 +100,13 @@ def predict_image(
     """Normalise ``image`` and run the model's network over it in tiles (a stoppable job)."""
     x = prepare_image(model, image, channel_axis=channel_axis)
     t0 = time.perf_counter()
-    raw = yield from predict_tiled(model.net, x, config=config, multiple=model.size_multiple)
+    raw = yield from predict_tiled(
+        model.net,
+        x,
+        config=config,
+        multiple=model.size_multiple,
+        head_kinds=model.method.head_kinds,
+    )
     if raw is None:
         return None
     return Prediction(

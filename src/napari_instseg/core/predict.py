@@ -27,6 +27,7 @@ class PredictConfig:
     halo: int = 32
     device: str = "auto"
     batch_size: int = 1
+    tta: bool = False  # average over 8 flips/rotations (2D) or 16 (3D)
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,71 @@ def _blend_window(tile_shape: tuple[int, ...], halo: tuple[int, ...]) -> np.ndar
     return window
 
 
+def tta_transforms(ndim: int) -> list[tuple[int, bool, bool]]:
+    """(quarter turns in the YX plane, flip Y, flip Z): 8 in 2D, 16 in 3D."""
+    flips_z = (False, True) if ndim == 3 else (False,)
+    return [(k, fy, fz) for fz in flips_z for fy in (False, True) for k in range(4)]
+
+
+def _forward_transform(x, k: int, flip_y: bool, flip_z: bool):
+    import torch
+
+    if flip_z:
+        x = torch.flip(x, dims=(-3,))
+    if flip_y:
+        x = torch.flip(x, dims=(-2,))
+    return torch.rot90(x, k, dims=(-2, -1))
+
+
+def _backward_transform(y, kind: str, k: int, flip_y: bool, flip_z: bool):
+    """Bring one head's output back into the image's frame (pixels and channel meaning)."""
+    import torch
+
+    y = torch.rot90(y, -k, dims=(-2, -1))
+    if flip_y:
+        y = torch.flip(y, dims=(-2,))
+    if flip_z:
+        y = torch.flip(y, dims=(-3,))
+    if kind == "vector":
+        # Channels are displacements (..., dy, dx) measured in the transformed frame.
+        y = y.clone()
+        for _ in range(k % 4):
+            dy, dx = y[:, -2].clone(), y[:, -1].clone()
+            y[:, -2], y[:, -1] = dx, -dy
+        if flip_y:
+            y[:, -2] = -y[:, -2]
+        if flip_z:
+            y[:, -3] = -y[:, -3]
+    elif kind == "axes" and k % 2 == 1:
+        y = y.clone()
+        y[:, [-2, -1]] = y[:, [-1, -2]]
+    elif kind not in ("scalar", "vector", "axes"):
+        raise ValueError(f"unknown head kind {kind!r}")
+    return y
+
+
+def _run_net(net, x, head_kinds: dict[str, str] | None, tta: bool):
+    if not tta:
+        return net(x)
+    if not head_kinds:
+        raise ValueError("this method does not support test-time augmentation")
+    total: dict = {}
+    transforms = tta_transforms(x.ndim - 2)
+    for k, fy, fz in transforms:
+        out = net(_forward_transform(x, k, fy, fz))
+        for name, value in out.items():
+            back = _backward_transform(value.float(), head_kinds[name], k, fy, fz)
+            total[name] = back if name not in total else total[name] + back
+    return {name: value / len(transforms) for name, value in total.items()}
+
+
 def predict_tiled(
     net,
     image: np.ndarray,
     *,
     config: PredictConfig = PredictConfig(),
     multiple: int = 8,
+    head_kinds: dict[str, str] | None = None,
 ) -> Job[dict[str, np.ndarray] | None]:
     """Run ``net`` over a normalised channel-first image tile by tile.
 
@@ -135,6 +195,8 @@ def predict_tiled(
     config : PredictConfig
     multiple : int
         Tile sizes are rounded to this (2 ** number of poolings).
+    head_kinds : dict, optional
+        How each head transforms (see ``Method.head_kinds``); needed for ``config.tta``.
 
     Yields
     ------
@@ -167,7 +229,9 @@ def predict_tiled(
                 for st in starts
             ]
             x = np.stack([padded[(slice(None), *sl)] for sl in slices])
-            result = net(torch.from_numpy(np.ascontiguousarray(x)).to(device))
+            result = _run_net(
+                net, torch.from_numpy(np.ascontiguousarray(x)).to(device), head_kinds, config.tta
+            )
             for name, value in result.items():
                 if name not in out:
                     out[name] = torch.zeros(

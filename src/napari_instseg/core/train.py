@@ -165,7 +165,9 @@ def train(
     }
 
     def save(kind: str, step: int, metric: float) -> Path:
-        metrics = {**card.metrics, "val_ap50": metric, "iterations": step}
+        metrics = {**card.metrics, "iterations": step}
+        if metric >= 0:
+            metrics["val_ap50"] = metric
         c = replace(card, training={**train_info, "iterations_done": step}, metrics=metrics)
         path = save_model(out_dir, kind, net, c)
         if kind == "latest":
@@ -225,12 +227,15 @@ def train(
             yield Checkpoint(str(path), done, "latest")
             return finish(done, True)
         if validate_now:
-            net.eval()
-            ap = validate(method, cfg, net, val_samples, device=str(device)) if val_samples else 0.0
-            net.train()
-            history["val_ap50"].append([done, ap])
-            yield Metric("val_ap50", ap, done)
-            if ap > best:
+            # Without validation images there is no "best": only the latest checkpoint is kept.
+            ap = -1.0
+            if val_samples:
+                net.eval()
+                ap = validate(method, cfg, net, val_samples, device=str(device))
+                net.train()
+                history["val_ap50"].append([done, ap])
+                yield Metric("val_ap50", ap, done)
+            if val_samples and ap > best:
                 best = ap
                 path = save("best", done, ap)
                 yield Checkpoint(str(path), done, "best")

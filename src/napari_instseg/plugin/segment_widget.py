@@ -25,6 +25,7 @@ from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
 from napari_instseg.core.jobs import Progress
+from napari_instseg.core.methods import get_method
 from napari_instseg.core.pipeline import Model, load_model, predict_image
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.tuning import Tuner, TuneResult
@@ -146,8 +147,19 @@ class SegmentWidget(QWidget):
             return
         card, _ = entry
         self.card_label.setText(describe_card(card))
-        self.tta.setEnabled(False)
-        self.tta.setToolTip("this method has no test-time augmentation")
+        try:
+            supports_tta = get_method(card.method).supports_tta
+        except ValueError:
+            supports_tta = False
+        self.tta.setEnabled(supports_tta)
+        if not supports_tta:
+            self.tta.setChecked(False)
+        self.tta.setToolTip(
+            "average the network over flips and 90-degree rotations (8 in 2D, 16 in 3D): "
+            "slower, usually a little more accurate"
+            if supports_tta
+            else "this method has no test-time augmentation"
+        )
         self._image_changed()
 
     def refresh_layers(self, *_):
@@ -209,7 +221,11 @@ class SegmentWidget(QWidget):
         except InputError as err:
             self._say(f"cannot use layer {layer.name!r}: {err}")
             return
-        config = PredictConfig(tile_size=self.tile_size.value(), device=self.device.currentText())
+        config = PredictConfig(
+            tile_size=self.tile_size.value(),
+            device=self.device.currentText(),
+            tta=self.tta.isEnabled() and self.tta.isChecked(),
+        )
         image_name, cax = layer.name, self.channel_axis.currentData()
         source = getattr(layer.source, "path", None) or f"{layer.name}.tif"
         shape = labels_shape(layer.data.shape, rgb=layer.rgb, channel_axis=cax)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .seeds import SeedsConfig, cluster_seeds
 from .watershed import ComponentsConfig, WatershedConfig, segment_components, segment_watershed
 
 
@@ -57,6 +58,13 @@ _BACKENDS: dict[str, Backend] = {
             ComponentsConfig,
             ("interior",),
             "connected components of the interior, grown back to the object edge",
+        ),
+        Backend(
+            "seeds",
+            cluster_seeds,
+            SeedsConfig,
+            ("embedding", "bandwidth", "seediness"),
+            "EmbedSeg greedy seed clustering",
         ),
     )
 }

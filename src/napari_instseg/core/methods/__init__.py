@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import threeclass
+from . import embedseg, threeclass
 from .base import Intermediate, Method, Raw
 
-_METHODS: dict[str, Method] = {m.name: m for m in (threeclass.METHOD,)}
+_METHODS: dict[str, Method] = {m.name: m for m in (threeclass.METHOD, embedseg.METHOD)}
 
 
 def get_method(name: str) -> Method:

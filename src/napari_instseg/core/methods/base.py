@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,13 @@ class Method:
     default_backend : str
     backends : tuple of str
         Back-ends that can assemble this method's intermediate arrays.
+    head_kinds : dict of head name -> 'scalar' | 'vector' | 'axes'
+        How each head's channels behave under flips and 90-degree rotations, which is what
+        test-time augmentation needs to average outputs in the image's own frame:
+        'scalar' channels only move with the pixels; 'vector' channels are one displacement
+        (one component per spatial axis, ZYX order) that also turns and flips; 'axes'
+        channels hold one value per spatial axis (e.g. a per-axis bandwidth) that swap
+        when Y and X swap. A method without ``head_kinds`` has no TTA.
     """
 
     name: str
@@ -50,3 +57,8 @@ class Method:
     default_backend: str
     backends: tuple[str, ...]
     description: str
+    head_kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def supports_tta(self) -> bool:
+        return bool(self.head_kinds)

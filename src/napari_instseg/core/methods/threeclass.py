@@ -93,4 +93,5 @@ METHOD = Method(
     default_backend="watershed",
     backends=("watershed", "components"),
     description="baseline: 3-class UNet (background/interior/boundary) + seeded watershed",
+    head_kinds={"classes": "scalar"},
 )
