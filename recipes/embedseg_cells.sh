@@ -13,4 +13,4 @@ napari-instseg train --method embedseg --data "$DATA" --split train --val-split 
   --description "EmbedSeg (offsets to medoid + learnt bandwidth + seediness) on a UNet, Usiigaci phase-contrast cells" \
   --recipe recipes/embedseg_cells.sh \
   --set width=24 --set depth=5 \
-  --iterations 3000 --batch-size 2 --patch-size 256 --lr 1e-3 --val-every 1000 --seed 0 "$@"
+  --iterations 2000 --batch-size 2 --patch-size 256 --lr 1e-3 --val-every 250 --seed 0 "$@"

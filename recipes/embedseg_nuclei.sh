@@ -13,4 +13,4 @@ napari-instseg train --method embedseg --data "$DATA" --split train --val-split 
   --description "EmbedSeg (offsets to medoid + learnt bandwidth + seediness) on a UNet, DSB2018 fluorescence nuclei" \
   --recipe recipes/embedseg_nuclei.sh \
   --set width=24 --set depth=4 \
-  --iterations 5000 --batch-size 4 --patch-size 128 --lr 1e-3 --val-every 1000 --seed 0 "$@"
+  --iterations 4000 --batch-size 4 --patch-size 128 --lr 1e-3 --val-every 500 --seed 0 "$@"
