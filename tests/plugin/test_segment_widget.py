@@ -169,3 +169,28 @@ def test_rgb_and_time_axes(make_napari_viewer, qtbot):
     labels = viewer.layers[f"series [{MODEL}]"].data
     assert labels.shape == (3, 128, 128)
     assert labels[2].max() > 0 and labels[0].max() == 0 and labels[1].max() == 0
+
+
+def test_viewer_stays_responsive_while_segmenting(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(np.tile(image, (2, 2)), name="big")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)
+    widget.image_box.setCurrentText("big")
+    widget.tile_size.setValue(256)  # 36 tiles of 256² for 1024²
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(widget.progress.value()))
+    timer.start(10)
+    try:
+        widget.run()
+        qtbot.waitUntil(lambda: not widget.job.running, timeout=120_000)
+    finally:
+        timer.stop()
+    # The GUI thread kept running its event loop while tiles were predicted in the worker:
+    # timer ticks happened at many different progress values, not only before and after.
+    assert len(set(ticks)) >= 4, sorted(set(ticks))
+    assert f"big [{MODEL}]" in viewer.layers
