@@ -18,6 +18,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from napari_instseg.core.checkpoint import save_model
 from napari_instseg.core.configs import config_to_dict
 from napari_instseg.core.data import load_folder, normalise_percentile
@@ -49,9 +51,20 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--grid", action="append", default=[])
     p.add_argument("--out", default=str(ZOO))
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help="ship float16 weights; every number is measured with them",
+    )
     args = p.parse_args()
 
     model = load_model(args.checkpoint)
+    if args.half:
+        # Measure exactly what ships: round every weight through float16 first.
+        with torch.no_grad():
+            for value in model.net.state_dict().values():
+                if value.is_floating_point():
+                    value.copy_(value.half().float())
     norm = model.card.normalisation
 
     def normalise(x):
@@ -87,7 +100,7 @@ def main() -> None:
         weights_sha256="",
         created="",
     )
-    path = save_model(args.out, args.name, model.net, card)
+    path = save_model(args.out, args.name, model.net, card, half=args.half)
     print(json.dumps(card.metrics["test"], indent=2))
     print(f"wrote {path}")
 

@@ -275,3 +275,21 @@ def test_save_model_overwrites_atomically(tmp_path, tiny_model):
     leftovers = [p.name for p in card_path.parent.iterdir() if ".tmp" in p.name]
     assert leftovers == []
     load_model(card_path)
+
+
+def test_half_precision_weights_halve_the_file_and_load_as_float32(tmp_path, tiny_model):
+    card_path, net = tiny_model
+    card, _ = load_model(card_path)
+    half_path = save_model(
+        tmp_path / "half", "tiny", net, replace(card, weights_sha256=""), half=True
+    )
+    full_size = card_path.with_suffix(".safetensors").stat().st_size
+    half_size = half_path.with_suffix(".safetensors").stat().st_size
+    assert half_size < 0.75 * full_size  # tensors halve; the header (names, shapes) does not
+    half_card, loaded = load_model(half_path)
+    assert half_card.weights_dtype == "float16" and card.weights_dtype == "float32"
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(1, 1, 32, 32)
+    a, b = _outputs(net, x)["classes"], _outputs(loaded, x)["classes"]
+    torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
+    assert not torch.equal(a, b)  # the rounding through float16 is real

@@ -17,7 +17,7 @@ def test_open_viewer_loads_sample_and_docks_widget(qtbot):
         names = [layer.name for layer in viewer.layers]
         assert names == ["nuclei 2D (DSB2018)", "nuclei 2D (DSB2018) ground truth"]
         assert widget.image_box.currentText() == "nuclei 2D (DSB2018)"
-        assert widget.model_box.currentText() == "threeclass-nuclei"
+        assert widget.model_box.currentText() == "embedseg-nuclei"
         assert "Segment (napari-instseg)" in viewer.window.dock_widgets
     finally:
         viewer.close()

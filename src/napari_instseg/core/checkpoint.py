@@ -49,6 +49,7 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
     weights_sha256: str = ""
+    weights_dtype: str = "float32"  # float16 halves shipped files; loading casts to float32
     format: int = CARD_FORMAT
 
     @property
@@ -197,8 +198,13 @@ def load_state(path: str | Path) -> dict[str, Any]:
     return tensors
 
 
-def save_model(directory: str | Path, name: str, net, card: ModelCard) -> Path:
+def save_model(
+    directory: str | Path, name: str, net, card: ModelCard, *, half: bool = False
+) -> Path:
     """Write ``name.safetensors`` and ``name.json`` into ``directory``; return the card path.
+
+    ``half`` stores floating-point tensors as float16 (half the file size); the card says so,
+    and :func:`load_model` casts them back into the float32 network.
 
     The weights are written first, then the card with the weights' checksum, each atomically,
     so a crash never leaves a card that points at half-written weights.
@@ -208,16 +214,20 @@ def save_model(directory: str | Path, name: str, net, card: ModelCard) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{name}.safetensors"
-    state = {k: v for k, v in net.state_dict().items()}
     from safetensors.torch import save
 
-    _atomic_write_bytes(weights, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    def stored(v):
+        v = v.detach().cpu().contiguous()
+        return v.half() if half and v.is_floating_point() else v
+
+    _atomic_write_bytes(weights, save({k: stored(v) for k, v in net.state_dict().items()}))
     card = replace(
         card,
         name=card.name or name,
         versions=card.versions or current_versions(),
         created=card.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         weights_sha256=sha256_file(weights),
+        weights_dtype="float16" if half else "float32",
     )
     card_path = directory / f"{name}.json"
     _atomic_write_bytes(card_path, card.to_json().encode())
