@@ -34,7 +34,7 @@ def shoot() -> None:
     viewer.layers["nuclei 2D (DSB2018) ground truth"].visible = False
     _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
     app = QApplication.instance()
-    widget.model_box.setCurrentText("threeclass-nuclei")
+    widget.model_box.setCurrentText("embedseg-nuclei")
     widget.image_box.setCurrentText("nuclei 2D (DSB2018)")
     for _ in range(20):
         app.processEvents()
@@ -46,7 +46,7 @@ def shoot() -> None:
     for _ in range(20):
         app.processEvents()
     viewer.screenshot(str(OUT / "02_segmented.png"), canvas_only=False)
-    widget.tune.form.editor("seed_threshold").setValue(0.6)
+    widget.tune.form.editor("min_size").setValue(150)
     wait(app, lambda: widget.tune.shown_generation == widget.tune.generation)
     for _ in range(20):
         app.processEvents()
