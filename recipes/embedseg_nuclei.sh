@@ -4,8 +4,7 @@
 # tuned on val by recipes/pack_model.py. The final checkpoint is used (cosine schedule to 0).
 # Run from the repository root: bash recipes/embedseg_nuclei.sh [--resume]
 # Measured on 2 CPU cores, sharing them with another training: ~1.6 iterations per second (45
-# minutes). A GPU or more iterations
-# (e.g. --iterations 20000) is the way to a stronger model.
+# minutes). More iterations (e.g. --iterations 20000) or a GPU make it stronger.
 set -euo pipefail
 DATA=${DATA:-../shared/data/dsb2018_fluo}
 OUT=${OUT:-runs/embedseg-nuclei}
