@@ -155,3 +155,10 @@ def test_load_model_by_path(tiny_model):
     model = load_pipeline_model(str(card_path))
     assert model.card == read_card(card_path)
     assert model.source == str(card_path)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (1, 200), (9, 70)])
+def test_tiny_and_thin_images_segment_to_their_own_shape(model, shape):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    result = run(segment_image(model, image))
+    assert result.labels.shape == shape and result.labels.dtype == np.uint32
