@@ -194,3 +194,19 @@ def test_viewer_stays_responsive_while_segmenting(make_napari_viewer, qtbot):
     # timer ticks happened at many different progress values, not only before and after.
     assert len(set(ticks)) >= 4, sorted(set(ticks))
     assert f"big [{MODEL}]" in viewer.layers
+
+
+def test_embedseg_with_tta_and_intermediate_layers(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget.model_box.setCurrentText("embedseg-nuclei")
+    assert widget.tta.isEnabled()
+    widget.tta.setChecked(True)
+    widget.intermediate.setChecked(True)
+    run_and_wait(widget, qtbot)
+    base = "nuclei [embedseg-nuclei]"
+    assert viewer.layers[base].data.max() > 20
+    assert viewer.layers[f"{base} seediness"].data.shape == (256, 256)
+    offsets = viewer.layers[f"{base} offsets"]
+    assert offsets.rgb and offsets.data.shape == (256, 256, 3)
+    assert widget.tune.backend.currentText() == "seeds"
+    assert widget.tune.tuner.prediction.info["tta"] is True

@@ -118,6 +118,7 @@ def predict_image(
             "seconds": time.perf_counter() - t0,
             "tile_size": config.tile_size,
             "halo": config.halo,
+            "tta": config.tta,
         },
     )
 

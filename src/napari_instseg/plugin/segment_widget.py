@@ -29,12 +29,20 @@ from napari_instseg.core.methods import get_method
 from napari_instseg.core.pipeline import Model, load_model, predict_image
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.tuning import Tuner, TuneResult
+from napari_instseg.core.visualise import vectors_to_rgb
 from napari_instseg.core.zoo import list_models
 
 from ._jobs import start_job
 from .tune_widget import TunePanel
 
-INTERMEDIATE_COLORMAPS = {"foreground": "gray", "interior": "magma", "boundary": "inferno"}
+INTERMEDIATE_COLORMAPS = {
+    "foreground": "gray",
+    "interior": "magma",
+    "boundary": "inferno",
+    "seediness": "magma",
+}
+#: Intermediate arrays that are displacement fields, shown as direction colours.
+VECTOR_FIELDS = ("offsets",)
 
 
 def describe_card(card) -> str:
@@ -334,18 +342,19 @@ class SegmentWidget(QWidget):
         layer.metadata.update({"backend": result.backend, "knobs": result.knobs})
 
     def _write_intermediate(self, tuner: Tuner, image_name: str, shape: tuple) -> None:
+        """Scalar maps as image layers; 2D vector fields (offsets) as direction colours."""
+        plain = not any(isinstance(w, int) for w in self._where)
+        spatial = len(self._where) - sum(isinstance(w, int) for w in self._where)
         for key, array in tuner.intermediate.items():
-            if array.ndim != len(self._where) - sum(isinstance(w, int) for w in self._where):
-                continue
             name = f"{image_name} [{self.model.card.name}] {key}"
-            data = self._placed(array.astype(np.float32), shape, np.float32)
+            if array.ndim == spatial:
+                data = self._placed(array.astype(np.float32), shape, np.float32)
+                kwargs = {"colormap": INTERMEDIATE_COLORMAPS.get(key, "gray")}
+            elif key in VECTOR_FIELDS and plain and array.shape[0] == 2 == spatial:
+                data, kwargs = vectors_to_rgb(array), {"rgb": True}
+            else:
+                continue
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = data
             else:
-                self.viewer.add_image(
-                    data,
-                    name=name,
-                    blending="additive",
-                    visible=False,
-                    colormap=INTERMEDIATE_COLORMAPS.get(key, "gray"),
-                )
+                self.viewer.add_image(data, name=name, blending="additive", visible=False, **kwargs)

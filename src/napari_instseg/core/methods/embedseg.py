@@ -13,7 +13,7 @@ centre in that sense. Objects are grown greedily from the most seed-like pixels 
 Our backbone is the library's UNet rather than the paper's branched ERFNet: the heads and
 the loss are the paper's. Heads: ``offsets`` (ndim), ``sigma`` (ndim), ``seed`` (1).
 Decoded arrays: ``embedding`` (ndim, *S), ``bandwidth`` (ndim, *S) = exp(10 sigma),
-``seediness`` (*S).
+``seediness`` (*S), and ``offsets`` (ndim, *S) in pixels, for inspection.
 
 Loss, per image, averaged over the batch: for each annotated object k with centre c_k (the
 pixel of the object closest to its per-axis median, the "approximate medoid") and mean sigma
@@ -164,8 +164,10 @@ def decode(raw, cfg: EmbedSegConfig) -> dict[str, np.ndarray]:
         )
     )
     seed = np.asarray(raw["seed"], np.float32)[0]
+    shift = np.tanh(offsets)
     return {
-        "embedding": np.tanh(offsets) + grid,
+        "embedding": shift + grid,
+        "offsets": shift / cfg.grid_spacing,  # pixels from each pixel to its predicted centre
         "bandwidth": np.exp(10.0 * np.asarray(raw["sigma"], np.float32)),
         "seediness": 1.0 / (1.0 + np.exp(-seed)),
     }
