@@ -122,7 +122,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _flatten_tensors(tree: Any, prefix: str, tensors: dict, rest: Any = None):
+def _flatten_tensors(tree: Any, prefix: str, tensors: dict):
     """Split a nested state (dicts, lists, tensors, numbers) into tensors and a JSON skeleton."""
     import torch
 

@@ -76,13 +76,11 @@ def config_from_dict(config_type: type, values: dict[str, Any] | None, *, strict
 
 def config_to_dict(config) -> dict[str, Any]:
     """A JSON-friendly dict of a config dataclass."""
-    out = {}
-    for f in dataclasses.fields(config):
-        v = getattr(config, f.name)
-        out[f.name] = (
-            list(map(list, v)) if f.name == "heads" else (list(v) if isinstance(v, tuple) else v)
-        )
-    return out
+
+    def plain(v):
+        return [plain(x) for x in v] if isinstance(v, tuple | list) else v
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, str]:

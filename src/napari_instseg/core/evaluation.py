@@ -13,8 +13,9 @@ from typing import Any
 from .data.datasets import Sample
 from .jobs import Job, Progress, run, stop_requested
 from .metrics import evaluate_pair, summarise
-from .pipeline import Model, assemble
+from .pipeline import Model
 from .predict import PredictConfig, Prediction, predict_tiled
+from .tuning import Tuner
 
 AP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -52,9 +53,14 @@ def score_predictions(
     thresholds: Sequence[float] = AP_THRESHOLDS,
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Per-image metric rows and their mean for one back-end setting."""
+    tuners = [Tuner(model, p) for p in predictions]
+    return _score(tuners, samples, backend, knobs, thresholds)
+
+
+def _score(tuners, samples, backend, knobs, thresholds):
     rows = {}
-    for s, p in zip(samples, predictions, strict=True):
-        labels = assemble(model, p, backend=backend, knobs=dict(knobs or {}))
+    for s, tuner in zip(samples, tuners, strict=True):
+        labels = tuner.assemble(backend or tuner.model.card.backend, dict(knobs or {})).labels
         rows[s.name] = evaluate_pair(s.labels, labels, thresholds=tuple(thresholds))
     return rows, summarise(list(rows.values()))
 
@@ -75,17 +81,12 @@ def tune_knobs(
     best_knobs, best_score, all (knobs, score) pairs in grid order
     """
     names = list(grid)
+    tuners = [Tuner(model, p) for p in predictions]  # decode once for every trial
+    thresholds = (0.5,) if objective == "ap@0.50" else AP_THRESHOLDS
     trials = []
     for values in itertools.product(*(grid[n] for n in names)):
         knobs = dict(zip(names, values, strict=True))
-        _, summary = score_predictions(
-            model,
-            samples,
-            predictions,
-            backend=backend,
-            knobs=knobs,
-            thresholds=(0.5,) if objective == "ap@0.50" else AP_THRESHOLDS,
-        )
+        _, summary = _score(tuners, samples, backend, knobs, thresholds)
         trials.append((knobs, float(summary[objective])))
     best_knobs, best_score = max(trials, key=lambda t: t[1])
     return best_knobs, best_score, trials

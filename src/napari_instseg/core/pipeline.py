@@ -132,9 +132,21 @@ def assemble(
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Labels from a cached prediction with the chosen back-end and knobs (no network)."""
+    intermediate = model.method.decode(prediction.raw, model.config)
+    return assemble_decoded(model, intermediate, backend=backend, knobs=knobs, mask=mask)
+
+
+def assemble_decoded(
+    model: Model,
+    intermediate: dict,
+    *,
+    backend: str | None = None,
+    knobs: dict | None = None,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Labels from already-decoded arrays: the one place a back-end runs with a model's knobs."""
     name = backend or model.card.backend
     cfg = model.backend_config(name, knobs)
-    intermediate = model.method.decode(prediction.raw, model.config)
     return get_backend(name)(intermediate, mask=mask, config=cfg, rng=np.random.default_rng(0))
 
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .assembly import get_backend
-from .configs import config_to_dict, replace_config
-from .pipeline import Model
+from .configs import config_to_dict
+from .pipeline import Model, assemble_decoded
 from .predict import Prediction
 
 
@@ -51,12 +50,12 @@ class Tuner:
         self, backend: str, knobs: dict | None = None, *, mask: np.ndarray | None = None
     ) -> TuneResult:
         t0 = time.perf_counter()
-        cfg = replace_config(self.model.backend_config(backend), dict(knobs or {}))
-        labels = get_backend(backend)(
-            self.intermediate, mask=mask, config=cfg, rng=np.random.default_rng(0)
+        labels = assemble_decoded(
+            self.model, self.intermediate, backend=backend, knobs=knobs, mask=mask
         )
         seconds = time.perf_counter() - t0
-        return TuneResult(labels, backend, config_to_dict(cfg), int(labels.max()), seconds)
+        used = config_to_dict(self.model.backend_config(backend, knobs))
+        return TuneResult(labels, backend, used, int(labels.max()), seconds)
 
 
 def cli_command(model_name: str, backend: str, knobs: dict, defaults: dict, *, image="IMAGE.tif"):

@@ -71,6 +71,7 @@ class SegmentWidget(QWidget):
         self.job = None
         self.labels_layer = None
         self._where: tuple = ()
+        self._cards: dict = {}
         self.setMinimumWidth(360)
 
         self.model_box = QComboBox()
@@ -185,7 +186,7 @@ class SegmentWidget(QWidget):
         layer = self.image_layer()
         self.channel_axis.clear()
         self.channel_axis.addItem("none", None)
-        entry = self._cards.get(self.model_box.currentText()) if hasattr(self, "_cards") else None
+        entry = self._cards.get(self.model_box.currentText())
         if layer is None or entry is None:
             return
         n = layer.data.ndim - (1 if layer.rgb else 0)

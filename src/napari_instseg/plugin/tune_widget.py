@@ -7,7 +7,6 @@ so the layer always ends at the newest setting.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -208,8 +207,3 @@ class TunePanel(QGroupBox):
         path = save_model(directory or user_model_dir(), name, model.net, new)
         self.message.emit(f"saved tuned defaults as model {name!r} in {path.parent}")
         return path
-
-    def knob_summary(self) -> str:
-        return json.dumps(
-            {"backend": self.backend.currentText(), **(self.form.values() if self.form else {})}
-        )
