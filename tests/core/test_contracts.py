@@ -188,8 +188,16 @@ def _bandwidth(rng, shape):
     return (np.log(2.0) / radius**2).astype(np.float32)
 
 
+def _pixel_embedding(rng, shape):
+    """An 8-D learnt-style embedding: a smooth random field plus noise."""
+    field = np.stack([ndi.gaussian_filter(rng.normal(0, 3, shape), 2) for _ in range(8)])
+    return (field + rng.normal(0, 0.1, field.shape)).astype(np.float32)
+
+
 #: How to make random inputs for each array name a back-end may require.
 ARRAY_MAKERS = {
+    "pixel_embedding": _pixel_embedding,
+    "pixel_embedding_g": _pixel_embedding,
     "foreground": _smooth,
     "interior": _smooth,
     "boundary": _smooth,
@@ -204,6 +212,8 @@ def arrays_from_truth(truth, prob):
 
     Embedding back-ends get each object pixel pointing exactly at its object's centroid (grid
     units) and a bandwidth with its 0.5 level two pixels away; background points at itself.
+    Pixel-embedding back-ends get one point of an 8-D space per object, 4 apart from each other
+    and from the background's point.
     """
     ndim = truth.ndim
     grid = np.indices(truth.shape, dtype=np.float64)
@@ -213,7 +223,13 @@ def arrays_from_truth(truth, prob):
         for d in range(ndim):
             embedding[d][obj] = grid[d][obj].mean()
     bandwidth = np.full((ndim, *truth.shape), np.log(2.0) / (2 * SPACING) ** 2)
+    ids = truth.astype(np.int64)
+    pixel_embedding = np.zeros((8, *truth.shape), np.float32)
+    for axis in range(8):
+        pixel_embedding[axis] = 4.0 * ((ids % 8) == axis) + 4.0 * (ids // 8) * (axis == 0)
     return {
+        "pixel_embedding": pixel_embedding,
+        "pixel_embedding_g": pixel_embedding.copy(),
         "foreground": prob,
         "interior": prob,
         "boundary": np.zeros_like(prob),

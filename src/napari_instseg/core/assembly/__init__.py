@@ -13,6 +13,14 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .clustering import (
+    ConsistencyConfig,
+    HdbscanConfig,
+    MeanShiftConfig,
+    cluster_consistency,
+    cluster_hdbscan,
+    cluster_meanshift,
+)
 from .seeds import SeedsConfig, cluster_seeds
 from .watershed import ComponentsConfig, WatershedConfig, segment_components, segment_watershed
 
@@ -65,6 +73,27 @@ _BACKENDS: dict[str, Backend] = {
             SeedsConfig,
             ("embedding", "bandwidth", "seediness"),
             "EmbedSeg greedy seed clustering",
+        ),
+        Backend(
+            "meanshift",
+            cluster_meanshift,
+            MeanShiftConfig,
+            ("pixel_embedding",),
+            "mean-shift clustering of the foreground pixel embeddings",
+        ),
+        Backend(
+            "hdbscan",
+            cluster_hdbscan,
+            HdbscanConfig,
+            ("pixel_embedding",),
+            "HDBSCAN on a subsample of the foreground embeddings, spread by nearest neighbour",
+        ),
+        Backend(
+            "consistency",
+            cluster_consistency,
+            ConsistencyConfig,
+            ("pixel_embedding", "pixel_embedding_g"),
+            "mean-shift, keeping clusters that the momentum network's view reproduces",
         ),
     )
 }

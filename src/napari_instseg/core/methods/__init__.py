@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from . import embedseg, threeclass
+from . import embedseg, spoco, threeclass
 from .base import Intermediate, Method, Raw
 
-_METHODS: dict[str, Method] = {m.name: m for m in (threeclass.METHOD, embedseg.METHOD)}
+_METHODS: dict[str, Method] = {
+    m.name: m for m in (threeclass.METHOD, embedseg.METHOD, spoco.METHOD)
+}
 
 
 def get_method(name: str) -> Method:

@@ -1,5 +1,6 @@
 """Networks shared by all methods."""
 
+from .momentum import MomentumPair
 from .unet import UNet, UNetConfig, build_unet
 
-__all__ = ["UNet", "UNetConfig", "build_unet"]
+__all__ = ["MomentumPair", "UNet", "UNetConfig", "build_unet"]

@@ -1,0 +1,255 @@
+"""Instances by clustering pixel embeddings: mean-shift, HDBSCAN and consistency clustering.
+
+The back-ends read ``pixel_embedding`` (E, *spatial): a learnt embedding in which pixels of
+one object gather together (SPOCO and any method with such an output). When a ``foreground``
+probability is given, only pixels above ``fg_threshold`` are clustered; otherwise every pixel
+in the mask is. Clusters become objects; pieces smaller than ``min_size`` pixels are dropped.
+
+- ``meanshift``: :func:`..meanshift.mean_shift` with the bandwidth ``delta_var`` the network
+  was trained with (flat or Gaussian kernel).
+- ``hdbscan``: the hdbscan package on a random subsample of the foreground pixels; every other
+  pixel takes the cluster of its nearest subsampled pixel (noise stays background).
+- ``consistency``: SPOCO's consistency clustering: mean-shift on f's embedding, then each
+  cluster is checked against g's embedding of a perturbed view (``pixel_embedding_g``): for
+  random anchor pixels of the cluster, the pixels within ``bandwidth`` of the anchor in g form
+  a mask; a cluster whose median IoU with those masks is below ``iou_threshold`` is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+import torch
+
+from ..arrays import LABEL_DTYPE, relabel_consecutive
+from .meanshift import row_chunks, mean_shift
+from .watershed import remove_small_objects
+
+_FG = {"min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "foreground probability threshold"}
+_BANDWIDTH = {
+    "min": 0.05,
+    "max": 4.0,
+    "step": 0.05,
+    "tooltip": "embedding distance that joins pixels (the training delta_var)",
+}
+_MIN_SIZE = {"min": 0, "max": 100000, "tooltip": "objects smaller than this (pixels) are dropped"}
+
+
+@dataclass(frozen=True)
+class MeanShiftConfig:
+    """Knobs of :func:`cluster_meanshift`."""
+
+    bandwidth: Annotated[float, _BANDWIDTH] = 0.5
+    fg_threshold: Annotated[float, _FG] = 0.5
+    min_size: Annotated[int, _MIN_SIZE] = 10
+    gaussian: Annotated[
+        bool, {"tooltip": "Gaussian kernel (sigma = bandwidth) instead of the flat one"}
+    ] = False
+
+
+@dataclass(frozen=True)
+class HdbscanConfig:
+    """Knobs of :func:`cluster_hdbscan`."""
+
+    min_cluster_size: Annotated[
+        int, {"min": 2, "max": 100000, "tooltip": "smallest cluster (pixels of the full image)"}
+    ] = 30
+    min_samples: Annotated[
+        int, {"min": 0, "max": 1000, "tooltip": "density smoothing; 0 = min_cluster_size"}
+    ] = 0
+    epsilon: Annotated[
+        float,
+        {"min": 0.0, "max": 4.0, "step": 0.05, "tooltip": "clusters closer than this merge"},
+    ] = 0.5
+    fg_threshold: Annotated[float, _FG] = 0.5
+    min_size: Annotated[int, _MIN_SIZE] = 10
+    max_points: Annotated[
+        int, {"min": 500, "max": 200000, "tooltip": "pixels given to HDBSCAN (subsample)"}
+    ] = 4000
+
+
+@dataclass(frozen=True)
+class ConsistencyConfig:
+    """Knobs of :func:`cluster_consistency`."""
+
+    bandwidth: Annotated[float, _BANDWIDTH] = 0.5
+    iou_threshold: Annotated[
+        float,
+        {
+            "min": 0.0,
+            "max": 1.0,
+            "step": 0.01,
+            "tooltip": "clusters whose median IoU with the other view is lower are dropped",
+        },
+    ] = 0.6
+    num_anchors: Annotated[
+        int, {"min": 1, "max": 1000, "tooltip": "anchor pixels checked per cluster"}
+    ] = 100
+    fg_threshold: Annotated[float, _FG] = 0.5
+    min_size: Annotated[int, _MIN_SIZE] = 10
+
+
+def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
+    emb = np.asarray(arrays["pixel_embedding"], np.float32)
+    spatial = emb.shape[1:]
+    if emb.ndim < 2:
+        raise ValueError(f"pixel_embedding must be (E, *spatial), got shape {emb.shape}")
+    keep = np.ones(spatial, bool)
+    if "foreground" in arrays:
+        fg = np.asarray(arrays["foreground"])
+        if fg.shape != spatial:
+            raise ValueError(f"foreground shape {fg.shape} != embedding shape {spatial}")
+        keep &= fg > fg_threshold
+    if mask is not None:
+        keep &= np.asarray(mask, bool)
+    return emb, keep
+
+
+def _to_labels(keep: np.ndarray, cluster: np.ndarray, min_size: int) -> np.ndarray:
+    """Cluster indices (0..M-1, -1 = none) of the kept pixels to a label image."""
+    labels = np.zeros(keep.shape, LABEL_DTYPE)
+    labels[keep] = (cluster + 1).astype(LABEL_DTYPE)
+    return relabel_consecutive(remove_small_objects(labels, min_size))
+
+
+def cluster_meanshift(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    mask=None,
+    rng=None,
+    bandwidth: float = 0.5,
+    fg_threshold: float = 0.5,
+    min_size: int = 10,
+    gaussian: bool = False,
+) -> np.ndarray:
+    """Mean-shift clusters of the foreground pixels' embeddings as instances."""
+    emb, keep = _selected(arrays, mask, fg_threshold)
+    if not keep.any():
+        return np.zeros(keep.shape, LABEL_DTYPE)
+    cluster, _ = mean_shift(
+        emb[:, keep].T,
+        bandwidth,
+        kernel="gaussian" if gaussian else "flat",
+        rng=np.random.default_rng(0) if rng is None else rng,
+    )
+    return _to_labels(keep, cluster, min_size)
+
+
+def cluster_hdbscan(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    mask=None,
+    rng=None,
+    min_cluster_size: int = 30,
+    min_samples: int = 0,
+    epsilon: float = 0.5,
+    fg_threshold: float = 0.5,
+    min_size: int = 10,
+    max_points: int = 4000,
+) -> np.ndarray:
+    """HDBSCAN clusters of a subsample of the foreground embeddings, spread to all pixels.
+
+    ``min_cluster_size`` and ``min_samples`` are in pixels of the full image and are scaled
+    by the subsampling rate before they reach HDBSCAN.
+    """
+    import hdbscan
+
+    emb, keep = _selected(arrays, mask, fg_threshold)
+    points = np.ascontiguousarray(emb[:, keep].T)
+    n = points.shape[0]
+    if n == 0:
+        return np.zeros(keep.shape, LABEL_DTYPE)
+    rng = np.random.default_rng(0) if rng is None else rng
+    rate = 1.0
+    sample = points
+    if n > max_points:
+        pick = np.sort(rng.choice(n, size=max_points, replace=False))
+        sample, rate = points[pick], max_points / n
+    mcs = max(2, int(round(min_cluster_size * rate)))
+    ms = max(1, int(round((min_samples or min_cluster_size) * rate)))
+    if sample.shape[0] <= mcs:  # too few pixels for any cluster of that size
+        return np.zeros(keep.shape, LABEL_DTYPE)
+    clusterer = hdbscan.HDBSCAN(
+        min_cluster_size=mcs,
+        min_samples=ms,
+        cluster_selection_epsilon=float(epsilon),
+        core_dist_n_jobs=1,
+    )
+    sample_labels = clusterer.fit_predict(sample.astype(np.float64))
+    if sample is points:
+        cluster = sample_labels
+    else:
+        cluster = sample_labels[_nearest_index(points, sample)]
+    return _to_labels(keep, cluster, min_size)
+
+
+def _nearest_index(points: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    """Index of the nearest row of ``refs`` for every row of ``points``."""
+    p = torch.from_numpy(np.ascontiguousarray(points, np.float32))
+    r = torch.from_numpy(np.ascontiguousarray(refs, np.float32))
+    r_sq = (r * r).sum(1)
+    out = torch.empty(p.shape[0], dtype=torch.int64)
+    with torch.no_grad():
+        for sl in row_chunks(p.shape[0], r.shape[0]):
+            out[sl] = torch.addmm(r_sq[None, :], p[sl], r.T, alpha=-2.0).argmin(dim=1)
+    return out.numpy()
+
+
+def cluster_consistency(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    mask=None,
+    rng=None,
+    bandwidth: float = 0.5,
+    iou_threshold: float = 0.6,
+    num_anchors: int = 100,
+    fg_threshold: float = 0.5,
+    min_size: int = 10,
+) -> np.ndarray:
+    """Mean-shift on f's embedding; clusters that g's embedding does not reproduce are dropped.
+
+    For every cluster, up to ``num_anchors`` random pixels of it are anchors; the pixels whose
+    g-embedding lies within ``bandwidth`` of an anchor's form that anchor's mask. The cluster is
+    kept when the median IoU between it and its anchors' masks reaches ``iou_threshold``.
+    Candidates for the masks are the clustered (foreground) pixels.
+    """
+    emb, keep = _selected(arrays, mask, fg_threshold)
+    if not keep.any():
+        return np.zeros(keep.shape, LABEL_DTYPE)
+    emb_g = np.asarray(arrays["pixel_embedding_g"], np.float32)
+    if emb_g.shape[1:] != emb.shape[1:]:
+        raise ValueError(f"pixel_embedding_g shape {emb_g.shape} != {emb.shape}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    cluster, _ = mean_shift(emb[:, keep].T, bandwidth, rng=rng)
+    g = torch.from_numpy(np.ascontiguousarray(emb_g[:, keep].T))
+    n_clusters = int(cluster.max()) + 1
+    sizes = np.bincount(cluster, minlength=n_clusters)
+    order = np.argsort(cluster, kind="stable")
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    anchors, owner = [], []
+    for c in range(n_clusters):
+        members = order[starts[c] : starts[c] + sizes[c]]
+        k = min(num_anchors, members.size)
+        anchors.append(rng.choice(members, size=k, replace=False))
+        owner.append(np.full(k, c))
+    anchors, owner = np.concatenate(anchors), np.concatenate(owner)
+    lab = torch.from_numpy(cluster)
+    g_sq = (g * g).sum(1)
+    ious = np.empty(anchors.size)
+    with torch.no_grad():
+        for sl in row_chunks(anchors.size, g.shape[0]):
+            a = g[torch.from_numpy(anchors[sl])]
+            inside = torch.addmm(g_sq[None, :], a, g.T, alpha=-2.0) <= (
+                bandwidth**2 - (a * a).sum(1, keepdim=True)
+            )
+            own = torch.from_numpy(owner[sl])
+            inter = (inside & (lab[None, :] == own[:, None])).sum(1).double()
+            union = inside.sum(1).double() + torch.from_numpy(sizes[owner[sl]]).double() - inter
+            ious[sl] = (inter / union.clamp_min(1)).numpy()
+    median = np.array([np.median(ious[owner == c]) for c in range(n_clusters)])
+    dropped = median < iou_threshold
+    cluster = np.where(dropped[cluster], -1, cluster)
+    return _to_labels(keep, cluster, min_size)

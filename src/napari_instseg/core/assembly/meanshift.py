@@ -1,0 +1,233 @@
+"""Mean-shift clustering of points in a few to a few dozen dimensions, in torch.
+
+The algorithm is the classic one with bin seeding (Comaniciu and Meer 2002; what
+``sklearn.cluster.MeanShift(bin_seeding=True)`` does): seeds sit on the occupied cells of a
+grid of pitch ``bandwidth``; each seed climbs to a mode by repeatedly moving to the mean of
+the points within ``bandwidth`` (flat kernel) or the Gaussian-weighted mean of all points;
+modes closer than ``bandwidth`` to a denser mode are dropped; every point joins its nearest
+mode.
+
+What makes it fast (the answer stays that of the plain algorithm up to the climb's
+tolerance):
+
+- seeds that land on the same spot (to within the convergence tolerance) are merged while
+  they climb, so after a few steps only about one seed per cluster is left;
+- the climb runs first on a random subsample of the points, then the modes it found are
+  refined on all points; cells of points that end up further than ``bandwidth`` from every
+  mode are seeded again on all points, so a cluster the subsample missed is still found;
+- distances are matrix products in chunks of bounded memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Elements per chunk of a (seeds x points) distance matrix (64 MB of float32).
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def row_chunks(n_rows: int, n_cols: int):
+    """Slices of rows such that (rows x n_cols) stays within the chunk budget."""
+    step = max(1, _CHUNK_ELEMENTS // max(n_cols, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+class _Points:
+    """Points with what every distance computation reuses: squared norms and a ones column."""
+
+    def __init__(self, x: torch.Tensor):
+        self.x = x
+        self.sq = (x * x).sum(1)
+        self.x1 = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)  # sums and counts at once
+
+    def partial_d2(self, seeds: torch.Tensor) -> torch.Tensor:
+        """``|p|^2 - 2 s.p`` (seeds x points): the squared distance minus ``|s|^2``."""
+        return torch.addmm(self.sq[None, :], seeds, self.x.T, alpha=-2.0)
+
+
+def _shift(seeds: torch.Tensor, pts: _Points, bandwidth: float, kernel: str):
+    """One mean-shift step for every seed; also returns the neighbour counts."""
+    new = seeds.clone()
+    counts = torch.empty(seeds.shape[0], dtype=seeds.dtype, device=seeds.device)
+    h2 = bandwidth * bandwidth
+    for sl in row_chunks(seeds.shape[0], pts.x.shape[0]):
+        s = seeds[sl]
+        s_sq = (s * s).sum(1, keepdim=True)
+        part = pts.partial_d2(s)
+        inside = part <= (h2 - s_sq)
+        if kernel == "flat":
+            sums = inside.to(s.dtype) @ pts.x1
+            total = sums[:, -1]
+            counts[sl] = total
+        else:
+            w = torch.exp((part + s_sq).clamp_min_(0.0).mul_(-0.5 / h2))
+            sums = w @ pts.x1
+            total = sums[:, -1]
+            counts[sl] = inside.sum(1).to(s.dtype)
+        ok = total > 0
+        new[sl][ok] = sums[ok, :-1] / total[ok, None]
+    return new, counts
+
+
+def _counts(seeds: torch.Tensor, pts: _Points, bandwidth: float) -> torch.Tensor:
+    """Number of points within ``bandwidth`` of each seed."""
+    out = torch.empty(seeds.shape[0], dtype=torch.int64, device=seeds.device)
+    for sl in row_chunks(seeds.shape[0], pts.x.shape[0]):
+        s = seeds[sl]
+        out[sl] = (pts.partial_d2(s) <= bandwidth * bandwidth - (s * s).sum(1, keepdim=True)).sum(1)
+    return out
+
+
+def _dedupe(seeds: torch.Tensor, pitch: float) -> torch.Tensor:
+    keys = torch.round(seeds / pitch).to(torch.int64)
+    _, first = np.unique(keys.cpu().numpy(), axis=0, return_index=True)
+    return seeds[torch.as_tensor(np.sort(first), device=seeds.device)]
+
+
+def _climb(seeds, points, bandwidth, kernel, tol, max_iter):
+    """Move ``seeds`` to modes of ``points``; merged duplicates; returns converged modes."""
+    pts = _Points(points)
+    pitch = tol * bandwidth
+    done = []
+    for _ in range(max_iter):
+        if seeds.shape[0] == 0:
+            break
+        new, counts = _shift(seeds, pts, bandwidth, kernel)
+        # a seed with no point within reach is dropped, as a grid cell often is in many
+        # dimensions (its centre can be further than the bandwidth from all its points)
+        reach = counts > 0
+        moved = (new - seeds).norm(dim=1)
+        still = (moved >= pitch) & reach
+        done.append(new[~still & reach])
+        seeds = _dedupe(new[still], pitch) if bool(still.any()) else new[still]
+    done.append(seeds)
+    modes = torch.cat(done)
+    return _dedupe(modes, pitch) if modes.shape[0] else modes
+
+
+def _grid_seeds(points: torch.Tensor, bandwidth: float, min_bin_freq: int) -> torch.Tensor:
+    keys = torch.round(points / bandwidth).to(torch.int64).cpu().numpy()
+    cells, counts = np.unique(keys, axis=0, return_counts=True)
+    cells = cells[counts >= min_bin_freq]
+    return torch.as_tensor(cells, dtype=points.dtype, device=points.device) * bandwidth
+
+
+def _suppress(modes, points, bandwidth):
+    """Modes sorted by density (points within ``bandwidth``); those within ``bandwidth`` of a
+    denser kept mode are dropped, as are modes with no point in reach."""
+    if modes.shape[0] == 0:
+        return modes
+    counts = _counts(modes, _Points(points), bandwidth)
+    order = torch.argsort(counts, descending=True, stable=True)
+    modes, counts = modes[order], counts[order]
+    modes = modes[counts > 0]
+    if modes.shape[0] == 0:
+        return modes
+    close = torch.cdist(modes, modes) < bandwidth
+    keep = torch.ones(modes.shape[0], dtype=torch.bool, device=modes.device)
+    close_np = close.cpu().numpy()
+    keep_np = keep.cpu().numpy()
+    for i in range(modes.shape[0]):
+        if keep_np[i]:
+            later = close_np[i, i + 1 :]
+            keep_np[i + 1 :][later] = False
+    return modes[torch.as_tensor(keep_np, device=modes.device)]
+
+
+def _nearest(points, modes):
+    """Index of the nearest mode for every point, and the squared distance to it."""
+    m = _Points(modes)
+    idx = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
+    best = torch.empty(points.shape[0], dtype=points.dtype, device=points.device)
+    for sl in row_chunks(points.shape[0], modes.shape[0]):
+        p = points[sl]
+        part, idx[sl] = m.partial_d2(p).min(dim=1)
+        best[sl] = (part + (p * p).sum(1)).clamp_min(0.0)
+    return idx, best
+
+
+def mean_shift(
+    points: np.ndarray | torch.Tensor,
+    bandwidth: float,
+    *,
+    kernel: str = "flat",
+    min_bin_freq: int = 1,
+    max_seed_points: int = 2000,
+    tol: float = 1e-3,
+    max_iter: int = 300,
+    rng: np.random.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-shift clustering of ``points`` (N, D).
+
+    Parameters
+    ----------
+    bandwidth : float
+        Radius of the flat kernel, or standard deviation of the Gaussian one.
+    kernel : {'flat', 'gaussian'}
+    min_bin_freq : int
+        Only grid cells with at least this many points seed a climb.
+    max_seed_points : int
+        The climb runs on a random subsample of this many points first (0: all points).
+    tol : float
+        A seed has converged when it moves less than ``tol * bandwidth``.
+    rng : numpy Generator, optional
+        Draws the subsample (fixed seed 0 when not given).
+
+    Returns
+    -------
+    labels : ndarray (N,) of int64
+        Cluster index of each point, 0..M-1, densest mode first.
+    modes : ndarray (M, D) of float32
+    """
+    if bandwidth <= 0:
+        raise ValueError(f"bandwidth must be positive, got {bandwidth}")
+    if kernel not in ("flat", "gaussian"):
+        raise ValueError(f"kernel must be 'flat' or 'gaussian', not {kernel!r}")
+    x = torch.as_tensor(np.asarray(points, np.float32), device=device)
+    if x.ndim != 2:
+        raise ValueError(f"points must be (N, D), got shape {tuple(x.shape)}")
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros((0, x.shape[1]), np.float32)
+    rng = np.random.default_rng(0) if rng is None else rng
+
+    def find_modes(subset: torch.Tensor, limit: int) -> torch.Tensor:
+        # climb from the grid cells of (a subsample of) ``subset`` on that subsample, then
+        # refine the modes found on all points
+        sample = subset
+        if limit and subset.shape[0] > limit:
+            pick = np.sort(rng.choice(subset.shape[0], size=limit, replace=False))
+            sample = subset[torch.as_tensor(pick, device=x.device)]
+        modes = _climb(
+            _grid_seeds(sample, bandwidth, min_bin_freq), sample, bandwidth, kernel, tol, max_iter
+        )
+        if sample is not x and modes.shape[0]:
+            modes = _climb(modes, x, bandwidth, kernel, tol, max_iter)
+        return modes
+
+    with torch.no_grad():
+        modes = _suppress(find_modes(x, max_seed_points), x, bandwidth)
+        # Look again wherever the modes found so far leave points alone (clusters that the
+        # subsample missed): from every cell of those points while they are not too many.
+        for _ in range(3):
+            if modes.shape[0]:
+                _, d2 = _nearest(x, modes)
+                orphans = x[d2 > bandwidth * bandwidth]
+            else:
+                orphans = x
+            if orphans.shape[0] < max(min_bin_freq, 1):
+                break
+            extra = find_modes(orphans, 4 * max_seed_points)
+            if extra.shape[0] == 0:
+                break
+            merged = _suppress(torch.cat([modes, extra]), x, bandwidth)
+            if merged.shape[0] == modes.shape[0]:
+                break
+            modes = merged
+        if modes.shape[0] == 0:
+            return np.zeros(n, np.int64), np.zeros((0, x.shape[1]), np.float32)
+        labels, _ = _nearest(x, modes)
+    return labels.cpu().numpy(), modes.cpu().numpy()
