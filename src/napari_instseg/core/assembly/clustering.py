@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..arrays import LABEL_DTYPE, relabel_consecutive
-from .meanshift import row_chunks, mean_shift
+from .meanshift import mean_shift, row_chunks
 from .watershed import remove_small_objects
 
 _FG = {"min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "foreground probability threshold"}
