@@ -107,11 +107,20 @@ def _climb(seeds, points, bandwidth, kernel, tol, max_iter):
     return _dedupe(modes, pitch) if modes.shape[0] else modes
 
 
-def _grid_seeds(points: torch.Tensor, bandwidth: float, min_bin_freq: int) -> torch.Tensor:
+def _grid_seeds(points: torch.Tensor, bandwidth: float, min_bin_freq: int, seeding: str):
+    """One seed per grid cell (pitch ``bandwidth``) holding at least ``min_bin_freq`` points:
+    the cell's centre ('grid') or the mean of its points ('centroid')."""
     keys = torch.round(points / bandwidth).to(torch.int64).cpu().numpy()
-    cells, counts = np.unique(keys, axis=0, return_counts=True)
-    cells = cells[counts >= min_bin_freq]
-    return torch.as_tensor(cells, dtype=points.dtype, device=points.device) * bandwidth
+    cells, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    keep = counts >= min_bin_freq
+    if seeding == "grid":
+        seeds = torch.as_tensor(cells[keep], dtype=points.dtype, device=points.device)
+        return seeds * bandwidth
+    inv = torch.as_tensor(inverse.ravel(), device=points.device)
+    sums = torch.zeros(len(cells), points.shape[1], dtype=points.dtype, device=points.device)
+    sums.index_add_(0, inv, points)
+    n = torch.as_tensor(counts, dtype=points.dtype, device=points.device)
+    return (sums / n[:, None])[torch.as_tensor(keep, device=points.device)]
 
 
 def _suppress(modes, points, bandwidth):
@@ -153,6 +162,7 @@ def mean_shift(
     bandwidth: float,
     *,
     kernel: str = "flat",
+    seeding: str = "centroid",
     min_bin_freq: int = 1,
     max_seed_points: int = 2000,
     tol: float = 1e-3,
@@ -167,6 +177,12 @@ def mean_shift(
     bandwidth : float
         Radius of the flat kernel, or standard deviation of the Gaussian one.
     kernel : {'flat', 'gaussian'}
+    seeding : {'centroid', 'grid'}
+        Seeds are the occupied cells of a grid of pitch ``bandwidth``: the mean of each cell's
+        points ('centroid'), or the cell's centre ('grid', what scikit-learn's bin seeding
+        does). In many dimensions a cell's centre is often further than the bandwidth from
+        all of its points, so grid seeding can miss a tight cluster altogether; centroid
+        seeding cannot.
     min_bin_freq : int
         Only grid cells with at least this many points seed a climb.
     max_seed_points : int
@@ -186,6 +202,8 @@ def mean_shift(
         raise ValueError(f"bandwidth must be positive, got {bandwidth}")
     if kernel not in ("flat", "gaussian"):
         raise ValueError(f"kernel must be 'flat' or 'gaussian', not {kernel!r}")
+    if seeding not in ("centroid", "grid"):
+        raise ValueError(f"seeding must be 'centroid' or 'grid', not {seeding!r}")
     x = torch.as_tensor(np.asarray(points, np.float32), device=device)
     if x.ndim != 2:
         raise ValueError(f"points must be (N, D), got shape {tuple(x.shape)}")
@@ -202,7 +220,12 @@ def mean_shift(
             pick = np.sort(rng.choice(subset.shape[0], size=limit, replace=False))
             sample = subset[torch.as_tensor(pick, device=x.device)]
         modes = _climb(
-            _grid_seeds(sample, bandwidth, min_bin_freq), sample, bandwidth, kernel, tol, max_iter
+            _grid_seeds(sample, bandwidth, min_bin_freq, seeding),
+            sample,
+            bandwidth,
+            kernel,
+            tol,
+            max_iter,
         )
         if sample is not x and modes.shape[0]:
             modes = _climb(modes, x, bandwidth, kernel, tol, max_iter)
