@@ -1,26 +1,25 @@
-"""Time the EmbedSeg seed clustering (`seeds` back-end) on a 512² and a 2048² prediction.
+"""Embedding clustering: our three back-ends against scikit-learn and the hdbscan package.
 
-The predictions are synthetic but shaped like a trained EmbedSeg network's output, built from
-the ground truth of the bundled DSB nuclei sample (512²) and its 4x4 mirrored tiling (2048²;
-an object cut by a join merges with its mirror image): every object pixel points at its
-object's centroid (grid units, spacing 1/1023) plus gaussian noise of about half a pixel, the
-bandwidth puts the Gaussian's 0.5 level at about the object radius, and seediness follows the
-distance transform inside objects with a little noise on the background. The table gives
-median times (7 runs at 512², 3 at 2048²), objects found against true objects, matched objects
-at IoU 0.5, and the naive all-pixels reference (the one the tests compare against) on the 512²
-prediction with the speed-up, all in the same run.
+Embeddings come from a shipped SPOCO model (default ``spoco-nuclei``) run on real DSB2018 test
+images: a 512² crop of one image (258 nuclei in the full image) and a 1024² mosaic of 512²
+crops of four test images. Every clusterer sees the same points: the pixels whose predicted
+foreground probability exceeds 0.5. Rows give the median wall time (``--repeats`` runs for
+ours, one run for the references), the number of clusters, the adjusted Rand index (ARI)
+against the reference named in the row, and AP@0.5 of the resulting label image against the
+ground truth (objects under 10 pixels dropped, as the back-ends do by default).
 
-    python benchmarks/clustering.py [--prediction PATH.npz] [--repeats 7] [--no-naive]
+References: ``sklearn.cluster.MeanShift(bandwidth=0.5, bin_seeding=True)`` (SPOCO's "ms"),
+``hdbscan.HDBSCAN`` and ``sklearn.cluster.HDBSCAN`` on all points with the back-end's
+min_cluster_size, min_samples and cluster_selection_epsilon. References on more than
+``--reference-max-points`` points are skipped (scikit-learn's MeanShift needs minutes there).
 
-``--prediction`` also times a saved intermediate (arrays ``embedding``, ``bandwidth`` and
-``seediness``).
+    python benchmarks/clustering.py [--model spoco-nuclei] [--repeats 5]
+        [--reference-max-points 300000] [--sizes 512,1024]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import math
 import os
 import platform
 import statistics
@@ -28,135 +27,164 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.measure import label as label_regions
+import torch
+from sklearn.metrics import adjusted_rand_score
 
-from napari_instseg.core.assembly.seeds import cluster_seeds
-from napari_instseg.core.metrics import match_instances
-from napari_instseg.core.samples import load_sample
+from napari_instseg.core.arrays import LABEL_DTYPE, relabel_consecutive
+from napari_instseg.core.assembly import get_backend
+from napari_instseg.core.assembly.meanshift import mean_shift
+from napari_instseg.core.assembly.watershed import remove_small_objects
+from napari_instseg.core.data import load_folder, normalise_percentile
+from napari_instseg.core.jobs import run
+from napari_instseg.core.metrics import average_precision_dsb
+from napari_instseg.core.pipeline import load_model, predict_image
 
-SPACING = 1.0 / 1023
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_naive():
-    """The slow reference clustering from the test suite."""
-    path = ROOT / "tests" / "core" / "assembly" / "test_seeds.py"
-    spec = importlib.util.spec_from_file_location("_seeds_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.naive_cluster_seeds
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
+IMAGE_512 = "547ef286ee5f4e5d"
+MOSAIC = ("547ef286ee5f4e5d", "8efed2e62c919e6d", "9620c33d8ef2772d", "aaa52100fafaa508")
 
 
-def tiled_labels(labels: np.ndarray) -> np.ndarray:
-    """4x4 mirrored tiling; an object cut by a join and its mirror image become one object."""
-    tile = np.concatenate([labels, labels[:, ::-1]], axis=1)
-    tile = np.concatenate([tile, tile[::-1]], axis=0)
-    tiled = np.tile(tile, (2, 2))
-    # connected regions of equal id: copies only touch their own mirror image across a join
-    return label_regions(tiled, background=0, connectivity=2).astype(np.uint32)
+def scenes(sizes):
+    """(name, image, truth) for each requested size, from the test split."""
+    test = {s.name: s for s in load_folder(DATA, split="test", normalise=normalise_percentile)}
+    crop = (slice(0, 512), slice(0, 512))
+    out = []
+    if 512 in sizes:
+        s = test[IMAGE_512]
+        out.append(("512x512", s.image[0][crop], s.labels[crop]))
+    if 1024 in sizes:
+        imgs = [test[n].image[0][crop] for n in MOSAIC]
+        labs = []
+        offset = 0
+        for n in MOSAIC:
+            lab = relabel_consecutive(test[n].labels[crop].astype(LABEL_DTYPE))
+            labs.append(np.where(lab > 0, lab + offset, 0))
+            offset += int(lab.max())
+        image = np.block([[imgs[0], imgs[1]], [imgs[2], imgs[3]]])
+        truth = np.block([[labs[0], labs[1]], [labs[2], labs[3]]]).astype(LABEL_DTYPE)
+        out.append(("1024x1024", image, truth))
+    return out
 
 
-def synthetic_prediction(labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """EmbedSeg-like embedding, bandwidth and seediness for the objects of ``labels``."""
-    rng = np.random.default_rng(seed)
-    shape = labels.shape
-    ndim = labels.ndim
-    ids = np.arange(1, int(labels.max()) + 1)
-    grid = np.indices(shape, dtype=np.float64)
-    area = np.bincount(labels.ravel(), minlength=ids.size + 1).astype(np.float64)
-    present = area > 0
-    centroid = np.stack(
-        [np.bincount(labels.ravel(), weights=g.ravel(), minlength=ids.size + 1) for g in grid]
-    ) / np.maximum(area, 1)
-    obj = labels > 0
-    embedding = grid.copy()
-    for d in range(ndim):
-        embedding[d][obj] = centroid[d][labels[obj]]
-    embedding += rng.normal(0.0, 0.5, embedding.shape)
-    radius = np.sqrt(area / math.pi) + 1.0
-    level = np.where(present, radius, np.median(radius[present]))[labels]  # background: typical
-    level = level * rng.uniform(0.9, 1.1, (ndim, *shape))
-    bandwidth = math.log(2.0) / (level * SPACING) ** 2
-    inside = ndi.distance_transform_edt(obj)
-    peak = np.zeros(ids.size + 1)
-    peak[1:] = ndi.maximum(inside, labels, ids)
-    seediness = np.where(obj, 0.55 + 0.45 * np.sqrt(inside / np.maximum(peak[labels], 1)), 0.0)
-    seediness += np.where(obj, rng.normal(0.0, 0.02, shape), np.abs(rng.normal(0.0, 0.05, shape)))
-    return {
-        "embedding": (embedding * SPACING).astype(np.float32),
-        "bandwidth": bandwidth.astype(np.float32),
-        "seediness": np.clip(seediness, 0.0, 1.0).astype(np.float32),
-    }
-
-
-def median_ms(fn, repeats: int) -> tuple[float, np.ndarray]:
-    times = []
-    result = None
+def timed(fn, repeats):
+    times, result = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times), result
+    return 1000 * statistics.median(times), result
 
 
-def row(name, shape, ms, labels, truth=None, extra=""):
-    size = "x".join(str(s) for s in shape)
-    if truth is None:
-        true_s, matched = "-", "-"
-    else:
-        true_s = str(int(truth.max()))
-        matched = str(match_instances(truth, labels, iou_threshold=0.5).tp)
-    print(
-        f"{name:22} {size:>11} {ms:10.1f} {int(labels.max()):7d} {true_s:>7} {matched:>8} {extra}"
-    )
+def to_image(keep, cluster):
+    labels = np.zeros(keep.shape, LABEL_DTYPE)
+    labels[keep] = (np.asarray(cluster) + 1).astype(LABEL_DTYPE)
+    return relabel_consecutive(remove_small_objects(labels, 10))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prediction", type=Path, help="npz with embedding, bandwidth, seediness")
-    p.add_argument("--repeats", type=int, default=7, help="runs at 512² (2048²: 3)")
-    p.add_argument("--no-naive", action="store_true", help="skip the slow reference")
+    p.add_argument("--model", default="spoco-nuclei")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--reference-max-points", type=int, default=300000)
+    p.add_argument("--sizes", default="512,1024")
     args = p.parse_args()
+    sizes = {int(s) for s in args.sizes.split(",")}
 
-    _, truth512 = load_sample("nuclei2d_dsb_stardist")
-    truth2048 = tiled_labels(truth512)
-    pred512 = synthetic_prediction(truth512, seed=0)
-    pred2048 = synthetic_prediction(truth2048, seed=1)
-    threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={threads}")
-    print(f"numpy {np.__version__}; load average {os.getloadavg()[0]:.2f}")
-    header = f"{'run':22} {'size':>11} {'median ms':>10} {'found':>7} {'true':>7} {'IoU>=.5':>8}"
+    model = load_model(args.model)
+    threads = torch.get_num_threads()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {threads}")
+    print(f"model {model.card.name}; load average {os.getloadavg()[0]:.2f}")
+    header = (
+        f"{'size':>9} {'points':>7} {'clusterer':34} {'median ms':>10} {'clusters':>8} "
+        f"{'ARI vs':>14} {'ARI':>6} {'AP@0.5':>7}"
+    )
     print(header)
     print("-" * len(header))
+    ms_cfg = model.backend_config("meanshift")
+    hd_cfg = model.backend_config("hdbscan")
+    summary = []
+    for name, image, truth in scenes(sizes):
+        pred = run(predict_image(model, image))
+        arrays = model.method.decode(pred.raw, model.config)
+        keep = arrays["foreground"] > ms_cfg.fg_threshold
+        points = np.ascontiguousarray(arrays["pixel_embedding"][:, keep].T)
+        n = points.shape[0]
+        results = {}
 
-    cluster_seeds(pred512)  # warm-up
-    ms512, labels512 = median_ms(lambda: cluster_seeds(pred512), args.repeats)
-    row("seeds", truth512.shape, ms512, labels512, truth512)
-    if not args.no_naive:
-        naive = load_naive()
-        ms_naive, labels_naive = median_ms(lambda: naive(pred512), 1)
-        same = "identical" if np.array_equal(labels_naive, labels512) else "DIFFERENT"
-        row(
-            "naive reference",
-            truth512.shape,
-            ms_naive,
-            labels_naive,
-            truth512,
-            f"speed-up x{ms_naive / ms512:.0f}, labels {same}",
+        def emit(label, ms, cluster_img, ref=None, _n=n, _name=name, _truth=truth, _res=results):
+            ari = "-"
+            if ref is not None and ref in _res:
+                a, b = _res[ref][keep], cluster_img[keep]
+                ari = f"{adjusted_rand_score(a, b):.4f}"
+            ap = average_precision_dsb(_truth, cluster_img, iou_threshold=0.5)
+            print(
+                f"{_name:>9} {_n:7d} {label:34} {ms:10.1f} {int(cluster_img.max()):8d} "
+                f"{(ref or '-'):>14} {ari:>6} {ap:7.3f}"
+            )
+            return ari
+
+        # references first, so our rows can be compared with them
+        if n <= args.reference_max_points:
+            from sklearn.cluster import MeanShift
+
+            ms, fit = timed(
+                lambda: MeanShift(bandwidth=ms_cfg.bandwidth, bin_seeding=True).fit(points), 1
+            )
+            results["sklearn-ms"] = to_image(keep, fit.labels_)
+            emit("sklearn MeanShift (bin seeding)", ms, results["sklearn-ms"])
+            sk_ms = ms
+        else:
+            sk_ms = None
+            print(f"{name:>9} {n:7d} sklearn MeanShift skipped (more than the reference limit)")
+        for seeding in ("grid", "centroid"):
+            label = f"ours meanshift ({seeding} seeds)"
+            mean_shift(points, ms_cfg.bandwidth, seeding=seeding)  # warm-up
+            ms, (cl, _) = timed(
+                lambda s=seeding: mean_shift(points, ms_cfg.bandwidth, seeding=s), args.repeats
+            )
+            img = to_image(keep, cl)
+            ari = emit(label, ms, img, "sklearn-ms")
+            if seeding == "grid":
+                summary.append((name, n, ms, sk_ms, ari))
+        backend_ms, labels = timed(lambda: get_backend("meanshift")(arrays), args.repeats)
+        emit("meanshift back-end (shipped knobs)", backend_ms, labels, "sklearn-ms")
+
+        hd_kwargs = {
+            "min_cluster_size": hd_cfg.min_cluster_size,
+            "min_samples": hd_cfg.min_samples or hd_cfg.min_cluster_size,
+            "cluster_selection_epsilon": hd_cfg.epsilon,
+        }
+        if n <= args.reference_max_points:
+            import hdbscan
+            from sklearn.cluster import HDBSCAN
+
+            ms, lab = timed(lambda: hdbscan.HDBSCAN(**hd_kwargs).fit_predict(points), 1)
+            results["hdbscan pkg"] = to_image(keep, lab)
+            emit("hdbscan package (all points)", ms, results["hdbscan pkg"])
+            ms, lab = timed(lambda: HDBSCAN(**hd_kwargs).fit_predict(points), 1)
+            results["sklearn HDBSCAN"] = to_image(keep, lab)
+            emit("sklearn HDBSCAN (all points)", ms, results["sklearn HDBSCAN"], "hdbscan pkg")
+        ms, labels = timed(
+            lambda: get_backend("hdbscan")(arrays, config=hd_cfg, rng=np.random.default_rng(0)),
+            args.repeats,
         )
-    ms2048, labels2048 = median_ms(lambda: cluster_seeds(pred2048), 3)
-    row("seeds", truth2048.shape, ms2048, labels2048, truth2048)
+        emit(f"ours hdbscan ({hd_cfg.max_points} sampled)", ms, labels, "hdbscan pkg")
+        summary.append((name, n, ms, None, "hdbscan"))
+        ms, labels = timed(lambda: get_backend("consistency")(arrays), args.repeats)
+        emit("ours consistency", ms, labels, "sklearn-ms")
 
-    if args.prediction is not None:
-        with np.load(args.prediction) as data:
-            arrays = {k: np.asarray(data[k]) for k in ("embedding", "bandwidth", "seediness")}
-        cluster_seeds(arrays)
-        ms, labels = median_ms(lambda: cluster_seeds(arrays), args.repeats)
-        row(args.prediction.name[:22], arrays["seediness"].shape, ms, labels)
-
-    verdict = "meets" if ms512 <= 50.0 else "MISSES"
-    print(f"512² median {ms512:.1f} ms {verdict} the 50 ms target")
+    print()
+    for name, n, ms, ref_ms, ari in summary:
+        if ari == "hdbscan":
+            verdict = "meets" if ms <= 1000 else "MISSES"
+            print(f"{name}: hdbscan back-end {ms:.0f} ms ({n} points), {verdict} the 1 s target")
+            continue
+        speed = f", x{ref_ms / ms:.0f} faster than scikit-learn" if ref_ms else ""
+        verdict = "meets" if ms <= 200 else "MISSES"
+        print(
+            f"{name}: mean-shift (grid seeds) {ms:.0f} ms ({n} points){speed}, ARI {ari}; "
+            f"{verdict} the 200 ms target"
+        )
 
 
 if __name__ == "__main__":

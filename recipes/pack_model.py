@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.checkpoint import save_model
 from napari_instseg.core.configs import config_to_dict
 from napari_instseg.core.data import load_folder, normalise_percentile
@@ -51,6 +52,12 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--grid", action="append", default=[])
     p.add_argument("--out", default=str(ZOO))
+    p.add_argument(
+        "--compare-backend",
+        action="append",
+        default=[],
+        help="also score test with this back-end (its defaults plus the tuned knobs it shares)",
+    )
     p.add_argument(
         "--half",
         action="store_true",
@@ -85,6 +92,12 @@ def main() -> None:
     _, untuned = score_predictions(model, test, test_pred)
     _, test_summary = score_predictions(model, test, test_pred, knobs=knobs)
     tuned_cfg = config_to_dict(model.backend_config(knobs=knobs))
+    by_backend = {}
+    for name in args.compare_backend:
+        shared = {k: v for k, v in knobs.items() if k in get_backend(name).knob_names()}
+        _, summary = score_predictions(model, test, test_pred, backend=name, knobs=shared)
+        by_backend[name] = {**metrics_for_card(summary), "knobs": shared}
+        print(f"test with {name} {shared}: AP@0.5 {summary['ap@0.50']:.4f}")
     card = replace(
         model.card,
         name=args.name,
@@ -96,6 +109,7 @@ def main() -> None:
             "protocol": "mean over images of DSB AP = TP/(TP+FP+FN), one-to-one matching; "
             "knobs tuned on val (AP@0.5), reported on test",
             "tuning_grid": {k: list(v) for k, v in grid.items()},
+            **({"test_by_backend": by_backend} if by_backend else {}),
         },
         weights_sha256="",
         created="",

@@ -29,7 +29,7 @@ from napari_instseg.core.methods import get_method
 from napari_instseg.core.pipeline import Model, load_model, predict_image
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.tuning import Tuner, TuneResult
-from napari_instseg.core.visualise import vectors_to_rgb
+from napari_instseg.core.visualise import embedding_to_rgb, vectors_to_rgb
 from napari_instseg.core.zoo import list_models
 
 from ._jobs import start_job
@@ -43,6 +43,8 @@ INTERMEDIATE_COLORMAPS = {
 }
 #: Intermediate arrays that are displacement fields, shown as direction colours.
 VECTOR_FIELDS = ("offsets",)
+#: Learnt pixel embeddings, shown as RGB of their first three principal components.
+EMBEDDING_FIELDS = ("pixel_embedding",)
 
 
 def describe_card(card) -> str:
@@ -343,7 +345,8 @@ class SegmentWidget(QWidget):
         layer.metadata.update({"backend": result.backend, "knobs": result.knobs})
 
     def _write_intermediate(self, tuner: Tuner, image_name: str, shape: tuple) -> None:
-        """Scalar maps as image layers; 2D vector fields (offsets) as direction colours."""
+        """Scalar maps as image layers; 2D vector fields (offsets) as direction colours and 2D
+        pixel embeddings by their principal components."""
         plain = not any(isinstance(w, int) for w in self._where)
         spatial = len(self._where) - sum(isinstance(w, int) for w in self._where)
         for key, array in tuner.intermediate.items():
@@ -353,6 +356,8 @@ class SegmentWidget(QWidget):
                 kwargs = {"colormap": INTERMEDIATE_COLORMAPS.get(key, "gray")}
             elif key in VECTOR_FIELDS and plain and array.shape[0] == 2 == spatial:
                 data, kwargs = vectors_to_rgb(array), {"rgb": True}
+            elif key in EMBEDDING_FIELDS and plain and spatial == 2:
+                data, kwargs = embedding_to_rgb(array), {"rgb": True}
             else:
                 continue
             if name in self.viewer.layers:

@@ -7,15 +7,19 @@ the points within ``bandwidth`` (flat kernel) or the Gaussian-weighted mean of a
 modes closer than ``bandwidth`` to a denser mode are dropped; every point joins its nearest
 mode.
 
-What makes it fast (the answer stays that of the plain algorithm up to the climb's
-tolerance):
+What makes it faster than the plain algorithm while giving the same partition (tested
+against scikit-learn; the benchmark reports the adjusted Rand index on real embeddings):
 
-- seeds that land on the same spot (to within the convergence tolerance) are merged while
-  they climb, so after a few steps only about one seed per cluster is left;
-- the climb runs first on a random subsample of the points, then the modes it found are
-  refined on all points; cells of points that end up further than ``bandwidth`` from every
-  mode are seeded again on all points, so a cluster the subsample missed is still found;
-- distances are matrix products in chunks of bounded memory.
+- seeds climb on one random sample of the points (``sample_size``), whose density is the
+  points' density up to sampling noise; the modes reached are then refined on all points;
+- seeds that land on the same spot are merged while they climb, and a seed that comes within
+  a quarter bandwidth of a mode already reached stops there;
+- seeding is repeated from points left further than ``bandwidth`` from every mode, so a
+  cluster without a seed in the first round is still found;
+- distances are matrix products in chunks of bounded memory, on CPU or GPU.
+
+Seeding by cell centroid (the default) rather than cell centre is a deliberate departure
+from scikit-learn: see ``mean_shift``.
 """
 
 from __future__ import annotations
@@ -86,11 +90,18 @@ def _dedupe(seeds: torch.Tensor, pitch: float) -> torch.Tensor:
     return seeds[torch.as_tensor(np.sort(first), device=seeds.device)]
 
 
+#: A climbing seed closer than this (times the bandwidth) to a mode already reached stops
+#: there: it can only reach that mode or one within the bandwidth of it, and of two modes
+#: that close the less dense one is dropped anyway.
+ABSORB = 0.25
+
+
 def _climb(seeds, points, bandwidth, kernel, tol, max_iter):
     """Move ``seeds`` to modes of ``points``; merged duplicates; returns converged modes."""
     pts = _Points(points)
     pitch = tol * bandwidth
-    done = []
+    absorb2 = (ABSORB * bandwidth) ** 2
+    done = torch.zeros(0, points.shape[1], dtype=points.dtype, device=points.device)
     for _ in range(max_iter):
         if seeds.shape[0] == 0:
             break
@@ -100,11 +111,15 @@ def _climb(seeds, points, bandwidth, kernel, tol, max_iter):
         reach = counts > 0
         moved = (new - seeds).norm(dim=1)
         still = (moved >= pitch) & reach
-        done.append(new[~still & reach])
-        seeds = _dedupe(new[still], pitch) if bool(still.any()) else new[still]
-    done.append(seeds)
-    modes = torch.cat(done)
-    return _dedupe(modes, pitch) if modes.shape[0] else modes
+        done = torch.cat([done, new[~still & reach]])
+        seeds = new[still]
+        if seeds.shape[0] and done.shape[0]:
+            d2 = _Points(done).partial_d2(seeds) + (seeds * seeds).sum(1, keepdim=True)
+            seeds = seeds[d2.min(dim=1).values > absorb2]
+        if seeds.shape[0]:
+            seeds = _dedupe(seeds, pitch)
+    done = torch.cat([done, seeds])
+    return _dedupe(done, pitch) if done.shape[0] else done
 
 
 def _grid_seeds(points: torch.Tensor, bandwidth: float, min_bin_freq: int, seeding: str):
@@ -165,6 +180,9 @@ def mean_shift(
     seeding: str = "centroid",
     min_bin_freq: int = 1,
     max_seed_points: int = 2000,
+    sample_size: int = 10000,
+    max_rounds: int = 3,
+    refine_iter: int = 10,
     tol: float = 1e-3,
     max_iter: int = 300,
     rng: np.random.Generator | None = None,
@@ -186,7 +204,15 @@ def mean_shift(
     min_bin_freq : int
         Only grid cells with at least this many points seed a climb.
     max_seed_points : int
-        The climb runs on a random subsample of this many points first (0: all points).
+        Seeds come from the grid cells of at most this many random points per round
+        (0: all points).
+    sample_size : int
+        Seeds climb on a random sample of this many points (0: all points) ...
+    refine_iter : int
+        ... and the modes they reach then take at most this many steps on all points.
+    max_rounds : int
+        How many times to seed again from the points left further than ``bandwidth`` from
+        every mode found so far (clusters the first seeds missed).
     tol : float
         A seed has converged when it moves less than ``tol * bandwidth``.
     rng : numpy Generator, optional
@@ -212,38 +238,36 @@ def mean_shift(
         return np.zeros(0, np.int64), np.zeros((0, x.shape[1]), np.float32)
     rng = np.random.default_rng(0) if rng is None else rng
 
-    def find_modes(subset: torch.Tensor, limit: int) -> torch.Tensor:
-        # climb from the grid cells of (a subsample of) ``subset`` on that subsample, then
-        # refine the modes found on all points
-        sample = subset
-        if limit and subset.shape[0] > limit:
-            pick = np.sort(rng.choice(subset.shape[0], size=limit, replace=False))
-            sample = subset[torch.as_tensor(pick, device=x.device)]
-        modes = _climb(
-            _grid_seeds(sample, bandwidth, min_bin_freq, seeding),
-            sample,
-            bandwidth,
-            kernel,
-            tol,
-            max_iter,
-        )
+    def subsample(pool: torch.Tensor, size: int) -> torch.Tensor:
+        if size and pool.shape[0] > size:
+            pick = np.sort(rng.choice(pool.shape[0], size=size, replace=False))
+            return pool[torch.as_tensor(pick, device=x.device)]
+        return pool
+
+    # Seeds climb on one unbiased random sample of the points (its density is the points'
+    # density, up to sampling noise); the modes they reach are refined on all points.
+    sample = subsample(x, sample_size)
+
+    def find_modes(seed_points: torch.Tensor) -> torch.Tensor:
+        seeds = _grid_seeds(seed_points, bandwidth, min_bin_freq, seeding)
+        modes = _climb(seeds, sample, bandwidth, kernel, tol, max_iter)
         if sample is not x and modes.shape[0]:
-            modes = _climb(modes, x, bandwidth, kernel, tol, max_iter)
+            modes = _climb(modes, x, bandwidth, kernel, tol, refine_iter)
         return modes
 
     with torch.no_grad():
-        modes = _suppress(find_modes(x, max_seed_points), x, bandwidth)
-        # Look again wherever the modes found so far leave points alone (clusters that the
-        # subsample missed): from every cell of those points while they are not too many.
-        for _ in range(3):
+        modes = _suppress(find_modes(subsample(x, max_seed_points)), x, bandwidth)
+        # Look again from points left further than the bandwidth from every mode: seeds the
+        # first subsample did not have may climb to modes not found yet.
+        for _ in range(max_rounds):
             if modes.shape[0]:
                 _, d2 = _nearest(x, modes)
-                orphans = x[d2 > bandwidth * bandwidth]
+                alone = x[d2 > bandwidth * bandwidth]
             else:
-                orphans = x
-            if orphans.shape[0] < max(min_bin_freq, 1):
+                alone = x
+            if alone.shape[0] < max(min_bin_freq, 1):
                 break
-            extra = find_modes(orphans, 4 * max_seed_points)
+            extra = find_modes(subsample(alone, max_seed_points))
             if extra.shape[0] == 0:
                 break
             merged = _suppress(torch.cat([modes, extra]), x, bandwidth)
