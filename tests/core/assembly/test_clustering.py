@@ -79,6 +79,16 @@ def test_backends_registered_with_their_knobs():
         "bandwidth",
         "fg_threshold",
         "min_size",
+        "split_disconnected",
         "gaussian",
     )
     assert "pixel_embedding_g" in get_backend("consistency").requires
+
+
+def test_split_disconnected_separates_far_objects_embedded_alike():
+    truth, arrays = _scene(np.random.default_rng(5), n_side=2, size=10)
+    emb = arrays["pixel_embedding"]
+    emb[:, truth == 4] = emb[:, truth == 1].mean(axis=1, keepdims=True)  # 1 and 4 look alike
+    merged = cluster_meanshift(arrays, min_size=1, split_disconnected=False)
+    assert merged.max() == 3
+    assert _same_partition(cluster_meanshift(arrays, min_size=1), truth)

@@ -3,7 +3,8 @@
 The back-ends read ``pixel_embedding`` (E, *spatial): a learnt embedding in which pixels of
 one object gather together (SPOCO and any method with such an output). When a ``foreground``
 probability is given, only pixels above ``fg_threshold`` are clustered; otherwise every pixel
-in the mask is. Clusters become objects; pieces smaller than ``min_size`` pixels are dropped.
+in the mask is. Clusters become objects, each spatially connected piece of a cluster its own
+object unless ``split_disconnected`` is off; objects under ``min_size`` pixels are dropped.
 
 - ``meanshift``: :func:`..meanshift.mean_shift` with the bandwidth ``delta_var`` the network
   was trained with (flat or Gaussian kernel).
@@ -24,6 +25,8 @@ from typing import Annotated
 import numpy as np
 import torch
 
+from skimage.measure import label as label_regions
+
 from ..arrays import LABEL_DTYPE, relabel_consecutive
 from .meanshift import mean_shift, row_chunks
 from .watershed import remove_small_objects
@@ -36,6 +39,7 @@ _BANDWIDTH = {
     "tooltip": "embedding distance that joins pixels (the training delta_var)",
 }
 _MIN_SIZE = {"min": 0, "max": 100000, "tooltip": "objects smaller than this (pixels) are dropped"}
+_SPLIT = {"tooltip": "a cluster's spatially disconnected pieces become separate objects"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class MeanShiftConfig:
     bandwidth: Annotated[float, _BANDWIDTH] = 0.5
     fg_threshold: Annotated[float, _FG] = 0.5
     min_size: Annotated[int, _MIN_SIZE] = 10
+    split_disconnected: Annotated[bool, _SPLIT] = True
     gaussian: Annotated[
         bool, {"tooltip": "Gaussian kernel (sigma = bandwidth) instead of the flat one"}
     ] = False
@@ -66,6 +71,7 @@ class HdbscanConfig:
     ] = 0.5
     fg_threshold: Annotated[float, _FG] = 0.5
     min_size: Annotated[int, _MIN_SIZE] = 10
+    split_disconnected: Annotated[bool, _SPLIT] = True
     max_points: Annotated[
         int, {"min": 500, "max": 200000, "tooltip": "pixels given to HDBSCAN (subsample)"}
     ] = 4000
@@ -90,6 +96,7 @@ class ConsistencyConfig:
     ] = 100
     fg_threshold: Annotated[float, _FG] = 0.5
     min_size: Annotated[int, _MIN_SIZE] = 10
+    split_disconnected: Annotated[bool, _SPLIT] = True
 
 
 def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
@@ -108,10 +115,17 @@ def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
     return emb, keep
 
 
-def _to_labels(keep: np.ndarray, cluster: np.ndarray, min_size: int) -> np.ndarray:
-    """Cluster indices (0..M-1, -1 = none) of the kept pixels to a label image."""
+def _to_labels(keep: np.ndarray, cluster: np.ndarray, min_size: int, split: bool) -> np.ndarray:
+    """Cluster indices (0..M-1, -1 = none) of the kept pixels to a label image; with ``split``
+    each spatially connected piece of a cluster (face neighbours) becomes its own object.
+
+    Clustering sees embeddings only, so two far-apart objects that the network happened to
+    embed alike would otherwise share one id.
+    """
     labels = np.zeros(keep.shape, LABEL_DTYPE)
     labels[keep] = (cluster + 1).astype(LABEL_DTYPE)
+    if split and labels.any():
+        labels = label_regions(labels, background=0, connectivity=1).astype(LABEL_DTYPE)
     return relabel_consecutive(remove_small_objects(labels, min_size))
 
 
@@ -124,6 +138,7 @@ def cluster_meanshift(
     fg_threshold: float = 0.5,
     min_size: int = 10,
     gaussian: bool = False,
+    split_disconnected: bool = True,
 ) -> np.ndarray:
     """Mean-shift clusters of the foreground pixels' embeddings as instances."""
     emb, keep = _selected(arrays, mask, fg_threshold)
@@ -135,7 +150,7 @@ def cluster_meanshift(
         kernel="gaussian" if gaussian else "flat",
         rng=np.random.default_rng(0) if rng is None else rng,
     )
-    return _to_labels(keep, cluster, min_size)
+    return _to_labels(keep, cluster, min_size, split_disconnected)
 
 
 def cluster_hdbscan(
@@ -149,6 +164,7 @@ def cluster_hdbscan(
     fg_threshold: float = 0.5,
     min_size: int = 10,
     max_points: int = 4000,
+    split_disconnected: bool = True,
 ) -> np.ndarray:
     """HDBSCAN clusters of a subsample of the foreground embeddings, spread to all pixels.
 
@@ -183,7 +199,7 @@ def cluster_hdbscan(
         cluster = sample_labels
     else:
         cluster = sample_labels[_nearest_index(points, sample)]
-    return _to_labels(keep, cluster, min_size)
+    return _to_labels(keep, cluster, min_size, split_disconnected)
 
 
 def _nearest_index(points: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -208,6 +224,7 @@ def cluster_consistency(
     num_anchors: int = 100,
     fg_threshold: float = 0.5,
     min_size: int = 10,
+    split_disconnected: bool = True,
 ) -> np.ndarray:
     """Mean-shift on f's embedding; clusters that g's embedding does not reproduce are dropped.
 
@@ -252,4 +269,4 @@ def cluster_consistency(
     median = np.array([np.median(ious[owner == c]) for c in range(n_clusters)])
     dropped = median < iou_threshold
     cluster = np.where(dropped[cluster], -1, cluster)
-    return _to_labels(keep, cluster, min_size)
+    return _to_labels(keep, cluster, min_size, split_disconnected)
