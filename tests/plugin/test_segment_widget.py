@@ -210,3 +210,38 @@ def test_embedseg_with_tta_and_intermediate_layers(viewer_widget, qtbot):
     assert offsets.rgb and offsets.data.shape == (256, 256, 3)
     assert widget.tune.backend.currentText() == "seeds"
     assert widget.tune.tuner.prediction.info["tta"] is True
+
+
+def test_embedding_model_shows_embedding_and_switches_clustering(make_napari_viewer, qtbot):
+    import torch
+
+    from napari_instseg.core.checkpoint import ModelCard, save_model
+    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.methods import get_method
+    from napari_instseg.core.zoo import user_model_dir
+
+    method = get_method("spoco")
+    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
+    torch.manual_seed(0)
+    card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift")
+    save_model(user_model_dir(), "spoco-tiny", method.build_net(cfg), card)
+
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(image[:64, :64], name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText("spoco-tiny")
+    widget.image_box.setCurrentText("nuclei")
+    widget.intermediate.setChecked(True)
+    run_and_wait(widget, qtbot)
+    base = "nuclei [spoco-tiny]"
+    emb = viewer.layers[f"{base} pixel_embedding"]
+    assert emb.rgb and emb.data.shape == (64, 64, 3)
+    assert viewer.layers[f"{base} foreground"].data.shape == (64, 64)
+    layer = widget.labels_layer
+    assert layer.metadata["backend"] == "meanshift"
+    assert {"bandwidth", "split_disconnected"} <= set(widget.tune.form.values())
+    widget.tune.backend.setCurrentText("hdbscan")
+    qtbot.waitUntil(lambda: widget.tune.shown_generation == widget.tune.generation, timeout=20_000)
+    assert layer.metadata["backend"] == "hdbscan"
+    assert "min_cluster_size" in widget.tune.form.values()
