@@ -21,9 +21,7 @@ def _blobs(rng, n_clusters=12, dim=16, spread=0.08, outliers=20):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_grid_seeding_gives_sklearns_partition(seed):
     x, _ = _blobs(np.random.default_rng(seed))
-    ours, modes = mean_shift(
-        x, 0.5, seeding="grid", max_seed_points=300, rng=np.random.default_rng(0)
-    )
+    ours, modes = mean_shift(x, 0.5, rng=np.random.default_rng(0))
     ref = MeanShift(bandwidth=0.5, bin_seeding=True).fit(x)
     assert adjusted_rand_score(ref.labels_, ours) > 0.99
     assert len(modes) == len(ref.cluster_centers_)
@@ -34,21 +32,23 @@ def test_centroid_seeding_finds_every_blob(seed):
     # in 16-D a grid cell's centre is often out of reach of all its points, so bin seeding
     # (ours with seeding="grid", and scikit-learn's) misses some blobs; centroids cannot
     x, truth = _blobs(np.random.default_rng(seed))
-    ours, _ = mean_shift(x, 0.5, max_seed_points=300, rng=np.random.default_rng(0))
+    ours, _ = mean_shift(x, 0.5, seeding="centroid", rng=np.random.default_rng(0))
     assert adjusted_rand_score(truth, ours[: truth.size]) == pytest.approx(1.0)
 
 
-def test_subsample_misses_nothing():
-    # many small clusters: a 5% subsample misses most of them, the re-seeding finds them
+def test_seeding_again_finds_what_the_first_seeds_missed():
+    # many small clusters: 200 seeds miss most of them, seeding again finds them
     x, truth = _blobs(np.random.default_rng(3), n_clusters=60, outliers=0)
-    ours, modes = mean_shift(x, 0.5, max_seed_points=200, rng=np.random.default_rng(0))
+    ours, modes = mean_shift(
+        x, 0.5, seeding="centroid", max_seed_points=200, rng=np.random.default_rng(0)
+    )
     assert len(modes) == 60
     assert adjusted_rand_score(truth, ours) == pytest.approx(1.0)
 
 
 def test_gaussian_kernel_finds_the_blobs():
     x, truth = _blobs(np.random.default_rng(4), outliers=0)
-    ours, _ = mean_shift(x, 0.5, kernel="gaussian")
+    ours, _ = mean_shift(x, 0.5, kernel="gaussian", seeding="centroid")
     assert adjusted_rand_score(truth, ours) == pytest.approx(1.0)
 
 
@@ -73,3 +73,12 @@ def test_edge_cases():
         mean_shift(np.ones((3, 2), np.float32), 0.5, seeding="random")
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         mean_shift(np.ones(5, np.float32), 0.5)
+
+
+def test_sample_and_all_points_agree_on_separated_clusters():
+    x, truth = _blobs(np.random.default_rng(6), n_clusters=20, outliers=0)
+    sampled, _ = mean_shift(x, 0.5, seeding="centroid", sample_size=800)
+    exact, _ = mean_shift(x, 0.5, seeding="centroid", sample_size=0)
+    assert x.shape[0] > 2000
+    assert adjusted_rand_score(exact, sampled) == pytest.approx(1.0)
+    assert adjusted_rand_score(truth, exact) == pytest.approx(1.0)
