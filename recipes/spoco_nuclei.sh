@@ -26,5 +26,5 @@ napari-instseg train --method spoco --data "$DATA" --split train --val-split "" 
   --iterations "$ITER" --batch-size 4 --patch-size 128 --lr 1e-3 --val-every 500 --seed 0 "$@"
 # Pack: tune the mean-shift knobs on val (dense labels), measure test, write the zoo files.
 python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$DATA" --half \
-  --grid bandwidth=0.5,0.8,1.2 --grid fg_threshold=0.5 \
+  --grid bandwidth=0.8,1.2,1.6,2.0 --grid fg_threshold=0.4,0.5 \
   --compare-backend hdbscan
