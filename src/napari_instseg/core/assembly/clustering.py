@@ -39,6 +39,8 @@ _BANDWIDTH = {
     "tooltip": "embedding distance that joins pixels (the training delta_var)",
 }
 _MIN_SIZE = {"min": 0, "max": 100000, "tooltip": "objects smaller than this (pixels) are dropped"}
+#: Pixels on which consistency clustering measures IoUs (a random sample on large images).
+IOU_SAMPLE = 20000
 _SPLIT = {"tooltip": "a cluster's spatially disconnected pieces become separate objects"}
 
 
@@ -231,7 +233,8 @@ def cluster_consistency(
     For every cluster, up to ``num_anchors`` random pixels of it are anchors; the pixels whose
     g-embedding lies within ``bandwidth`` of an anchor's form that anchor's mask. The cluster is
     kept when the median IoU between it and its anchors' masks reaches ``iou_threshold``.
-    Candidates for the masks are the clustered (foreground) pixels.
+    Candidates for the masks are the clustered (foreground) pixels, or a random
+    ``IOU_SAMPLE`` of them on large images.
     """
     emb, keep = _selected(arrays, mask, fg_threshold)
     if not keep.any():
@@ -241,9 +244,13 @@ def cluster_consistency(
         raise ValueError(f"pixel_embedding_g shape {emb_g.shape} != {emb.shape}")
     rng = np.random.default_rng(0) if rng is None else rng
     cluster, _ = mean_shift(emb[:, keep].T, bandwidth, rng=rng)
+    # IoUs are measured on a random subsample of the clustered pixels (all when few)
+    cand = np.arange(cluster.size)
+    if cand.size > IOU_SAMPLE:
+        cand = np.sort(rng.choice(cand.size, size=IOU_SAMPLE, replace=False))
     g = torch.from_numpy(np.ascontiguousarray(emb_g[:, keep].T))
     n_clusters = int(cluster.max()) + 1
-    sizes = np.bincount(cluster, minlength=n_clusters)
+    sizes = np.bincount(cluster[cand], minlength=n_clusters)
     order = np.argsort(cluster, kind="stable")
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     anchors, owner = [], []
@@ -253,13 +260,14 @@ def cluster_consistency(
         anchors.append(rng.choice(members, size=k, replace=False))
         owner.append(np.full(k, c))
     anchors, owner = np.concatenate(anchors), np.concatenate(owner)
-    lab = torch.from_numpy(cluster)
-    g_sq = (g * g).sum(1)
+    lab = torch.from_numpy(cluster[cand])
+    pool = g[torch.from_numpy(cand)]
+    pool_sq = (pool * pool).sum(1)
     ious = np.empty(anchors.size)
     with torch.no_grad():
-        for sl in row_chunks(anchors.size, g.shape[0]):
+        for sl in row_chunks(anchors.size, pool.shape[0]):
             a = g[torch.from_numpy(anchors[sl])]
-            inside = torch.addmm(g_sq[None, :], a, g.T, alpha=-2.0) <= (
+            inside = torch.addmm(pool_sq[None, :], a, pool.T, alpha=-2.0) <= (
                 bandwidth**2 - (a * a).sum(1, keepdim=True)
             )
             own = torch.from_numpy(owner[sl])
