@@ -33,6 +33,12 @@ def as_labels(labels: np.ndarray) -> np.ndarray:
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     """Renumber the objects of ``labels`` to 1..N in order of first id, keeping 0 as background."""
     labels = np.asarray(labels)
+    top = int(labels.max()) if labels.size else 0
+    if labels.size and labels.min() >= 0 and top <= 4 * labels.size + 1024:
+        # a lookup table over the id range: linear time, no sort
+        present = np.bincount(labels.ravel(), minlength=top + 1) > 0
+        present[0] = False
+        return np.cumsum(present).astype(LABEL_DTYPE)[labels]
     ids, inverse = np.unique(labels, return_inverse=True)
     if ids.size and ids[0] == 0:
         new = np.arange(ids.size, dtype=LABEL_DTYPE)

@@ -84,9 +84,17 @@ def _counts(seeds: torch.Tensor, pts: _Points, bandwidth: float) -> torch.Tensor
     return out
 
 
+def _row_hash(keys: np.ndarray) -> np.ndarray:
+    """One int64 per row of integer ``keys`` (a random linear hash that wraps on overflow;
+    two distinct rows collide with probability about 2**-64)."""
+    mult = np.random.default_rng(12345).integers(1, 2**62, size=keys.shape[1], dtype=np.int64)
+    with np.errstate(over="ignore"):
+        return (keys.astype(np.int64) * mult).sum(axis=1)
+
+
 def _dedupe(seeds: torch.Tensor, pitch: float) -> torch.Tensor:
     keys = torch.round(seeds / pitch).to(torch.int64)
-    _, first = np.unique(keys.cpu().numpy(), axis=0, return_index=True)
+    _, first = np.unique(_row_hash(keys.cpu().numpy()), return_index=True)
     return seeds[torch.as_tensor(np.sort(first), device=seeds.device)]
 
 
@@ -114,13 +122,15 @@ def _grid_seeds(points: torch.Tensor, bandwidth: float, min_bin_freq: int, seedi
     """One seed per grid cell (pitch ``bandwidth``) holding at least ``min_bin_freq`` points:
     the cell's centre ('grid') or the mean of its points ('centroid')."""
     keys = torch.round(points / bandwidth).to(torch.int64).cpu().numpy()
-    cells, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    _, first, inverse, counts = np.unique(
+        _row_hash(keys), return_index=True, return_inverse=True, return_counts=True
+    )
     keep = counts >= min_bin_freq
     if seeding == "grid":
-        seeds = torch.as_tensor(cells[keep], dtype=points.dtype, device=points.device)
-        return seeds * bandwidth
+        cells = keys[first[keep]]
+        return torch.as_tensor(cells, dtype=points.dtype, device=points.device) * bandwidth
     inv = torch.as_tensor(inverse.ravel(), device=points.device)
-    sums = torch.zeros(len(cells), points.shape[1], dtype=points.dtype, device=points.device)
+    sums = torch.zeros(len(first), points.shape[1], dtype=points.dtype, device=points.device)
     sums.index_add_(0, inv, points)
     n = torch.as_tensor(counts, dtype=points.dtype, device=points.device)
     return (sums / n[:, None])[torch.as_tensor(keep, device=points.device)]
