@@ -112,7 +112,8 @@ def main() -> None:
     print("-" * len(header))
     hd_cfg = model.backend_config("hdbscan")
     summary = []
-    for name, image, truth in scenes(sizes):
+
+    def scene(name, image, truth):
         pred = run(predict_image(model, image))
         arrays = model.method.decode(pred.raw, model.config)
         keep = arrays["foreground"] > ms_cfg.fg_threshold
@@ -120,14 +121,14 @@ def main() -> None:
         n = points.shape[0]
         results = {}
 
-        def emit(label, ms, cluster_img, ref=None, _n=n, _name=name, _truth=truth, _res=results):
+        def emit(label, ms, cluster_img, ref=None):
             ari = "-"
-            if ref is not None and ref in _res:
-                a, b = _res[ref][keep], cluster_img[keep]
+            if ref is not None and ref in results:
+                a, b = results[ref][keep], cluster_img[keep]
                 ari = f"{adjusted_rand_score(a, b):.4f}"
-            ap = average_precision_dsb(_truth, cluster_img, iou_threshold=0.5)
+            ap = average_precision_dsb(truth, cluster_img, iou_threshold=0.5)
             print(
-                f"{_name:>9} {_n:7d} {label:34} {ms:10.1f} {int(cluster_img.max()):8d} "
+                f"{name:>9} {n:7d} {label:34} {ms:10.1f} {int(cluster_img.max()):8d} "
                 f"{(ref or '-'):>14} {ari:>6} {ap:7.3f}"
             )
             return ari
@@ -190,6 +191,9 @@ def main() -> None:
             lambda: get_backend("consistency")(arrays, config=cons_cfg), args.repeats
         )
         emit("ours consistency", ms, labels, "sklearn-ms")
+
+    for name, image, truth in scenes(sizes):
+        scene(name, image, truth)
 
     print()
     for name, n, ms, ref_ms, ari in summary:

@@ -24,7 +24,6 @@ from typing import Annotated
 
 import numpy as np
 import torch
-
 from skimage.measure import label as label_regions
 
 from ..arrays import LABEL_DTYPE, relabel_consecutive
