@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--grid", action="append", default=[])
     p.add_argument("--out", default=str(ZOO))
+    p.add_argument("--notes", default="", help="training notes for the card")
     p.add_argument(
         "--compare-backend",
         action="append",
@@ -98,9 +99,17 @@ def main() -> None:
         _, summary = score_predictions(model, test, test_pred, backend=name, knobs=shared)
         by_backend[name] = {**metrics_for_card(summary), "knobs": shared}
         print(f"test with {name} {shared}: AP@0.5 {summary['ap@0.50']:.4f}")
+    training = dict(model.card.training)
+    history = Path(args.checkpoint).with_name("history.json")
+    if history.exists():  # the loss every 250 iterations, for the card
+        losses = json.loads(history.read_text())["loss"]
+        training["loss_curve"] = [[s, round(v, 4)] for s, v, *_ in losses if s % 250 == 0]
+    if args.notes:
+        training["notes"] = args.notes
     card = replace(
         model.card,
         name=args.name,
+        training=training,
         backend_config=tuned_cfg,
         metrics={
             "val": metrics_for_card(val_summary),
