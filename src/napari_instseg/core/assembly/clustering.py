@@ -27,7 +27,7 @@ import torch
 from skimage.measure import label as label_regions
 
 from ..arrays import LABEL_DTYPE, relabel_consecutive
-from .meanshift import mean_shift, row_chunks
+from .meanshift import mean_shift, nearest, row_chunks
 from .watershed import remove_small_objects
 
 _FG = {"min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "foreground probability threshold"}
@@ -199,20 +199,10 @@ def cluster_hdbscan(
     if sample is points:
         cluster = sample_labels
     else:
-        cluster = sample_labels[_nearest_index(points, sample)]
+        with torch.no_grad():
+            idx, _ = nearest(torch.from_numpy(points), torch.from_numpy(sample))
+        cluster = sample_labels[idx.numpy()]
     return _to_labels(keep, cluster, min_size, split_disconnected)
-
-
-def _nearest_index(points: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Index of the nearest row of ``refs`` for every row of ``points``."""
-    p = torch.from_numpy(np.ascontiguousarray(points, np.float32))
-    r = torch.from_numpy(np.ascontiguousarray(refs, np.float32))
-    r_sq = (r * r).sum(1)
-    out = torch.empty(p.shape[0], dtype=torch.int64)
-    with torch.no_grad():
-        for sl in row_chunks(p.shape[0], r.shape[0]):
-            out[sl] = torch.addmm(r_sq[None, :], p[sl], r.T, alpha=-2.0).argmin(dim=1)
-    return out.numpy()
 
 
 def cluster_consistency(

@@ -158,7 +158,7 @@ def _suppress(modes, points, bandwidth):
     return modes[torch.as_tensor(keep_np, device=modes.device)]
 
 
-def _nearest(points, modes):
+def nearest(points: torch.Tensor, modes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Index of the nearest mode for every point, and the squared distance to it."""
     m = _Points(modes)
     idx = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
@@ -256,7 +256,7 @@ def mean_shift(
         # seeds the first draw did not have may climb to modes not found yet.
         for _ in range(max_rounds):
             if modes.shape[0]:
-                _, d2 = _nearest(sample, modes)
+                _, d2 = nearest(sample, modes)
                 alone = sample[d2 > bandwidth * bandwidth]
             else:
                 alone = sample
@@ -271,5 +271,5 @@ def mean_shift(
             modes = _suppress(_climb(modes, x, bandwidth, kernel, tol, refine_iter), x, bandwidth)
         if modes.shape[0] == 0:
             return np.zeros(n, np.int64), np.zeros((0, x.shape[1]), np.float32)
-        labels, _ = _nearest(x, modes)
+        labels, _ = nearest(x, modes)
     return labels.cpu().numpy(), modes.cpu().numpy()
