@@ -92,3 +92,14 @@ def test_split_disconnected_separates_far_objects_embedded_alike():
     merged = cluster_meanshift(arrays, min_size=1, split_disconnected=False)
     assert merged.max() == 3
     assert _same_partition(cluster_meanshift(arrays, min_size=1), truth)
+
+
+def test_consistency_on_more_pixels_than_the_iou_sample(monkeypatch):
+    import napari_instseg.core.assembly.clustering as clustering
+
+    truth, arrays = _scene(np.random.default_rng(7), n_side=4, size=12)
+    full = cluster_consistency(arrays, min_size=1, rng=np.random.default_rng(0))
+    monkeypatch.setattr(clustering, "IOU_SAMPLE", 300)  # fewer than the 1936 object pixels
+    sampled = cluster_consistency(arrays, min_size=1, rng=np.random.default_rng(0))
+    assert _same_partition(full, truth)
+    assert _same_partition(sampled, truth)

@@ -239,12 +239,13 @@ def cluster_consistency(
         cand = np.sort(rng.choice(cand.size, size=IOU_SAMPLE, replace=False))
     g = torch.from_numpy(np.ascontiguousarray(emb_g[:, keep].T))
     n_clusters = int(cluster.max()) + 1
-    sizes = np.bincount(cluster[cand], minlength=n_clusters)
+    full_sizes = np.bincount(cluster, minlength=n_clusters)
+    sizes = np.bincount(cluster[cand], minlength=n_clusters)  # on the IoU pixels
     order = np.argsort(cluster, kind="stable")
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    starts = np.r_[0, np.cumsum(full_sizes)[:-1]]
     anchors, owner = [], []
     for c in range(n_clusters):
-        members = order[starts[c] : starts[c] + sizes[c]]
+        members = order[starts[c] : starts[c] + full_sizes[c]]
         k = min(num_anchors, members.size)
         anchors.append(rng.choice(members, size=k, replace=False))
         owner.append(np.full(k, c))
@@ -263,7 +264,10 @@ def cluster_consistency(
             inter = (inside & (lab[None, :] == own[:, None])).sum(1).double()
             union = inside.sum(1).double() + torch.from_numpy(sizes[owner[sl]]).double() - inter
             ious[sl] = (inter / union.clamp_min(1)).numpy()
-    median = np.array([np.median(ious[owner == c]) for c in range(n_clusters)])
+    # a mode that no pixel is nearest to has no pixels, hence no anchors: nothing to drop
+    median = np.ones(n_clusters)
+    for c in np.unique(owner):
+        median[c] = np.median(ious[owner == c])
     dropped = median < iou_threshold
     cluster = np.where(dropped[cluster], -1, cluster)
     return _to_labels(keep, cluster, min_size, split_disconnected)
