@@ -103,3 +103,10 @@ def test_consistency_on_more_pixels_than_the_iou_sample(monkeypatch):
     sampled = cluster_consistency(arrays, min_size=1, rng=np.random.default_rng(0))
     assert _same_partition(full, truth)
     assert _same_partition(sampled, truth)
+
+
+def test_non_finite_embedding_is_refused():
+    _, arrays = _scene(np.random.default_rng(8), n_side=2)
+    arrays["pixel_embedding"][0, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        cluster_meanshift(arrays)

@@ -101,10 +101,13 @@ class ConsistencyConfig:
 
 
 def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
+    """The embedding and the mask of pixels to cluster (foreground, within ``mask``)."""
     emb = np.asarray(arrays["pixel_embedding"], np.float32)
-    spatial = emb.shape[1:]
     if emb.ndim < 2:
         raise ValueError(f"pixel_embedding must be (E, *spatial), got shape {emb.shape}")
+    if not np.isfinite(emb).all():
+        raise ValueError("pixel_embedding has NaN or infinite values")
+    spatial = emb.shape[1:]
     keep = np.ones(spatial, bool)
     if "foreground" in arrays:
         fg = np.asarray(arrays["foreground"])

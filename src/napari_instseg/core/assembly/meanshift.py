@@ -147,15 +147,12 @@ def _suppress(modes, points, bandwidth):
     modes = modes[counts > 0]
     if modes.shape[0] == 0:
         return modes
-    close = torch.cdist(modes, modes) < bandwidth
-    keep = torch.ones(modes.shape[0], dtype=torch.bool, device=modes.device)
-    close_np = close.cpu().numpy()
-    keep_np = keep.cpu().numpy()
+    close = (torch.cdist(modes, modes) < bandwidth).cpu().numpy()
+    keep = np.ones(modes.shape[0], bool)
     for i in range(modes.shape[0]):
-        if keep_np[i]:
-            later = close_np[i, i + 1 :]
-            keep_np[i + 1 :][later] = False
-    return modes[torch.as_tensor(keep_np, device=modes.device)]
+        if keep[i]:
+            keep[i + 1 :][close[i, i + 1 :]] = False
+    return modes[torch.as_tensor(keep, device=modes.device)]
 
 
 def nearest(points: torch.Tensor, modes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +190,7 @@ def mean_shift(
     bandwidth : float
         Radius of the flat kernel, or standard deviation of the Gaussian one.
     kernel : {'flat', 'gaussian'}
-    seeding : {'centroid', 'grid'}
+    seeding : {'grid', 'centroid'}
         Seeds are the occupied cells of a grid of pitch ``bandwidth``: the cell's centre
         ('grid', what scikit-learn's bin seeding does) or the mean of each cell's points
         ('centroid'). In many dimensions a cell's centre is often further than the bandwidth
