@@ -5,7 +5,59 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..arrays import LABEL_DTYPE
+from ..arrays import LABEL_DTYPE, InputError, as_labels
+
+#: The id a user paints to mark pixels known to be background in a sparse annotation.
+#: 0 stays "not annotated"; every other id is one annotated object.
+BACKGROUND_LABEL = 65535
+
+
+def annotation_to_labels(annotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Split a painted sparse annotation into instance labels and the known-pixel mask.
+
+    Parameters
+    ----------
+    annotation : ndarray of int
+        0 = not annotated, :data:`BACKGROUND_LABEL` = painted background, any other id = one
+        whole annotated object.
+
+    Returns
+    -------
+    labels : ndarray of uint32
+        The annotated objects, 0 elsewhere (including painted background).
+    known : ndarray of bool
+        Annotated objects plus painted background.
+
+    Examples
+    --------
+    >>> a = np.array([[0, 3, 3], [BACKGROUND_LABEL, 0, 5]])
+    >>> labels, known = annotation_to_labels(a)
+    >>> labels.tolist(), known.tolist()
+    ([[0, 3, 3], [0, 0, 5]], [[False, True, True], [True, False, True]])
+    """
+    annotation = as_labels(annotation)
+    known = annotation > 0
+    labels = np.where(annotation == BACKGROUND_LABEL, 0, annotation).astype(LABEL_DTYPE)
+    if not (labels > 0).any():
+        raise InputError("the annotation has no objects: paint at least one object")
+    return labels, known
+
+
+def split_objects(
+    labels: np.ndarray, fraction: float, *, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a random ``fraction`` of the annotated objects for validation.
+
+    Returns ``(kept_ids, held_out_ids)``; at least one object is always kept for training,
+    and none is held out when there is only one.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    n_held = min(int(round(fraction * ids.size)), max(0, ids.size - 1))
+    held = np.sort(rng.choice(ids, size=n_held, replace=False)) if n_held else ids[:0]
+    return np.setdiff1d(ids, held), held
 
 
 def sparsify_instances(

@@ -1,0 +1,232 @@
+"""Project folders: images with their sparse annotations and predictions, kept on disk.
+
+A project is one zarr (v3) group on disk, ``NAME.zarr``, so annotations survive a crash of
+napari or of a training run and come back when the same image is opened again. Each image is
+an *entry* under ``entries/KEY`` where ``KEY`` is derived from the image's pixels
+(:func:`image_key`), so a renamed file still finds its annotations::
+
+    NAME.zarr/                      attrs: {"napari_instseg_project": 1}
+      entries/KEY/                  attrs: name, shape, dtype, image_sha256
+        image                       the image as it was annotated (optional copy)
+        annotations                 uint32: 0 unknown, BACKGROUND_LABEL painted background,
+                                    other ids annotated objects
+        predictions                 uint32 labels, attrs: model, backend, knobs
+
+zarr's local store replaces each chunk file atomically, so an interrupted save leaves every
+chunk either old or new, never torn; :meth:`Project.save_annotations` can write only the
+region that changed, which keeps autosaving cheap on large images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .arrays import LABEL_DTYPE, InputError, as_labels
+
+PROJECT_FORMAT = 1
+_MARK = "napari_instseg_project"
+#: Images larger than this are identified by a sample of their pixels, not all of them.
+_FULL_HASH_BYTES = 256 * 2**20
+
+
+def image_key(image: np.ndarray) -> str:
+    """A short stable id for an image's pixels (shape, dtype and content).
+
+    Images up to 256 MiB are hashed whole; larger ones by their shape, dtype and an even
+    sample of about 256 MiB of their pixels, so that opening a huge image stays quick.
+    """
+    arr = np.asarray(image)
+    h = hashlib.sha256(f"{arr.shape}|{arr.dtype.str}".encode())
+    if arr.nbytes > _FULL_HASH_BYTES:
+        step = int(np.ceil(arr.nbytes / _FULL_HASH_BYTES))
+        arr = arr.reshape(-1)[::step]
+    h.update(np.ascontiguousarray(arr).data)
+    return h.hexdigest()[:20]
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    edge = 256 if len(shape) <= 2 else 64
+    return tuple(max(1, min(s, edge)) for s in shape)
+
+
+@dataclass(frozen=True)
+class ProjectEntry:
+    """One image of a project and what is stored for it."""
+
+    key: str
+    name: str
+    shape: tuple[int, ...]
+    has_image: bool
+    has_annotations: bool
+    has_predictions: bool
+
+
+def is_project(path: str | Path) -> bool:
+    """Whether ``path`` is a project folder written by :class:`Project`."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return _MARK in attrs
+
+
+class Project:
+    """A project folder; created when missing (``create=True``).
+
+    Examples
+    --------
+    >>> project = Project(tmp_path / "cells.zarr")                     # doctest: +SKIP
+    >>> key = project.add_image(image, name="cells")                   # doctest: +SKIP
+    >>> project.save_annotations(key, annotation)                      # doctest: +SKIP
+    >>> Project(tmp_path / "cells.zarr").load_annotations(key)         # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        import zarr
+
+        self.path = Path(path)
+        if self.path.exists():
+            if not is_project(self.path):
+                raise InputError(
+                    f"{self.path} exists but is not a napari-instseg project folder; "
+                    "choose a new folder name or an existing project"
+                )
+            self._root = zarr.open_group(self.path, mode="r+")
+        elif create:
+            self._root = zarr.open_group(self.path, mode="w", zarr_format=3)
+            self._root.attrs[_MARK] = PROJECT_FORMAT
+        else:
+            raise FileNotFoundError(f"no project folder at {self.path}")
+
+    # -- entries ---------------------------------------------------------------------------
+    def _entry(self, key: str, *, create: bool = False):
+        entries = self._root.require_group("entries")
+        if key in entries:
+            return entries[key]
+        if not create:
+            raise KeyError(f"no image {key!r} in project {self.path}")
+        return entries.create_group(key)
+
+    def entries(self) -> list[ProjectEntry]:
+        """Every image of the project, by name."""
+        if "entries" not in self._root:
+            return []
+        out = []
+        for key, group in self._root["entries"].groups():
+            attrs = dict(group.attrs)
+            out.append(
+                ProjectEntry(
+                    key=key,
+                    name=str(attrs.get("name", key)),
+                    shape=tuple(attrs.get("shape", ())),
+                    has_image="image" in group,
+                    has_annotations="annotations" in group,
+                    has_predictions="predictions" in group,
+                )
+            )
+        return sorted(out, key=lambda e: (e.name, e.key))
+
+    def has(self, key: str) -> bool:
+        return "entries" in self._root and key in self._root["entries"]
+
+    def add_image(
+        self,
+        image: np.ndarray,
+        *,
+        name: str,
+        shape: tuple[int, ...] | None = None,
+        store_image: bool = True,
+    ) -> str:
+        """Register ``image`` (once) and return its key.
+
+        ``shape`` is the shape of its labels (the image's spatial shape); by default the
+        image's own shape. With ``store_image`` a copy of the pixels is kept, so the reader
+        can reopen the project without the original file.
+        """
+        image = np.asarray(image)
+        key = image_key(image)
+        group = self._entry(key, create=True)
+        group.attrs.update(
+            {
+                "name": name,
+                "shape": list(shape or image.shape),
+                "dtype": image.dtype.str,
+                "image_shape": list(image.shape),
+            }
+        )
+        if store_image and "image" not in group:
+            arr = group.create_array(
+                "image", shape=image.shape, dtype=image.dtype, chunks=_chunks(image.shape)
+            )
+            arr[...] = image
+        return key
+
+    def entry_attrs(self, key: str) -> dict[str, Any]:
+        return dict(self._entry(key).attrs)
+
+    def load_image(self, key: str) -> np.ndarray | None:
+        group = self._entry(key)
+        return np.asarray(group["image"][...]) if "image" in group else None
+
+    # -- annotations -----------------------------------------------------------------------
+    def _labels_array(self, key: str, field: str, shape: tuple[int, ...]):
+        group = self._entry(key)
+        if field in group:
+            arr = group[field]
+            if tuple(arr.shape) != tuple(shape):
+                raise InputError(
+                    f"stored {field} have shape {tuple(arr.shape)}, the layer has {tuple(shape)}"
+                )
+            return arr
+        return group.create_array(
+            field, shape=shape, dtype=LABEL_DTYPE, chunks=_chunks(shape), fill_value=0
+        )
+
+    def save_annotations(
+        self,
+        key: str,
+        labels: np.ndarray,
+        *,
+        region: tuple[slice, ...] | None = None,
+    ) -> None:
+        """Write the annotation of image ``key``; only ``region`` of it when given."""
+        labels = as_labels(labels)
+        arr = self._labels_array(key, "annotations", labels.shape)
+        window = region if region is not None else tuple(slice(None) for _ in labels.shape)
+        arr[window] = labels[window]
+
+    def load_annotations(self, key: str) -> np.ndarray | None:
+        """The stored annotation of image ``key``, or None."""
+        if not self.has(key):
+            return None
+        group = self._entry(key)
+        return np.asarray(group["annotations"][...]) if "annotations" in group else None
+
+    # -- predictions -----------------------------------------------------------------------
+    def save_predictions(
+        self, key: str, labels: np.ndarray, *, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """Store predicted labels of image ``key`` with how they were made."""
+        labels = as_labels(labels)
+        arr = self._labels_array(key, "predictions", labels.shape)
+        arr[...] = labels
+        arr.attrs.update(json.loads(json.dumps(metadata or {}, default=str)))
+
+    def load_predictions(self, key: str) -> tuple[np.ndarray, dict] | None:
+        """Stored predictions of image ``key`` and their metadata, or None."""
+        if not self.has(key):
+            return None
+        group = self._entry(key)
+        if "predictions" not in group:
+            return None
+        arr = group["predictions"]
+        return np.asarray(arr[...]), dict(arr.attrs)
