@@ -434,6 +434,30 @@ def average_precision_dsb(
     return _ap_from_counts(*_counts(labels_true, labels_pred, iou_threshold))
 
 
+def average_precision_annotated(
+    labels_true: ArrayLike, labels_pred: ArrayLike, *, iou_threshold: float
+) -> float:
+    """DSB average precision over the annotated objects of a sparse annotation.
+
+    ``labels_true`` holds only some of the objects (the rest of the image is not annotated),
+    so a predicted object that touches no annotated object can be neither right nor wrong
+    and is left out. The others count as in :func:`average_precision_dsb`: a predicted
+    object that splits an annotated one, or merges it with an unannotated neighbour, costs
+    a false positive and (below the IoU threshold) a false negative.
+
+    Examples
+    --------
+    >>> truth = np.zeros((4, 8), int); truth[:2, :2] = 1
+    >>> pred = np.zeros((4, 8), int); pred[:2, :2] = 1; pred[:, 5:] = 2
+    >>> average_precision_annotated(truth, pred, iou_threshold=0.5)
+    1.0
+    """
+    true, pred = _check_pair(labels_true, labels_pred)
+    touching = np.unique(pred[(true > 0) & (pred > 0)])
+    kept = np.where(np.isin(pred, touching), pred, 0)
+    return average_precision_dsb(true, kept, iou_threshold=iou_threshold)
+
+
 def precision(
     labels_true: ArrayLike, labels_pred: ArrayLike, *, iou_threshold: float = 0.5
 ) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,15 @@ def image_key(image: np.ndarray) -> str:
         arr = arr.reshape(-1)[::step]
     h.update(np.ascontiguousarray(arr).data)
     return h.hexdigest()[:20]
+
+
+def default_project_path() -> Path:
+    """The project folder used unless the user picks one: ``NAPARI_INSTSEG_PROJECT`` or
+    ``~/.napari-instseg/projects/annotations.zarr``."""
+    env = os.environ.get("NAPARI_INSTSEG_PROJECT")
+    if env:
+        return Path(env)
+    return Path.home() / ".napari-instseg" / "projects" / "annotations.zarr"
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:

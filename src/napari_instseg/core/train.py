@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -18,12 +19,12 @@ import numpy as np
 
 from .assembly import get_backend
 from .checkpoint import ModelCard, load_state, save_model, save_state
-from .configs import config_to_dict
+from .configs import config_from_dict, config_to_dict
 from .data.augment import AugmentConfig, augment_sample, random_crop
 from .data.datasets import Sample
-from .jobs import Checkpoint, Job, Metric, Progress, run, stop_requested
+from .jobs import Checkpoint, Job, Metric, Preview, Progress, run, stop_requested
 from .methods import Method
-from .metrics import average_precision_dsb
+from .metrics import average_precision_annotated, average_precision_dsb
 from .predict import PredictConfig, predict_tiled, select_device
 
 
@@ -39,6 +40,7 @@ class TrainConfig:
     warmup: int = 50
     val_every: int = 250
     log_every: int = 10
+    preview_every: int = 0  # steps between Preview events (0 = none; needs a preview image)
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -87,16 +89,50 @@ def _make_batch(method, cfg, samples, train_cfg, rng, augment):
     return torch.from_numpy(np.stack(images)), batch
 
 
-def validate(method: Method, cfg, net, samples: list[Sample], *, device: str = "auto") -> float:
-    """Mean AP@0.5 (DSB) over ``samples`` with the method's default back-end and knobs."""
-    backend = get_backend(method.default_backend)
-    scores = []
+def segment_with_net(
+    method: Method,
+    cfg,
+    net,
+    image: np.ndarray,
+    *,
+    backend: str | None = None,
+    knobs: Mapping | None = None,
+    device: str = "auto",
+) -> np.ndarray:
+    """Labels of a normalised ``(C, *spatial)`` image from a network that is being trained."""
+    name = backend or method.default_backend
+    be = get_backend(name)
+    config = config_from_dict(be.config_type, dict(knobs or {}), strict=False)
     pconf = PredictConfig(tile_size=256, halo=32, device=device)
     multiple = 2 ** (getattr(cfg, "depth", 4) - 1)
+    raw = run(predict_tiled(net, image, config=pconf, multiple=multiple))
+    return be(method.decode(raw, cfg), config=config, rng=np.random.default_rng(0))
+
+
+def validate(
+    method: Method,
+    cfg,
+    net,
+    samples: list[Sample],
+    *,
+    device: str = "auto",
+    backend: str | None = None,
+    knobs: Mapping | None = None,
+) -> float:
+    """Mean AP@0.5 (DSB) over ``samples`` with the given back-end and knobs (the method's
+    default back-end otherwise).
+
+    Densely labelled samples are scored on all objects; sparsely annotated ones (``known``
+    not everywhere) only on their annotated objects, ignoring predictions that touch none
+    (:func:`~napari_instseg.core.metrics.average_precision_annotated`).
+    """
+    scores = []
     for s in samples:
-        raw = run(predict_tiled(net, s.image, config=pconf, multiple=multiple))
-        labels = backend(method.decode(raw, cfg), rng=np.random.default_rng(0))
-        scores.append(average_precision_dsb(s.labels, labels, iou_threshold=0.5))
+        labels = segment_with_net(
+            method, cfg, net, s.image, backend=backend, knobs=knobs, device=device
+        )
+        score = average_precision_dsb if s.known.all() else average_precision_annotated
+        scores.append(score(s.labels, labels, iou_threshold=0.5))
     return float(np.mean(scores)) if scores else float("nan")
 
 
@@ -110,8 +146,9 @@ def train(
     card: ModelCard,
     config: TrainConfig = TrainConfig(),
     augment: AugmentConfig = AugmentConfig(),
-    init_weights: str | Path | None = None,
+    init_weights: str | Path | Mapping | None = None,
     resume: bool = False,
+    preview_image: np.ndarray | None = None,
 ) -> Job[TrainResult]:
     """Train ``method`` on (possibly sparse) samples; a stoppable job.
 
@@ -124,10 +161,16 @@ def train(
         Gets ``best.*``, ``latest.*`` and ``history.json``.
     card : ModelCard
         Template for the checkpoints' cards (name, data, recipe ...); metrics are filled in.
-    init_weights : path, optional
+    init_weights : path or state dict, optional
         Start from these weights (fine-tuning); the card's ``parent`` should name them.
     resume : bool
         Continue from ``out_dir/latest`` (weights, optimizer, step, best metric, RNG state).
+    preview_image : ndarray, optional
+        Normalised ``(C, *spatial)`` image segmented every ``config.preview_every`` steps by
+        the current network, yielded as ``Preview("labels", labels, step)``.
+
+    Validation and previews assemble with the card's back-end and knobs (``card.backend``,
+    ``card.backend_config``), the way the trained model will be used.
     """
     import torch
 
@@ -140,7 +183,8 @@ def train(
     rng = np.random.default_rng(config.seed)
     net = method.build_net(cfg).to(device)
     if init_weights is not None:
-        net.load_state_dict(load_state(init_weights))
+        state = init_weights if isinstance(init_weights, Mapping) else load_state(init_weights)
+        net.load_state_dict(state)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
     loss_fn = method.make_loss(cfg)
@@ -157,6 +201,11 @@ def train(
         torch.set_rng_state(state["torch_rng"])
     use_amp = config.amp and device.type == "cuda"
     card = replace(card, method=method.name, method_config=config_to_dict(cfg))
+    assembly = {
+        "backend": card.backend or method.default_backend,
+        "knobs": card.backend_config if card.backend else {},
+        "device": str(device),
+    }
     train_info = {
         **card.training,
         "train_config": asdict(config),
@@ -213,16 +262,22 @@ def train(
         sched.step()
         running.append(float(loss.detach()))
         done = step + 1
-        command = None
+        # A Stop may answer any event; it ends the run after this step's checkpoints.
+        stopping = False
         if done % config.log_every == 0 or done == config.iterations:
             value = float(np.mean(running))
             history["loss"].append([done, value, time.perf_counter() - t0])
             running = []
-            command = yield Metric("loss", value, done)
-        if not stop_requested(command):
-            command = yield Progress("train", done, config.iterations)
+            stopping |= stop_requested((yield Metric("loss", value, done)))
+        stopping |= stop_requested((yield Progress("train", done, config.iterations)))
+        preview_now = preview_image is not None and config.preview_every > 0
+        if preview_now and done % config.preview_every == 0 and not stopping:
+            net.eval()
+            preview = segment_with_net(method, cfg, net, preview_image, **assembly)
+            net.train()
+            stopping |= stop_requested((yield Preview("labels", preview, done)))
         validate_now = done % config.val_every == 0 or done == config.iterations
-        if stop_requested(command) and not validate_now:
+        if stopping and not validate_now:
             path = save("latest", done, best)
             yield Checkpoint(str(path), done, "latest")
             return finish(done, True)
@@ -231,16 +286,16 @@ def train(
             ap = -1.0
             if val_samples:
                 net.eval()
-                ap = validate(method, cfg, net, val_samples, device=str(device))
+                ap = validate(method, cfg, net, val_samples, **assembly)
                 net.train()
                 history["val_ap50"].append([done, ap])
-                yield Metric("val_ap50", ap, done)
+                stopping |= stop_requested((yield Metric("val_ap50", ap, done)))
             if val_samples and ap > best:
                 best = ap
                 path = save("best", done, ap)
-                yield Checkpoint(str(path), done, "best")
+                stopping |= stop_requested((yield Checkpoint(str(path), done, "best")))
             path = save("latest", done, best)
-            yield Checkpoint(str(path), done, "latest")
-            if stop_requested(command):
+            stopping |= stop_requested((yield Checkpoint(str(path), done, "latest")))
+            if stopping and done < config.iterations:
                 return finish(done, True)
     return finish(config.iterations, False)

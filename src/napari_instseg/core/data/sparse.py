@@ -110,3 +110,61 @@ def sparsify_instances(
         near = ndi.binary_dilation(keep_mask, iterations=background_radius)
         known |= near & (labels == 0)
     return sparse, known
+
+
+def next_object_id(annotation: np.ndarray) -> int:
+    """The id for a new object: one above the largest object id, skipping the background id."""
+    annotation = np.asarray(annotation)
+    ids = annotation[(annotation > 0) & (annotation != BACKGROUND_LABEL)]
+    new = int(ids.max()) + 1 if ids.size else 1
+    return new + 1 if new == BACKGROUND_LABEL else new
+
+
+def annotation_counts(annotation: np.ndarray) -> dict[str, int]:
+    """Annotated objects, their pixels and the painted background pixels."""
+    annotation = np.asarray(annotation)
+    background = annotation == BACKGROUND_LABEL
+    objects = (annotation > 0) & ~background
+    return {
+        "objects": int(np.unique(annotation[objects]).size),
+        "object_pixels": int(objects.sum()),
+        "background_pixels": int(background.sum()),
+    }
+
+
+def copy_objects(
+    annotation: np.ndarray, prediction: np.ndarray, ids
+) -> tuple[np.ndarray, list[int]]:
+    """Copy predicted objects ``ids`` into ``annotation`` as new annotated objects.
+
+    Each copied object gets a fresh id; pixels the user already annotated (objects or
+    background) are never overwritten. Returns the new annotation and the new ids.
+
+    Examples
+    --------
+    >>> ann = np.array([[0, 0, 0, 2]], np.uint32)
+    >>> pred = np.array([[5, 5, 7, 7]], np.uint32)
+    >>> new, added = copy_objects(ann, pred, [5, 7])
+    >>> new.tolist(), added
+    ([[3, 3, 4, 2]], [3, 4])
+    """
+    annotation = as_labels(annotation)
+    prediction = as_labels(prediction)
+    if annotation.shape != prediction.shape:
+        raise InputError(
+            f"prediction shape {prediction.shape} differs from the annotation's {annotation.shape}"
+        )
+    out = annotation.copy()
+    free = annotation == 0
+    added = []
+    for obj in dict.fromkeys(int(i) for i in ids):
+        if obj == 0:
+            continue
+        where = free & (prediction == obj)
+        if not where.any():
+            continue
+        new = next_object_id(out)
+        out[where] = new
+        free &= ~where
+        added.append(new)
+    return out, added

@@ -45,6 +45,9 @@ class Method:
         (one component per spatial axis, ZYX order) that also turns and flips; 'axes'
         channels hold one value per spatial axis (e.g. a per-axis bandwidth) that swap
         when Y and X swap. A method without ``head_kinds`` has no TTA.
+    sparse_labels : bool
+        Its loss uses only the known pixels, so it can learn (and be fine-tuned) from a few
+        annotated objects with the rest of the image left unlabelled.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Method:
     backends: tuple[str, ...]
     description: str
     head_kinds: dict[str, str] = field(default_factory=dict)
+    sparse_labels: bool = False
 
     @property
     def supports_tta(self) -> bool:

@@ -184,5 +184,6 @@ METHOD = Method(
     default_backend="seeds",
     backends=("seeds",),
     description="EmbedSeg: offsets to instance centres + learnt bandwidth + seediness",
+    sparse_labels=True,
     head_kinds={"offsets": "vector", "sigma": "axes", "seed": "scalar"},
 )

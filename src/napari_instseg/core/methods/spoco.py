@@ -151,5 +151,6 @@ METHOD = Method(
     default_backend="meanshift",
     backends=("meanshift", "hdbscan", "consistency"),
     description="SPOCO: pixel embeddings from sparse object labels, clustered by mean-shift",
+    sparse_labels=True,
     head_kinds={"embedding": "scalar", "foreground": "scalar", "embedding_g": "scalar"},
 )

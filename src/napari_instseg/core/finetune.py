@@ -1,0 +1,271 @@
+"""Fine-tune a trained model from a few annotated objects (SPOCO-style sparse supervision).
+
+The user paints some whole objects (and, optionally, known background) on one or more
+images; everything else stays unlabelled and is ignored by the loss of any method whose
+``sparse_labels`` is true. A fraction of the annotated objects is held out: the training
+never sees them and they score every checkpoint (AP@0.5 on annotated objects only), before
+training (the parent model) and after. The result is published as a new model next to the
+user's others, with a card that names its parent, the annotations it saw (hashes), its knobs
+and its held-out AP.
+
+Examples
+--------
+>>> model = load_model("spoco-nuclei")                                        # doctest: +SKIP
+>>> job = finetune(model, [AnnotatedImage("cells", image, annotation)],
+...                name="spoco-nuclei-mine", run_dir="runs/mine")            # doctest: +SKIP
+>>> result = run(job)                                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+
+from .arrays import InputError
+from .checkpoint import load_model, save_model
+from .data.augment import AugmentConfig
+from .data.datasets import Sample
+from .data.sparse import annotation_to_labels, split_objects
+from .jobs import Job, Metric
+from .pipeline import Model, prepare_image
+from .train import TrainConfig, TrainResult, segment_with_net, train, validate
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How to fine-tune; the defaults run at a few iterations per second on 2 CPU cores."""
+
+    iterations: Annotated[int, {"min": 1, "max": 100_000}] = 200
+    lr: Annotated[float, {"min": 1e-6, "max": 1e-1}] = 3e-4
+    batch_size: Annotated[int, {"min": 1, "max": 64}] = 4
+    patch_size: Annotated[int, {"min": 32, "max": 1024, "step": 16}] = 128
+    held_out_fraction: Annotated[float, {"min": 0.0, "max": 0.9}] = 0.2
+    val_every: Annotated[int, {"min": 1, "max": 10_000}] = 25
+    preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class AnnotatedImage:
+    """An image as the user has it and its sparse annotation (same spatial shape).
+
+    Annotation ids: 0 = not annotated, ``BACKGROUND_LABEL`` = painted background, any other
+    id = one whole object.
+    """
+
+    name: str
+    image: np.ndarray
+    annotation: np.ndarray
+    channel_axis: int | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """The published model and how the fine-tune went."""
+
+    model_path: str | None  # card of the published model (None when nothing was trained)
+    run: TrainResult
+    heldout_before: float  # held-out AP@0.5 of the parent model (nan: nothing held out)
+    heldout_after: float  # of the published checkpoint
+    warnings: tuple[str, ...] = ()
+
+
+def annotation_sha256(annotation: np.ndarray) -> str:
+    """Checksum of an annotation's ids (shape included) for the model card."""
+    arr = np.ascontiguousarray(np.asarray(annotation, dtype=np.uint32))
+    h = hashlib.sha256(str(arr.shape).encode())
+    h.update(arr.data)
+    return h.hexdigest()
+
+
+def unique_model_name(base: str, taken: set[str] | list[str]) -> str:
+    """``base``, or ``base-2``, ``base-3`` ... whichever is not taken yet."""
+    taken = set(taken)
+    if base not in taken:
+        return base
+    i = 2
+    while f"{base}-{i}" in taken:
+        i += 1
+    return f"{base}-{i}"
+
+
+def make_finetune_samples(
+    model: Model,
+    data: list[AnnotatedImage],
+    *,
+    held_out_fraction: float,
+    rng: np.random.Generator,
+) -> tuple[list[Sample], list[Sample], list[dict]]:
+    """Normalised training samples, held-out samples and a record of the annotations.
+
+    Each image keeps ``1 - held_out_fraction`` of its objects (at least one) for training;
+    the held-out objects become unknown there and are the labels of its held-out sample.
+    """
+    if not data:
+        raise InputError("no annotated images: add an annotation with at least one object")
+    train_samples, val_samples, record = [], [], []
+    for item in data:
+        x = prepare_image(model, item.image, channel_axis=item.channel_axis)
+        annotation = np.asarray(item.annotation)
+        if tuple(annotation.shape) != tuple(x.shape[1:]):
+            raise InputError(
+                f"{item.name}: annotation shape {annotation.shape} does not match the image's "
+                f"spatial shape {tuple(x.shape[1:])}"
+            )
+        try:
+            labels, known = annotation_to_labels(annotation)
+        except InputError as err:
+            raise InputError(f"{item.name}: {err}") from None
+        kept, held = split_objects(labels, held_out_fraction, rng=rng)
+        held_mask = np.isin(labels, held)
+        train_samples.append(
+            Sample(item.name, x, np.where(held_mask, 0, labels), known & ~held_mask)
+        )
+        if held.size:
+            val_samples.append(Sample(f"{item.name} (held out)", x, labels * held_mask, held_mask))
+        record.append(
+            {
+                "image": item.name,
+                "annotation_sha256": annotation_sha256(annotation),
+                "objects": int(kept.size + held.size),
+                "held_out_objects": int(held.size),
+                "known_pixels": int(known.sum()),
+            }
+        )
+    return train_samples, val_samples, record
+
+
+def finetune(
+    model: Model,
+    data: list[AnnotatedImage],
+    *,
+    name: str,
+    run_dir: str | Path,
+    models_dir: str | Path | None = None,
+    config: FinetuneConfig = FinetuneConfig(),
+    preview: np.ndarray | None = None,
+    preview_channel_axis: int | None = None,
+    resume: bool = False,
+) -> Job[FinetuneResult]:
+    """Fine-tune ``model`` on sparse annotations and publish the result as model ``name``.
+
+    A job: yields the training's events (``Metric('loss')``, ``Metric('val_ap50')`` on the
+    held-out objects, ``Progress``, ``Checkpoint``, ``Preview('labels')`` of ``preview``),
+    first of all ``Metric('heldout_ap50_before', ap, 0)`` for the parent model, and stops on
+    ``Stop`` keeping its best and latest checkpoints in ``run_dir`` (``resume=True``
+    continues from there). The best checkpoint (latest when nothing is held out) is then
+    written to ``models_dir`` (default: the user's model folder) as ``name``.
+    """
+    from .zoo import user_model_dir
+
+    if not model.method.sparse_labels:
+        raise InputError(
+            f"method {model.method.name!r} cannot learn from sparse annotations; "
+            "pick a SPOCO or EmbedSeg model"
+        )
+    rng = np.random.default_rng(config.seed)
+    train_samples, val_samples, record = make_finetune_samples(
+        model, data, held_out_fraction=config.held_out_fraction, rng=rng
+    )
+    knobs = model.card.backend_config
+    device = config.device
+    before = float("nan")
+    if val_samples:
+        model.net.eval()
+        before = validate(
+            model.method,
+            model.config,
+            model.net,
+            val_samples,
+            backend=model.card.backend,
+            knobs=knobs,
+            device=device,
+        )
+        yield Metric("heldout_ap50_before", before, 0)
+    preview_x = (
+        prepare_image(model, preview, channel_axis=preview_channel_axis)
+        if preview is not None
+        else None
+    )
+    tconf = TrainConfig(
+        iterations=config.iterations,
+        batch_size=config.batch_size,
+        patch_size=config.patch_size,
+        lr=config.lr,
+        warmup=max(1, min(20, config.iterations // 10)),
+        val_every=config.val_every,
+        log_every=5,
+        preview_every=config.preview_every,
+        seed=config.seed,
+        device=device,
+    )
+    template = replace(
+        model.card,
+        name=name,
+        parent=model.card.name,
+        training={
+            "data": "sparse annotations made in napari",
+            "parent_data": model.card.training.get("data", ""),
+            "annotations": record,
+            "finetune_config": asdict(config),
+        },
+        metrics={"heldout_ap50_before": before},
+        versions={},
+        created="",
+        weights_sha256="",
+        weights_dtype="float32",
+    )
+    result = yield from train(
+        model.method,
+        model.config,
+        train_samples,
+        val_samples,
+        out_dir=run_dir,
+        card=template,
+        config=tconf,
+        augment=AugmentConfig(foreground_crop_prob=0.9),
+        init_weights=model.net.state_dict(),
+        resume=resume,
+        preview_image=preview_x,
+    )
+    source = result.best_path or result.latest_path
+    if source is None or not Path(source).exists():
+        return FinetuneResult(None, result, before, float("nan"))
+    card, net = load_model(source)
+    after = float(card.metrics.get("val_ap50", float("nan")))
+    warnings = []
+    first = segment_with_net(
+        model.method,
+        model.config,
+        net,
+        train_samples[0].image,
+        backend=card.backend,
+        knobs=card.backend_config,
+        device=device,
+    )
+    n_objects = int(first.max())
+    if n_objects == 0:
+        warnings.append(f"the fine-tuned model finds no objects on {train_samples[0].name}")
+    if np.isfinite(before) and np.isfinite(after) and after < before:
+        warnings.append(
+            f"held-out AP fell from {before:.3f} to {after:.3f}: the parent model did better on "
+            "the held-out objects; annotate more objects or train with a lower learning rate"
+        )
+    card = replace(
+        card,
+        metrics={
+            **card.metrics,
+            "heldout_ap50_before": before,
+            "heldout_ap50": after,
+            "objects_on_first_image": n_objects,
+            "stopped_early": result.stopped,
+        },
+        weights_sha256="",
+    )
+    path = save_model(models_dir or user_model_dir(), name, net, card)
+    return FinetuneResult(str(path), result, before, after, tuple(warnings))

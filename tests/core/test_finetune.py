@@ -1,0 +1,190 @@
+"""Fine-tuning from sparse annotations: sample building, held-out split, the job end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_instseg.core.arrays import InputError
+from napari_instseg.core.data.sparse import (
+    BACKGROUND_LABEL,
+    annotation_counts,
+    annotation_to_labels,
+    copy_objects,
+    next_object_id,
+    split_objects,
+)
+from napari_instseg.core.metrics import average_precision_annotated
+
+
+def test_annotation_ids_and_counts():
+    a = np.zeros((6, 6), np.uint32)
+    a[0, :2] = 4
+    a[5, 5] = BACKGROUND_LABEL
+    a[2:4, 2:4] = 7
+    labels, known = annotation_to_labels(a)
+    assert set(np.unique(labels)) == {0, 4, 7}
+    assert known.sum() == 2 + 1 + 4 and known[5, 5] and labels[5, 5] == 0
+    assert annotation_counts(a) == {"objects": 2, "object_pixels": 6, "background_pixels": 1}
+    assert next_object_id(a) == 8
+    assert next_object_id(np.full((2, 2), BACKGROUND_LABEL - 1)) == BACKGROUND_LABEL + 1
+    with pytest.raises(InputError, match="no objects"):
+        annotation_to_labels(np.where(a == BACKGROUND_LABEL, a, 0))
+
+
+def test_copy_objects_never_overwrites_user_paint():
+    ann = np.zeros((4, 4), np.uint32)
+    ann[0, 0] = BACKGROUND_LABEL
+    ann[3, 3] = 1
+    pred = np.zeros((4, 4), np.uint32)
+    pred[:2, :2] = 5
+    pred[2:, 2:] = 6
+    new, added = copy_objects(ann, pred, [5, 6, 99])
+    assert added == [2, 3]
+    assert new[0, 0] == BACKGROUND_LABEL and new[3, 3] == 1
+    assert (new[:2, :2][1:, :] == 2).all() and new[2, 2] == 3
+    with pytest.raises(InputError, match="shape"):
+        copy_objects(ann, pred[:3], [5])
+
+
+def test_split_objects_keeps_at_least_one():
+    labels = np.arange(10).reshape(2, 5)
+    kept, held = split_objects(labels, 0.3, rng=np.random.default_rng(0))
+    assert held.size == 3 and kept.size == 6 and not set(kept) & set(held)
+    kept, held = split_objects(np.array([[0, 1]]), 0.5, rng=np.random.default_rng(0))
+    assert kept.tolist() == [1] and held.size == 0
+
+
+def test_annotated_ap_ignores_predictions_away_from_annotations():
+    truth = np.zeros((10, 10), int)
+    truth[:3, :3] = 1
+    pred = np.zeros((10, 10), int)
+    pred[:3, :3] = 4
+    pred[6:, 6:] = 5  # an unannotated object: neither right nor wrong
+    assert average_precision_annotated(truth, pred, iou_threshold=0.5) == 1.0
+    merged = pred.copy()
+    merged[:3, :8] = 4  # merged with an unannotated neighbour: IoU 9/24
+    assert average_precision_annotated(truth, merged, iou_threshold=0.5) == 0.0
+
+
+@pytest.fixture
+def spoco_tiny(tmp_path):
+    import torch
+
+    from napari_instseg.core.checkpoint import ModelCard, save_model
+    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.methods import get_method
+    from napari_instseg.core.pipeline import Model
+    from napari_instseg.core.checkpoint import load_model
+
+    method = get_method("spoco")
+    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
+    torch.manual_seed(0)
+    card = ModelCard(
+        "spoco-tiny",
+        "spoco",
+        config_to_dict(cfg),
+        "meanshift",
+        backend_config={"bandwidth": 0.9},
+        training={"data": "nothing"},
+    )
+    path = save_model(tmp_path / "zoo", "spoco-tiny", method.build_net(cfg), card)
+    return Model.from_card(*load_model(path))
+
+
+def _annotated(disks, seed=0):
+    from napari_instseg.core.finetune import AnnotatedImage
+
+    truth = disks(seed, (64, 64))
+    rng = np.random.default_rng(seed)
+    image = (truth > 0) + 0.1 * rng.standard_normal(truth.shape)
+    annotation = np.where(np.isin(truth, [1, 2, 3, 4, 5]), truth, 0).astype(np.uint32)
+    annotation[:4, :4] = BACKGROUND_LABEL
+    return AnnotatedImage(f"disks{seed}", image.astype(np.float32), annotation)
+
+
+def test_finetune_samples_hide_held_out_objects(spoco_tiny, disks):
+    from napari_instseg.core.finetune import make_finetune_samples
+
+    item = _annotated(disks)
+    train, val, record = make_finetune_samples(
+        spoco_tiny, [item], held_out_fraction=0.4, rng=np.random.default_rng(0)
+    )
+    held = np.unique(val[0].labels[val[0].labels > 0])
+    assert held.size == 2 and record[0]["held_out_objects"] == 2 and record[0]["objects"] == 5
+    assert not np.isin(train[0].labels, held).any()
+    assert not train[0].known[np.isin(item.annotation, held)].any()  # hidden, not background
+    assert train[0].known[:4, :4].all() and not val[0].known.all()
+    bad = type(item)("bad", item.image, item.annotation[:10])
+    with pytest.raises(InputError, match="does not match"):
+        make_finetune_samples(spoco_tiny, [bad], held_out_fraction=0.0, rng=np.random.default_rng())
+
+
+def test_finetune_job_publishes_model_with_lineage_and_resumes(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import FinetuneConfig, annotation_sha256, finetune
+    from napari_instseg.core.jobs import Metric, Preview, Stop
+    from napari_instseg.core.zoo import list_models
+
+    data = [_annotated(disks, 0), _annotated(disks, 1)]
+    config = FinetuneConfig(
+        iterations=10, batch_size=2, patch_size=32, val_every=5, preview_every=5, device="cpu"
+    )
+    job = finetune(
+        spoco_tiny,
+        data,
+        name="mine",
+        run_dir=tmp_path / "run",
+        models_dir=tmp_path / "models",
+        config=config,
+        preview=data[0].image,
+    )
+    events = []
+    event = next(job)
+    try:
+        while True:
+            events.append(event)
+            # Stop once the first validation happened: the run must keep its checkpoints.
+            stop = isinstance(event, Metric) and event.name == "val_ap50"
+            event = job.send(Stop() if stop else None)
+    except StopIteration as done:
+        result = done.value
+    names = [e.name for e in events if isinstance(e, Metric)]
+    assert names[0] == "heldout_ap50_before" and "loss" in names and "val_ap50" in names
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert previews and previews[0].data.shape == (64, 64)
+    assert result.run.stopped and result.run.iterations_done == 5
+    card = read_card(result.model_path)
+    assert card.name == "mine" and card.parent == "spoco-tiny"
+    assert card.backend_config == {"bandwidth": 0.9}
+    hashes = [a["annotation_sha256"] for a in card.training["annotations"]]
+    assert hashes == [annotation_sha256(d.annotation) for d in data]
+    assert card.metrics["heldout_ap50"] == result.heldout_after
+    assert card.metrics["stopped_early"] is True
+    assert "mine" in [c.name for c, _ in list_models([tmp_path / "models"])]
+
+    from napari_instseg.core.jobs import run
+
+    resumed = run(
+        finetune(
+            spoco_tiny,
+            data,
+            name="mine",
+            run_dir=tmp_path / "run",
+            models_dir=tmp_path / "models",
+            config=config,
+            resume=True,
+        )
+    )
+    assert not resumed.run.stopped and resumed.run.iterations_done == 10
+    assert len(resumed.run.history["loss"]) > len(result.run.history["loss"])
+
+
+def test_finetune_refuses_dense_only_methods(tiny_model, disks, tmp_path):
+    from napari_instseg.core.finetune import finetune
+    from napari_instseg.core.pipeline import load_model
+
+    card_path, _ = tiny_model
+    model = load_model(str(card_path))
+    with pytest.raises(InputError, match="sparse"):
+        next(finetune(model, [_annotated(disks)], name="x", run_dir=tmp_path / "r"))
