@@ -63,6 +63,19 @@ def describe_card(card) -> str:
     )
 
 
+class _ModelBox(QComboBox):
+    """A combo box that re-reads the model folders each time it opens, so models saved
+    meanwhile (fine-tunes, tuned copies) show up."""
+
+    def __init__(self, refresh, parent=None):
+        super().__init__(parent)
+        self._refresh = refresh
+
+    def showPopup(self) -> None:
+        self._refresh()
+        super().showPopup()
+
+
 class SegmentWidget(QWidget):
     """Dock widget: model picker, input and axis choice, run/cancel, tune panel."""
 
@@ -76,7 +89,7 @@ class SegmentWidget(QWidget):
         self._cards: dict = {}
         self.setMinimumWidth(360)
 
-        self.model_box = QComboBox()
+        self.model_box = _ModelBox(lambda: self.refresh_models())
         self.model_box.setObjectName("model")
         self.card_label = QLabel()
         self.card_label.setWordWrap(True)
@@ -148,7 +161,8 @@ class SegmentWidget(QWidget):
         if current in self._cards:
             self.model_box.setCurrentText(current)
         self.model_box.blockSignals(False)
-        self._model_changed()
+        if self.model_box.currentText() != current or not current:
+            self._model_changed()
 
     def _model_changed(self, *_):
         entry = self._cards.get(self.model_box.currentText())

@@ -1,0 +1,400 @@
+"""Annotate widget: paint a few whole objects (and known background) for fine-tuning.
+
+The annotation is a Labels layer paired with an image: 0 = not annotated, the reserved
+background id = painted background, any other id = one object. It is autosaved to a project
+folder (zarr) shortly after every stroke, and again whenever its content changed (undo,
+scripts), and it comes back by itself when the same image is opened again.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_instseg.core.arrays import InputError
+from napari_instseg.core.data.sparse import (
+    BACKGROUND_LABEL,
+    annotation_counts,
+    copy_objects,
+    next_object_id,
+)
+from napari_instseg.core.project import Project, default_project_path, image_key
+
+#: Layer metadata key that pairs an annotation layer with its image and project entry.
+META_KEY = "napari_instseg_annotation"
+SAVE_DELAY_MS = 400
+CHECK_EVERY_MS = 5000
+#: Images up to this many pixels are looked up in the project when they are opened.
+RESTORE_MAX_PIXELS = 64 * 2**20
+
+
+def annotation_info(layer) -> dict | None:
+    """The pairing record of an annotation layer made by this widget, or None."""
+    info = layer.metadata.get(META_KEY) if hasattr(layer, "metadata") else None
+    return info if isinstance(info, dict) else None
+
+
+def _spatial_data(layer) -> np.ndarray:
+    data = np.asarray(layer.data)
+    return data[..., 0] if layer.rgb else data
+
+
+class _Autosave:
+    """Debounced saving of one annotation layer into its project entry."""
+
+    def __init__(self, layer, project: Project, key: str, on_saved):
+        self.layer, self.project, self.key, self.on_saved = layer, project, key, on_saved
+        self.region: tuple[slice, ...] | None = None
+        self.full = False
+        self.checksum = self._checksum()
+        self.timer = QTimer()
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(SAVE_DELAY_MS)
+        self.timer.timeout.connect(self.flush)
+        self.watch = QTimer()
+        self.watch.setInterval(CHECK_EVERY_MS)
+        self.watch.timeout.connect(self._check)
+        self.watch.start()
+        layer.events.paint.connect(self._painted)
+        layer.events.data.connect(self._replaced)
+
+    def _checksum(self) -> int:
+        return zlib.crc32(np.ascontiguousarray(self.layer.data).data)
+
+    def _painted(self, event) -> None:
+        for atom in event.value or []:
+            box = getattr(atom, "slice_key", None)
+            if box is None and isinstance(atom, tuple) and len(atom[0]) and atom[0][0].size:
+                box = tuple(slice(int(ix.min()), int(ix.max()) + 1) for ix in atom[0])
+            if box is None:
+                self.full = True
+                continue
+            self.region = (
+                box
+                if self.region is None
+                else tuple(
+                    slice(min(a.start, b.start), max(a.stop, b.stop))
+                    for a, b in zip(self.region, box, strict=True)
+                )
+            )
+        self.timer.start()
+
+    def _replaced(self, _event=None) -> None:
+        self.full = True
+        self.timer.start()
+
+    def _check(self) -> None:
+        if self._checksum() != self.checksum:
+            self._replaced()
+
+    def flush(self) -> None:
+        """Write what changed since the last save (everything when unsure)."""
+        self.timer.stop()
+        data = np.asarray(self.layer.data)
+        region = None if self.full else self.region
+        if region is None and not self.full and self._checksum() == self.checksum:
+            return
+        self.project.save_annotations(self.key, data, region=region)
+        self.region, self.full = None, False
+        self.checksum = self._checksum()
+        self.on_saved()
+
+    def close(self) -> None:
+        self.flush()
+        self.watch.stop()
+        self.layer.events.paint.disconnect(self._painted)
+        self.layer.events.data.disconnect(self._replaced)
+
+
+class AnnotateWidget(QWidget):
+    """Dock widget: pair an annotation layer with an image, paint, count, autosave."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.project: Project | None = None
+        self._autosaves: dict[str, _Autosave] = {}
+        self.setMinimumWidth(340)
+
+        self.image_box = QComboBox()
+        self.project_path = QLineEdit(str(default_project_path()))
+        self.project_path.setToolTip("zarr folder where annotations are saved as you paint")
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        self.annotate_button = QPushButton("Annotate this image")
+        self.new_button = QPushButton("New object")
+        self.new_button.setToolTip("paint a new object with the next free id")
+        self.background_button = QPushButton("Background")
+        self.background_button.setToolTip(
+            f"paint pixels known to be background (id {BACKGROUND_LABEL}); unpainted pixels "
+            "stay unknown and are ignored by training"
+        )
+        self.counts = QLabel("")
+        self.prediction_box = QComboBox()
+        self.prediction_box.setToolTip("a predicted Labels layer to copy objects from")
+        self.ids = QLineEdit()
+        self.ids.setPlaceholderText("ids, e.g. 3, 17 (empty: the layer's selected label)")
+        self.copy_button = QPushButton("Copy objects")
+        self.click_copy = QCheckBox("click on objects to copy them")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_box)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.project_path)
+        path_row.addWidget(browse)
+        form.addRow("project", path_row)
+        paint = QHBoxLayout()
+        paint.addWidget(self.new_button)
+        paint.addWidget(self.background_button)
+        start = QFormLayout()
+        start.addRow("prediction", self.prediction_box)
+        start.addRow("objects", self.ids)
+        start.addRow(self.copy_button)
+        start.addRow(self.click_copy)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.annotate_button)
+        layout.addLayout(paint)
+        layout.addWidget(self.counts)
+        layout.addWidget(QLabel("<b>Start from prediction</b>"))
+        layout.addLayout(start)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.annotate_button.clicked.connect(lambda: self.annotate())
+        self.new_button.clicked.connect(self.new_object)
+        self.background_button.clicked.connect(self.paint_background)
+        self.copy_button.clicked.connect(lambda: self.copy_from_prediction())
+        self.click_copy.toggled.connect(self._toggle_click_copy)
+        viewer.layers.events.inserted.connect(self._inserted)
+        viewer.layers.events.removed.connect(self._removed)
+        self.refresh_layers()
+
+    # -- pickers -------------------------------------------------------------------------
+    def refresh_layers(self, *_):
+        for box, kind, skip_annotations in (
+            (self.image_box, napari.layers.Image, False),
+            (self.prediction_box, napari.layers.Labels, True),
+        ):
+            current = box.currentText()
+            names = [
+                lay.name
+                for lay in self.viewer.layers
+                if isinstance(lay, kind) and not (skip_annotations and annotation_info(lay))
+            ]
+            box.clear()
+            box.addItems(names)
+            if current in names:
+                box.setCurrentText(current)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getSaveFileName(self, "Project folder", self.project_path.text())[0]
+        if path:
+            self.project_path.setText(path if path.endswith(".zarr") else f"{path}.zarr")
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _open_project(self) -> Project:
+        path = Path(self.project_path.text()).expanduser()
+        if self.project is None or self.project.path != path:
+            self.project = Project(path)
+        return self.project
+
+    # -- annotation layers -----------------------------------------------------------------
+    def annotation_layer(self, image_name: str | None = None):
+        """The annotation layer paired with ``image_name`` (default: the chosen image)."""
+        image_name = image_name or self.image_box.currentText()
+        for layer in self.viewer.layers:
+            info = annotation_info(layer)
+            if info and info.get("image") == image_name:
+                return layer
+        return None
+
+    def annotate(self, image_name: str | None = None):
+        """Create (or restore from the project) the annotation layer of an image."""
+        image_name = image_name or self.image_box.currentText()
+        if image_name not in self.viewer.layers:
+            self._say("choose an image layer first")
+            return None
+        existing = self.annotation_layer(image_name)
+        if existing is not None:
+            self.viewer.layers.selection.active = existing
+            return existing
+        image_layer = self.viewer.layers[image_name]
+        try:
+            project = self._open_project()
+            image = _spatial_data(image_layer) if not image_layer.rgb else np.asarray(
+                image_layer.data
+            )
+            key = project.add_image(image, name=image_name, shape=_spatial_data(image_layer).shape)
+            data = project.load_annotations(key)
+        except (InputError, OSError, ValueError) as err:
+            self._say(f"cannot use the project: {err}")
+            return None
+        restored = data is not None
+        if data is None:
+            data = np.zeros(_spatial_data(image_layer).shape, np.uint32)
+        layer = self.viewer.add_labels(
+            data,
+            name=f"{image_name} annotations",
+            scale=image_layer.scale[-data.ndim :],
+            translate=image_layer.translate[-data.ndim :],
+            metadata={
+                META_KEY: {"image": image_name, "project": str(project.path), "key": key}
+            },
+        )
+        self._autosaves[layer.name] = _Autosave(
+            layer, project, key, on_saved=lambda lay=layer: self._saved(lay)
+        )
+        layer.events.paint.connect(lambda _e, lay=layer: self._show_counts(lay))
+        self._show_counts(layer)
+        if restored:
+            self._say(f"restored the annotation of {image_name!r} from {project.path}")
+        else:
+            self._say(f"annotating {image_name!r}; autosaved to {project.path}")
+        self.new_object()
+        return layer
+
+    def _inserted(self, event) -> None:
+        self.refresh_layers()
+        layer = event.value
+        if not isinstance(layer, napari.layers.Image) or annotation_info(layer):
+            return
+        if self.annotation_layer(layer.name) is not None:
+            return
+        data = _spatial_data(layer)
+        if data.size > RESTORE_MAX_PIXELS:
+            return
+        try:
+            project = self._open_project()
+        except (InputError, OSError, ValueError):
+            return
+        key = image_key(np.asarray(layer.data) if layer.rgb else data)
+        if project.has(key) and project.load_annotations(key) is not None:
+            self.image_box.setCurrentText(layer.name)
+            self.annotate(layer.name)
+
+    def _removed(self, event) -> None:
+        autosave = self._autosaves.pop(getattr(event.value, "name", ""), None)
+        if autosave is not None:
+            autosave.close()
+        self.refresh_layers()
+
+    def flush(self) -> None:
+        """Save every annotation now (also called when the widget closes)."""
+        for autosave in self._autosaves.values():
+            autosave.flush()
+
+    def closeEvent(self, event) -> None:
+        self.flush()
+        super().closeEvent(event)
+
+    def _saved(self, layer) -> None:
+        self._show_counts(layer)
+        self._say(f"saved {time.strftime('%H:%M:%S')} to {self.project.path}")
+
+    def _show_counts(self, layer) -> None:
+        c = annotation_counts(layer.data)
+        self.counts.setText(
+            f"{c['objects']} objects, {c['object_pixels']} object px, "
+            f"{c['background_pixels']} background px"
+        )
+
+    def _active_annotation(self):
+        layer = self.annotation_layer()
+        if layer is None:
+            layer = self.annotate()
+        return layer
+
+    def new_object(self) -> None:
+        layer = self._active_annotation()
+        if layer is None:
+            return
+        layer.selected_label = next_object_id(layer.data)
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+
+    def paint_background(self) -> None:
+        layer = self._active_annotation()
+        if layer is None:
+            return
+        layer.selected_label = BACKGROUND_LABEL
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+
+    # -- start from prediction -------------------------------------------------------------
+    def _requested_ids(self, prediction) -> list[int]:
+        text = self.ids.text().replace(";", ",").strip()
+        if not text:
+            return [int(prediction.selected_label)]
+        try:
+            return [int(t) for t in text.replace(" ", ",").split(",") if t]
+        except ValueError:
+            raise InputError(f"object ids must be whole numbers, got {text!r}") from None
+
+    def copy_from_prediction(self, ids: list[int] | None = None) -> list[int]:
+        """Copy predicted objects into the annotation as corrected starting points."""
+        name = self.prediction_box.currentText()
+        if name not in self.viewer.layers:
+            self._say("choose a predicted Labels layer to copy from")
+            return []
+        prediction = self.viewer.layers[name]
+        layer = self._active_annotation()
+        if layer is None:
+            return []
+        try:
+            wanted = self._requested_ids(prediction) if ids is None else ids
+            data, added = copy_objects(layer.data, prediction.data, wanted)
+        except InputError as err:
+            self._say(str(err))
+            return []
+        if not added:
+            self._say("nothing copied: those objects are absent or already annotated")
+            return []
+        layer.data = data  # a data event: autosaved
+        info = annotation_info(layer)
+        try:
+            self.project.save_predictions(
+                info["key"], np.asarray(prediction.data), metadata=dict(prediction.metadata)
+            )
+        except (InputError, ValueError) as err:
+            self._say(f"copied, but the prediction was not stored: {err}")
+        self._show_counts(layer)
+        self._say(f"copied {len(added)} object(s) as ids {added}; correct them by painting")
+        return added
+
+    def _toggle_click_copy(self, on: bool) -> None:
+        callbacks = self.viewer.mouse_drag_callbacks
+        if on and self._click_copy not in callbacks:
+            callbacks.append(self._click_copy)
+        elif not on and self._click_copy in callbacks:
+            callbacks.remove(self._click_copy)
+
+    def _click_copy(self, viewer, event) -> None:
+        name = self.prediction_box.currentText()
+        if name not in viewer.layers:
+            return
+        value = viewer.layers[name].get_value(event.position, world=True)
+        if value:
+            self.copy_from_prediction([int(value)])

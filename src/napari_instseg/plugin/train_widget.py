@@ -1,0 +1,393 @@
+"""Train widget: fine-tune a model from the annotations in a background worker.
+
+Picks a base model (shipped or an earlier fine-tune) whose method learns from sparse
+labels, the annotation layers to learn from, and the few knobs that matter. Training runs in
+a worker; the widget draws the loss and the held-out AP as they come, shows a preview of the
+current model on the first image, and Stop keeps the best and latest checkpoints so the run
+can be resumed. The result appears in the Segment widget's model picker.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtCore import QPointF, Qt, Signal
+from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_instseg.core.finetune import (
+    AnnotatedImage,
+    FinetuneConfig,
+    FinetuneResult,
+    finetune,
+    unique_model_name,
+)
+from napari_instseg.core.jobs import Checkpoint, Metric, Preview, Progress
+from napari_instseg.core.methods import get_method
+from napari_instseg.core.pipeline import load_model
+from napari_instseg.core.zoo import list_models, user_model_dir
+
+from ._jobs import start_job
+from .annotate_widget import annotation_info
+
+
+def run_dir_for(name: str) -> Path:
+    """Where the checkpoints of fine-tune ``name`` live (for Stop and Resume)."""
+    return user_model_dir() / "runs" / name
+
+
+class CurvePlot(QWidget):
+    """A small line plot: training loss (left, blue) and held-out AP (0..1, orange)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loss: list[tuple[int, float]] = []
+        self.ap: list[tuple[int, float]] = []
+        self.setMinimumHeight(120)
+
+    def clear(self) -> None:
+        self.loss, self.ap = [], []
+        self.update()
+
+    def add(self, name: str, step: int, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        (self.loss if name == "loss" else self.ap).append((step, value))
+        self.update()
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        w, h, m = self.width(), self.height(), 6
+        painter.setPen(QPen(QColor(120, 120, 120)))
+        painter.drawRect(m, m, w - 2 * m, h - 2 * m)
+        steps = [s for s, _ in self.loss + self.ap]
+        if not steps:
+            painter.drawText(m + 4, h // 2, "loss and held-out AP appear here")
+            return
+        top = max(max(steps), 1)
+
+        def points(series, lo, hi):
+            span = (hi - lo) or 1.0
+            return QPolygonF(
+                [
+                    QPointF(m + (w - 2 * m) * s / top, h - m - (h - 2 * m) * (v - lo) / span)
+                    for s, v in series
+                ]
+            )
+
+        if self.loss:
+            values = [v for _, v in self.loss]
+            painter.setPen(QPen(QColor(70, 140, 230), 2))
+            painter.drawPolyline(points(self.loss, min(values), max(values)))
+            painter.drawText(m + 4, m + 14, f"loss {values[-1]:.3f}")
+        if self.ap:
+            painter.setPen(QPen(QColor(240, 150, 40), 2))
+            poly = points(self.ap, 0.0, 1.0)
+            painter.drawPolyline(poly)
+            for p in poly:
+                painter.drawEllipse(p, 2.5, 2.5)
+            painter.drawText(w - 140, m + 14, f"held-out AP {self.ap[-1][1]:.3f}")
+
+
+class TrainWidget(QWidget):
+    """Dock widget: base model, annotations, knobs, Start / Stop / Resume, live curves."""
+
+    finished = Signal(object)
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.job = None
+        self.result: FinetuneResult | None = None
+        self.history: dict[str, list] = {"loss": [], "val_ap50": []}
+        self.setMinimumWidth(360)
+        defaults = FinetuneConfig()
+
+        self.model_box = QComboBox()
+        self.model_box.setToolTip("models whose method can learn from a few annotated objects")
+        self.pairs = QListWidget()
+        self.pairs.setMaximumHeight(90)
+        self.pairs.setToolTip("annotation layers made with the Annotate widget")
+        self.name = QLineEdit()
+        self.name.setToolTip("name of the fine-tuned model (a new name starts a new run)")
+        self.iterations = QSpinBox()
+        self.iterations.setRange(1, 100_000)
+        self.iterations.setValue(defaults.iterations)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 0.1)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(defaults.lr)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 64)
+        self.batch.setValue(defaults.batch_size)
+        self.patch = QSpinBox()
+        self.patch.setRange(32, 1024)
+        self.patch.setSingleStep(16)
+        self.patch.setValue(defaults.patch_size)
+        self.held_out = QDoubleSpinBox()
+        self.held_out.setRange(0.0, 0.9)
+        self.held_out.setSingleStep(0.05)
+        self.held_out.setValue(defaults.held_out_fraction)
+        self.held_out.setToolTip("fraction of annotated objects kept out of training to score it")
+        self.preview_every = QSpinBox()
+        self.preview_every.setRange(0, 10_000)
+        self.preview_every.setValue(defaults.preview_every)
+        self.preview_every.setSpecialValueText("off")
+        self.preview_every.setToolTip("segment the first image with the current model every N steps")
+        self.device = QComboBox()
+        self.device.addItems(["auto", "cuda", "mps", "cpu"])
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume")
+        self.progress = QProgressBar()
+        self.plot = CurvePlot()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("base model", self.model_box)
+        form.addRow("annotations", self.pairs)
+        form.addRow("new model name", self.name)
+        form.addRow("iterations", self.iterations)
+        form.addRow("learning rate", self.lr)
+        form.addRow("batch size", self.batch)
+        form.addRow("patch size", self.patch)
+        form.addRow("held-out fraction", self.held_out)
+        form.addRow("preview every", self.preview_every)
+        form.addRow("device", self.device)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.start_button.clicked.connect(lambda: self.start())
+        self.resume_button.clicked.connect(lambda: self.start(resume=True))
+        self.stop_button.clicked.connect(self.stop)
+        self.model_box.currentTextChanged.connect(self._model_changed)
+        self.name.textChanged.connect(self._update_resume)
+        viewer.layers.events.inserted.connect(self.refresh_layers)
+        viewer.layers.events.removed.connect(self.refresh_layers)
+        self.refresh_models()
+        self.refresh_layers()
+
+    # -- pickers ---------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        current = self.model_box.currentText()
+        names = []
+        for card, _ in list_models():
+            try:
+                if get_method(card.method).sparse_labels:
+                    names.append(card.name)
+            except ValueError:
+                continue
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        self.model_box.addItems(names)
+        if current in names:
+            self.model_box.setCurrentText(current)
+        elif "spoco-nuclei" in names:
+            self.model_box.setCurrentText("spoco-nuclei")
+        self.model_box.blockSignals(False)
+        self._model_changed()
+
+    def _model_changed(self, *_):
+        base = self.model_box.currentText()
+        if base:
+            taken = [c.name for c, _ in list_models()]
+            self.name.setText(unique_model_name(f"{base}-finetuned", taken))
+
+    def _update_resume(self, *_):
+        state = run_dir_for(self.name.text()) / "latest.state.safetensors"
+        self.resume_button.setEnabled(self.job is None and state.exists())
+
+    def refresh_layers(self, *_):
+        checked = set(self.checked_layers())
+        self.pairs.clear()
+        for layer in self.viewer.layers:
+            info = annotation_info(layer)
+            if info is None:
+                continue
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(
+                Qt.CheckState.Checked
+                if not checked or layer.name in checked
+                else Qt.CheckState.Unchecked
+            )
+            self.pairs.addItem(item)
+
+    def checked_layers(self) -> list[str]:
+        return [
+            self.pairs.item(i).text()
+            for i in range(self.pairs.count())
+            if self.pairs.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def config(self) -> FinetuneConfig:
+        return FinetuneConfig(
+            iterations=self.iterations.value(),
+            lr=float(self.lr.value()),
+            batch_size=self.batch.value(),
+            patch_size=self.patch.value(),
+            held_out_fraction=float(self.held_out.value()),
+            preview_every=self.preview_every.value(),
+            device=self.device.currentText(),
+        )
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+
+    # -- running ---------------------------------------------------------------------------
+    def _collect(self) -> list[AnnotatedImage]:
+        """Copies of the checked annotation layers and their images (main thread)."""
+        data = []
+        for name in self.checked_layers():
+            layer = self.viewer.layers[name]
+            image_name = annotation_info(layer)["image"]
+            if image_name not in self.viewer.layers:
+                raise ValueError(f"the image {image_name!r} of {name!r} is not open")
+            image_layer = self.viewer.layers[image_name]
+            image = np.array(image_layer.data, copy=True)
+            if image_layer.rgb:
+                image = image[..., :3].mean(axis=-1)
+            data.append(AnnotatedImage(image_name, image, np.array(layer.data, copy=True)))
+        return data
+
+    def start(self, *, resume: bool = False) -> None:
+        if self.job is not None and self.job.running:
+            return
+        base, name = self.model_box.currentText(), self.name.text().strip()
+        if not base or not name:
+            self._say("choose a base model and a name for the new model")
+            return
+        try:
+            data = self._collect()
+        except ValueError as err:
+            self._say(str(err))
+            return
+        if not data:
+            self._say("no annotations checked: annotate some objects with the Annotate widget")
+            return
+        run_dir = run_dir_for(name)
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)
+        config = self.config()
+        self.plot.clear()
+        self.history = {"loss": [], "val_ap50": []}
+        self.progress.setRange(0, config.iterations)
+        self.progress.setValue(0)
+        self.start_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self._say(f"{'resuming' if resume else 'starting'} {name!r} from {base!r}…")
+        preview_name = data[0].name
+
+        def job():
+            model = load_model(base)
+            return finetune(
+                model,
+                data,
+                name=name,
+                run_dir=run_dir,
+                config=config,
+                preview=data[0].image,
+                resume=resume,
+            )
+
+        self.job = start_job(
+            job,
+            on_event=lambda e: self._on_event(e, preview_name),
+            on_done=self._done,
+            on_error=self._failed,
+        )
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop()
+            self.stop_button.setEnabled(False)
+            self._say("stopping after the current step; keeping the best and latest checkpoints")
+
+    def _on_event(self, event, preview_name: str) -> None:
+        if isinstance(event, Progress) and event.stage == "train":
+            self.progress.setValue(event.step)
+        elif isinstance(event, Metric):
+            if event.name == "loss":
+                self.history["loss"].append((event.step, event.value))
+                self.plot.add("loss", event.step, event.value)
+            elif event.name in ("val_ap50", "heldout_ap50_before"):
+                self.history["val_ap50"].append((event.step, event.value))
+                self.plot.add("ap", event.step, event.value)
+                self._say(f"step {event.step}: held-out AP@0.5 {event.value:.3f}")
+        elif isinstance(event, Checkpoint) and event.kind == "best":
+            self._say(f"step {event.step}: new best checkpoint")
+        elif isinstance(event, Preview):
+            self._show_preview(preview_name, event.data)
+
+    def _show_preview(self, image_name: str, labels: np.ndarray) -> None:
+        name = f"{image_name} [fine-tune preview]"
+        if name in self.viewer.layers:
+            self.viewer.layers[name].data = labels
+        else:
+            layer = self.viewer.add_labels(labels, name=name, opacity=0.5)
+            if image_name in self.viewer.layers:
+                layer.scale = self.viewer.layers[image_name].scale[-labels.ndim :]
+
+    def _reset_buttons(self) -> None:
+        self.start_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
+        self.job = None
+        self._update_resume()
+
+    def _done(self, result: FinetuneResult) -> None:
+        self.result = result
+        self._reset_buttons()
+        run = result.run
+        ended = "stopped" if run.stopped else "finished"
+        if result.model_path is None:
+            self._say(f"{ended} before any checkpoint; nothing was saved")
+        else:
+            before, after = result.heldout_before, result.heldout_after
+            ap = (
+                f"held-out AP@0.5 {before:.3f} -> {after:.3f}; "
+                if math.isfinite(before) and math.isfinite(after)
+                else "no objects held out; "
+            )
+            text = (
+                f"{ended} at step {run.iterations_done}: {ap}saved as model "
+                f"{Path(result.model_path).stem!r} (in the Segment widget's list)"
+            )
+            if result.warnings:
+                text += "<br><b>warning:</b> " + "; ".join(result.warnings)
+            self._say(text)
+        self.finished.emit(result)
+
+    def _failed(self, err: BaseException) -> None:
+        self._reset_buttons()
+        self._say(f"training failed: {err}")
