@@ -69,8 +69,10 @@ def main() -> None:
     from napari_instseg.core.jobs import Progress, run
     from napari_instseg.core.pipeline import Model, load_model
 
-    print(f"torch threads: {torch.get_num_threads()}; model {args.model}; "
-          f"{args.iterations} iterations, {args.objects} annotated objects per image")
+    print(
+        f"torch threads: {torch.get_num_threads()}; model {args.model}; "
+        f"{args.iterations} iterations, {args.objects} annotated objects per image"
+    )
     header = (
         f"{'image':18} {'seed':>4} {'step it/s':>9} {'wall it/s':>9} "
         f"{'AP50 before':>11} {'AP50 after':>10} {'AP70 before':>11} {'AP70 after':>10}"

@@ -1,4 +1,4 @@
-"""Command line: ``napari-instseg view|models|segment|evaluate|train``.
+"""Command line: ``napari-instseg view|models|segment|evaluate|export|train``.
 
 Every command drives the same core jobs as the napari plugin, with tqdm progress bars. Bad
 paths or formats end with a one-line reason on stderr and a non-zero exit code.
@@ -187,8 +187,107 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _annotated_images(args):
+    """(name, image, annotation) items from --images/--annotations pairs or a --project."""
+    from .core.data.datasets import read_image
+    from .core.finetune import AnnotatedImage
+    from .core.project import Project
+
+    items = []
+    if args.project:
+        project = Project(args.project, create=False)
+        for entry in project.entries():
+            if not entry.has_annotations:
+                continue
+            image = project.load_image(entry.key)
+            if image is None:
+                raise CliError(f"project entry {entry.name!r} has no stored image")
+            items.append(AnnotatedImage(entry.name, image, project.load_annotations(entry.key)))
+        if not items:
+            raise CliError(f"no annotated images in project {args.project}")
+    images, annotations = args.images or [], args.annotations or []
+    if len(images) != len(annotations):
+        raise CliError(
+            f"--images and --annotations must pair up: got {len(images)} and {len(annotations)}"
+        )
+    for image_path, annotation_path in zip(images, annotations, strict=True):
+        for path in (image_path, annotation_path):
+            if not Path(path).exists():
+                raise CliError(f"input not found: {path}")
+        items.append(
+            AnnotatedImage(
+                Path(image_path).stem,
+                read_image(image_path),
+                read_image(annotation_path),
+                channel_axis=args.channel_axis,
+            )
+        )
+    if not items:
+        raise CliError("fine-tuning needs --images with --annotations, or --project")
+    return items
+
+
+def cmd_finetune(args) -> int:
+    from .core.checkpoint import CheckpointError
+    from .core.finetune import FinetuneConfig, finetune, unique_model_name
+    from .core.pipeline import load_model
+    from .core.zoo import list_models, user_model_dir
+
+    data = _annotated_images(args)
+    try:
+        model = load_model(args.from_model)
+    except CheckpointError as err:
+        raise CliError(str(err)) from None
+    name = args.name or unique_model_name(
+        f"{model.card.name}-finetuned", [c.name for c, _ in list_models()]
+    )
+    config = FinetuneConfig(
+        iterations=args.iterations or FinetuneConfig.iterations,
+        lr=args.lr or FinetuneConfig.lr,
+        batch_size=args.batch_size or FinetuneConfig.batch_size,
+        patch_size=args.patch_size or FinetuneConfig.patch_size,
+        held_out_fraction=args.held_out,
+        val_every=args.val_every or FinetuneConfig.val_every,
+        preview_every=0,
+        seed=args.seed,
+        device=args.device,
+    )
+    run_dir = Path(args.output) if args.output else user_model_dir() / "runs" / name
+    result = _progress_driver(
+        finetune(
+            model,
+            data,
+            name=name,
+            run_dir=run_dir,
+            models_dir=args.models_dir,
+            config=config,
+            resume=args.resume,
+        ),
+        desc="fine-tune",
+    )
+    before, after = result.heldout_before, result.heldout_after
+    ap = (
+        f"held-out AP@0.5 {before:.4f} -> {after:.4f}"
+        if before == before and after == after
+        else "no objects held out"
+    )
+    ended = f"{result.run.iterations_done} iterations{', stopped' if result.run.stopped else ''}"
+    print(f"{ap}; model {name!r} saved to {result.model_path} ({ended}; checkpoints in {run_dir})")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
 def cmd_train(args) -> int:
     import numpy as np
+
+    if args.from_model:
+        return cmd_finetune(args)
+    if not args.method or not args.data or not args.output:
+        raise CliError(
+            "training from scratch needs --method, --data and --output "
+            "(or fine-tune with --from MODEL --images ... --annotations ...)"
+        )
 
     from .core.checkpoint import ModelCard
     from .core.configs import config_from_dict, parse_assignments
@@ -218,11 +317,11 @@ def cmd_train(args) -> int:
         train_samples = sparse_samples
     cfg = config_from_dict(method.config_type, parse_assignments(args.set))
     tconf = TrainConfig(
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        lr=args.lr,
-        val_every=args.val_every,
+        iterations=args.iterations or 2000,
+        batch_size=args.batch_size or 8,
+        patch_size=args.patch_size or 128,
+        lr=args.lr or 2e-3,
+        val_every=args.val_every or 250,
         seed=args.seed,
         device=args.device,
     )
@@ -232,7 +331,7 @@ def cmd_train(args) -> int:
         if s.labels.any()
     ]
     card = ModelCard(
-        name=args.name,
+        name=args.name or "model",
         method=method.name,
         method_config={},
         backend=method.default_backend,
@@ -266,6 +365,95 @@ def cmd_train(args) -> int:
         )
     else:
         print(f"no validation split: latest checkpoint in {result.out_dir} ({ended})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    import numpy as np
+
+    from .core.configs import parse_assignments
+    from .core.data.datasets import read_image
+    from .core.export import (
+        export_format,
+        export_model,
+        model_settings,
+        read_labels,
+        write_labels_tiff,
+        write_labels_zarr,
+        write_object_table,
+        write_ome_zarr,
+    )
+    from .core.zoo import find_card
+
+    outputs = args.output or []
+    if not outputs and not args.output_model:
+        raise CliError("nothing to export: give --output and/or --output-model")
+    kinds = [export_format(out) for out in outputs]  # refuse a bad suffix before any work
+    if outputs and not args.labels:
+        raise CliError("--output needs a LABELS file (.tif, .tiff or .zarr)")
+    if "ome-zarr" in kinds and not args.image:
+        raise CliError("OME-Zarr output needs the image the labels belong to (--image)")
+    labels, metadata = read_labels(args.labels) if args.labels else (None, {})
+    model = args.model or metadata.get("model")
+    if args.backend or args.set or args.model or args.output_model:
+        if not model:
+            raise CliError(
+                "--backend, --set and --output-model need --model (or labels "
+                "whose metadata names their model)"
+            )
+        card = find_card(model)
+        same = card.name == metadata.get("model") and (
+            not args.backend or args.backend == metadata.get("backend")
+        )
+        base = dict(metadata.get("knobs") or {}) if same else {}
+        backend = args.backend or (metadata.get("backend") if same else None)
+        backend, knobs = model_settings(card, backend, {**base, **parse_assignments(args.set)})
+        metadata = {
+            **metadata,
+            "model": card.name,
+            "method": card.method,
+            "backend": backend,
+            "knobs": knobs,
+        }
+    image = read_image(args.image) if args.image else None
+    n_objects = int(np.count_nonzero(np.unique(labels))) if labels is not None else 0
+    for out, kind in zip(outputs, kinds, strict=True):
+        if kind == "tiff":
+            write_labels_tiff(out, labels, attrs=metadata, overwrite=args.overwrite)
+        elif kind == "zarr":
+            write_labels_zarr(out, labels, attrs=metadata, overwrite=args.overwrite)
+        elif kind == "csv":
+            write_object_table(
+                out,
+                labels,
+                image,
+                channel_axis=args.channel_axis,
+                metadata=metadata,
+                overwrite=args.overwrite,
+            )
+        else:
+            write_ome_zarr(
+                out,
+                image,
+                labels,
+                image_name=args.image_name or Path(args.image).name.split(".")[0],
+                labels_name=args.labels_name,
+                channel_axis=args.channel_axis,
+                attrs=metadata,
+                levels=args.levels,
+                overwrite=args.overwrite,
+            )
+        print(f"{args.labels}: {n_objects} objects -> {out} ({kind})")
+    if args.output_model:
+        card_path = export_model(
+            model,
+            args.output_model,
+            backend=metadata["backend"],
+            knobs=metadata["knobs"],
+            name=args.model_name,
+            overwrite=args.overwrite,
+        )
+        print(f"model {card_path.stem!r} ({metadata['backend']}, tuned knobs) -> {card_path}")
     return 0
 
 
@@ -325,27 +513,73 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    t = sub.add_parser("train", help="train a model on a folder in the shared data layout")
-    t.add_argument("--method", required=True)
-    t.add_argument("--data", required=True, help="folder with images/, masks/, metadata.csv")
+    x = sub.add_parser(
+        "export",
+        help="write labels as TIFF, zarr, OME-Zarr or a CSV object table; save a tuned model",
+        description=(
+            "Export labels in the formats of the napari Export widget. The format of each "
+            "--output follows its suffix: .tif/.tiff (uint32 TIFF), .zarr (zarr v3 array), "
+            ".ome.zarr (OME-Zarr 0.5 image + labels, needs --image), .csv (one row per "
+            "object: id, area, centroid, bbox, mean intensity with --image, model and knobs). "
+            "Model, back-end and knobs come from the labels' own metadata (files written by "
+            "napari-instseg) unless --model/--backend/--set say otherwise. --output-model "
+            "saves a copy of the model whose card holds these knobs as its defaults."
+        ),
+    )
+    x.add_argument("labels", nargs="?", help="labels file (.tif, .tiff, .zarr or .ome.zarr)")
+    x.add_argument(
+        "--output", "-o", action="append", metavar="OUT", help="output file; repeat for several"
+    )
+    x.add_argument("--image", help="the image the labels belong to (tif or zarr)")
+    x.add_argument("--channel-axis", type=int, default=None, help="channel axis of --image")
+    x.add_argument("--image-name", help="OME-Zarr image name (default: --image file name)")
+    x.add_argument("--labels-name", default="labels", help="OME-Zarr label image name")
+    x.add_argument("--levels", type=int, default=None, help="OME-Zarr pyramid levels")
+    x.add_argument("--model", help="model that made the labels (name or card path)")
+    x.add_argument("--backend", help="assembly back-end the labels were made with")
+    x.add_argument("--set", action="append", metavar="KNOB=VALUE", help="knob value")
+    x.add_argument("--output-model", metavar="DIR", help="folder for NAME.safetensors + NAME.json")
+    x.add_argument("--model-name", help="name of the saved model (default: MODEL-tuned)")
+    x.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    x.set_defaults(func=cmd_export)
+
+    t = sub.add_parser(
+        "train",
+        help="train a model on a dataset folder, or fine-tune one from sparse annotations",
+        description=(
+            "From scratch: --method M --data FOLDER --output DIR. Fine-tune: --from MODEL "
+            "--images IMG... --annotations ANN... (or --project FOLDER.zarr); annotation ids: "
+            "0 = not annotated, 65535 = painted background, others = whole objects. The "
+            "fine-tuned model is saved as --name in the user's model folder (or --models-dir)."
+        ),
+    )
+    t.add_argument("--method")
+    t.add_argument("--data", help="folder with images/, masks/, metadata.csv")
     t.add_argument("--split", default="train")
     t.add_argument("--val-split", default="val", help="'' to skip validation")
-    t.add_argument("--output", required=True, help="folder for checkpoints")
-    t.add_argument("--name", default="model")
+    t.add_argument("--output", help="folder for checkpoints (fine-tune: the run folder)")
+    t.add_argument("--name", help="model name (default: model; fine-tune: MODEL-finetuned)")
     t.add_argument("--modality", default="")
     t.add_argument("--description", default="")
     t.add_argument("--recipe", default="")
-    t.add_argument("--iterations", type=int, default=2000)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--patch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--iterations", type=int, help="default 2000 (fine-tune: 200)")
+    t.add_argument("--batch-size", type=int, help="default 8 (fine-tune: 4)")
+    t.add_argument("--patch-size", type=int, help="default 128")
+    t.add_argument("--lr", type=float, help="default 2e-3 (fine-tune: 3e-4)")
+    t.add_argument("--val-every", type=int, help="default 250 (fine-tune: 25)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--sparse", type=float, default=1.0, help="fraction of instances kept")
     t.add_argument("--sparse-background", default="none", choices=["none", "all", "near"])
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="method config value")
     t.add_argument("--resume", action="store_true")
+    t.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model")
+    t.add_argument("--images", nargs="+", metavar="IMAGE", help="fine-tune: images")
+    t.add_argument("--annotations", nargs="+", metavar="LABELS", help="fine-tune: annotations")
+    t.add_argument("--project", help="fine-tune: every annotated image of a project folder")
+    t.add_argument("--held-out", type=float, default=0.2, help="fine-tune: held-out objects")
+    t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
+    t.add_argument("--models-dir", help="fine-tune: where to save the model")
     t.set_defaults(func=cmd_train)
     return p
 

@@ -71,11 +71,10 @@ def test_annotated_ap_ignores_predictions_away_from_annotations():
 def spoco_tiny(tmp_path):
     import torch
 
-    from napari_instseg.core.checkpoint import ModelCard, save_model
+    from napari_instseg.core.checkpoint import ModelCard, load_model, save_model
     from napari_instseg.core.configs import config_to_dict
     from napari_instseg.core.methods import get_method
     from napari_instseg.core.pipeline import Model
-    from napari_instseg.core.checkpoint import load_model
 
     method = get_method("spoco")
     cfg = method.config_type(depth=2, width=4, embedding_dim=4)

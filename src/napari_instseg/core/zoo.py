@@ -12,7 +12,7 @@ import os
 from importlib.resources import files
 from pathlib import Path
 
-from .checkpoint import CheckpointError, ModelCard, load_model, read_card
+from .checkpoint import CheckpointError, ModelCard, load_model, read_card, resolve_model_files
 
 
 def zoo_dir() -> Path:
@@ -53,14 +53,25 @@ def list_models(extra_dirs: list[str | Path] | None = None) -> list[tuple[ModelC
     return sorted(found.values(), key=lambda item: item[0].name)
 
 
-def find_model(name_or_path: str | Path, extra_dirs: list[str | Path] | None = None):
-    """Load ``(card, net)`` by model name or by path to its card/weights/stem."""
+def find_model_path(name_or_path: str | Path, extra_dirs: list[str | Path] | None = None) -> Path:
+    """The card/weights/stem path of a model given by name or by path (not checked further)."""
     path = Path(name_or_path)
     is_stem = Path(f"{path}.json").exists()
     if path.suffix in (".json", ".safetensors", ".pt", ".pth", ".ckpt") or path.exists() or is_stem:
-        return load_model(path)
+        return path
     for card, card_path in list_models(extra_dirs):
         if card.name == str(name_or_path):
-            return load_model(card_path)
+            return card_path
     names = [c.name for c, _ in list_models(extra_dirs)]
     raise CheckpointError(f"no model called {name_or_path!r}; available: {names}")
+
+
+def find_model(name_or_path: str | Path, extra_dirs: list[str | Path] | None = None):
+    """Load ``(card, net)`` by model name or by path to its card/weights/stem."""
+    return load_model(find_model_path(name_or_path, extra_dirs))
+
+
+def find_card(name_or_path: str | Path, extra_dirs: list[str | Path] | None = None) -> ModelCard:
+    """The card of a model given by name or path, without loading its weights."""
+    card_path, _ = resolve_model_files(find_model_path(name_or_path, extra_dirs))
+    return read_card(card_path)

@@ -244,8 +244,8 @@ class AnnotateWidget(QWidget):
         image_layer = self.viewer.layers[image_name]
         try:
             project = self._open_project()
-            image = _spatial_data(image_layer) if not image_layer.rgb else np.asarray(
-                image_layer.data
+            image = (
+                _spatial_data(image_layer) if not image_layer.rgb else np.asarray(image_layer.data)
             )
             key = project.add_image(image, name=image_name, shape=_spatial_data(image_layer).shape)
             data = project.load_annotations(key)
@@ -260,9 +260,7 @@ class AnnotateWidget(QWidget):
             name=f"{image_name} annotations",
             scale=image_layer.scale[-data.ndim :],
             translate=image_layer.translate[-data.ndim :],
-            metadata={
-                META_KEY: {"image": image_name, "project": str(project.path), "key": key}
-            },
+            metadata={META_KEY: {"image": image_name, "project": str(project.path), "key": key}},
         )
         self._autosaves[layer.name] = _Autosave(
             layer, project, key, on_saved=lambda lay=layer: self._saved(lay)

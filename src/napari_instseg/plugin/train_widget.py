@@ -153,7 +153,9 @@ class TrainWidget(QWidget):
         self.preview_every.setRange(0, 10_000)
         self.preview_every.setValue(defaults.preview_every)
         self.preview_every.setSpecialValueText("off")
-        self.preview_every.setToolTip("segment the first image with the current model every N steps")
+        self.preview_every.setToolTip(
+            "segment the first image with the current model every N steps"
+        )
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "mps", "cpu"])
         self.start_button = QPushButton("Start")

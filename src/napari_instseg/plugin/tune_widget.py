@@ -8,7 +8,6 @@ so the layer always ends at the newest setting.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from qtpy.QtCore import QTimer, Signal
@@ -24,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_instseg.core.assembly import get_backend
-from napari_instseg.core.checkpoint import save_model
+from napari_instseg.core.export import export_model
 from napari_instseg.core.tuning import Tuner, TuneResult, cli_command
 from napari_instseg.core.zoo import user_model_dir
 
@@ -192,18 +191,14 @@ class TunePanel(QGroupBox):
         """Write a copy of the model (same weights) whose card holds the current knobs."""
         if self.tuner is None or self.form is None:
             return None
-        model = self.tuner.model
-        card = model.card
-        name = f"{card.name}-tuned"
-        new = replace(
-            card,
-            name=name,
+        name = f"{self.tuner.model.card.name}-tuned"
+        path = export_model(
+            self.tuner.model,
+            directory or user_model_dir(),
             backend=self.backend.currentText(),
-            backend_config=self.form.values(),
-            parent=card.name,
-            weights_sha256="",
-            created="",
+            knobs=self.form.values(),
+            name=name,
+            overwrite=True,
         )
-        path = save_model(directory or user_model_dir(), name, model.net, new)
         self.message.emit(f"saved tuned defaults as model {name!r} in {path.parent}")
         return path

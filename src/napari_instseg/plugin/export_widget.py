@@ -1,0 +1,276 @@
+"""Export widget: save a labels layer as TIFF, zarr, OME-Zarr (with its image) or an object
+table, or save the model that made it with the knobs it was tuned to.
+
+Layers are read (and copied) on the main thread; the writing itself runs in a worker through
+:mod:`napari_instseg.core.export`, so large exports keep the viewer responsive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_instseg.core.arrays import InputError
+from napari_instseg.core.export import (
+    FORMATS,
+    export_model,
+    write_labels_tiff,
+    write_labels_zarr,
+    write_object_table,
+    write_ome_zarr,
+)
+from napari_instseg.core.zoo import list_models, user_model_dir
+
+from ._jobs import call_in_worker
+from .writer import full_resolution, image_channel_axis, labels_attrs
+
+#: (label in the picker, format key, file suffix)
+EXPORT_FORMATS = (
+    ("TIFF labels (.tif)", "tiff", ".tif"),
+    ("zarr labels (.zarr)", "zarr", ".zarr"),
+    ("OME-Zarr image + labels (.ome.zarr)", "ome-zarr", ".ome.zarr"),
+    ("CSV object table (.csv)", "csv", ".csv"),
+    ("model with tuned knobs (.json)", "model", ".json"),
+)
+NO_IMAGE = "(none)"
+_SUFFIXES = (*FORMATS, ".json", ".safetensors")
+
+
+def _without_suffix(name: str) -> str:
+    for suffix in _SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _safe_name(name: str) -> str:
+    return (
+        "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._") or "labels"
+    )
+
+
+class ExportWidget(QWidget):
+    """Dock widget: labels (and image) layer, format, output path, Export."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.job = None
+        self.last_path: Path | None = None
+        self._auto_path = True
+
+        self.labels_box = QComboBox()
+        self.labels_box.setObjectName("labels")
+        self.image_box = QComboBox()
+        self.image_box.setObjectName("image")
+        self.image_box.setToolTip("needed for OME-Zarr; gives mean intensities in the table")
+        self.format_box = QComboBox()
+        self.format_box.setObjectName("format")
+        for label, key, _ in EXPORT_FORMATS:
+            self.format_box.addItem(label, key)
+        self.path_edit = QLineEdit()
+        self.path_edit.setObjectName("path")
+        self.path_edit.setPlaceholderText("where to save")
+        self.browse_button = QPushButton("Browse...")
+        self.overwrite = QCheckBox("replace an existing file or zarr folder")
+        self.export_button = QPushButton("Export")
+        self.export_button.setObjectName("export")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit)
+        path_row.addWidget(self.browse_button)
+        form = QFormLayout()
+        form.addRow("labels", self.labels_box)
+        form.addRow("image", self.image_box)
+        form.addRow("format", self.format_box)
+        form.addRow("save to", path_row)
+        form.addRow(self.overwrite)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.export_button)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.labels_box.currentTextChanged.connect(self._suggest_path)
+        self.format_box.currentIndexChanged.connect(self._suggest_path)
+        self.path_edit.textEdited.connect(self._path_edited)
+        self.browse_button.clicked.connect(self.browse)
+        self.export_button.clicked.connect(self.export)
+        viewer.layers.events.inserted.connect(self.refresh_layers)
+        viewer.layers.events.removed.connect(self.refresh_layers)
+        self.refresh_layers()
+
+    # -- pickers ---------------------------------------------------------------------------
+    def refresh_layers(self, *_) -> None:
+        labels = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Labels)]
+        images = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Image)]
+        for box, names in ((self.labels_box, labels), (self.image_box, [NO_IMAGE, *images])):
+            current = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(names)
+            if current in names:
+                box.setCurrentText(current)
+            box.blockSignals(False)
+        if self.image_box.currentText() == NO_IMAGE and len(images) == 1:
+            self.image_box.setCurrentText(images[0])
+        self._suggest_path()
+
+    def labels_layer(self):
+        name = self.labels_box.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def image_layer(self):
+        name = self.image_box.currentText()
+        if name == NO_IMAGE or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def format(self) -> str:
+        return self.format_box.currentData()
+
+    def set_format(self, key: str) -> None:
+        self.format_box.setCurrentIndex(self.format_box.findData(key))
+
+    def set_path(self, path: str | Path) -> None:
+        """Choose the output path (as typing it would)."""
+        self.path_edit.setText(str(path))
+        self._auto_path = False
+
+    # -- output path -----------------------------------------------------------------------
+    def _suffix(self) -> str:
+        return next(s for _, key, s in EXPORT_FORMATS if key == self.format())
+
+    def _path_edited(self, _text: str) -> None:
+        self._auto_path = False
+
+    def _suggest_path(self, *_) -> None:
+        text = self.path_edit.text().strip()
+        if text and not self._auto_path:
+            current = Path(text)
+            self.path_edit.setText(
+                str(current.with_name(_without_suffix(current.name) + self._suffix()))
+            )
+            return
+        layer = self.labels_layer()
+        if layer is None:
+            return
+        if self.format() == "model":
+            model = layer.metadata.get("model")
+            folder, stem = user_model_dir(), f"{model}-tuned" if model else ""
+        else:
+            source = self.image_layer()
+            origin = getattr(getattr(source, "source", None), "path", None)
+            folder = self.last_path.parent if self.last_path else None
+            folder = folder or (Path(origin).parent if origin else Path.home())
+            stem = _safe_name(layer.name)
+        self.path_edit.setText(str(folder / f"{stem}{self._suffix()}") if stem else "")
+        self._auto_path = True
+
+    def browse(self) -> None:
+        label = self.format_box.currentText()
+        path = QFileDialog.getSaveFileName(self, f"Export {label}", self.path_edit.text())[0]
+        if path:
+            name = _without_suffix(Path(path).name) + self._suffix()
+            self.set_path(Path(path).with_name(name))
+
+    # -- exporting -------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _task(self, kind: str, path: Path, overwrite: bool):
+        """Copy what the export needs from the layers; return a function for the worker."""
+        layer = self.labels_layer()
+        if layer is None:
+            raise InputError("choose a labels layer first")
+        meta = dict(layer.metadata)
+        if kind == "model":
+            model = meta.get("model")
+            if not model:
+                raise InputError(
+                    f"{layer.name!r} does not say which model made it; segment with the "
+                    "Segment widget first"
+                )
+            if model not in {card.name for card, _ in list_models()}:
+                raise InputError(f"model {model!r} of {layer.name!r} is not installed here")
+            backend, knobs = meta.get("backend"), dict(meta.get("knobs") or {})
+            name = _without_suffix(path.name)
+            return lambda: export_model(
+                model, path.parent, backend=backend, knobs=knobs, name=name, overwrite=overwrite
+            )
+        labels = np.array(full_resolution(layer.data, {"multiscale": layer.multiscale}))
+        attrs = labels_attrs({"metadata": meta, "name": layer.name})
+        if kind == "tiff":
+            return lambda: write_labels_tiff(path, labels, attrs=attrs, overwrite=overwrite)
+        if kind == "zarr":
+            return lambda: write_labels_zarr(path, labels, attrs=attrs, overwrite=overwrite)
+        image_layer = self.image_layer()
+        if image_layer is None and kind == "ome-zarr":
+            raise InputError("OME-Zarr export needs the image the labels were made from")
+        image = channel_axis = spacing = None
+        image_name = ""
+        if image_layer is not None:
+            image = np.array(
+                full_resolution(image_layer.data, {"multiscale": image_layer.multiscale})
+            )
+            info = {"rgb": image_layer.rgb, "name": image_layer.name}
+            channel_axis = image_channel_axis(image, info, labels.ndim)
+            scale = tuple(float(s) for s in image_layer.scale[-labels.ndim :])
+            spacing = None if all(s == 1.0 for s in scale) else scale
+            image_name = image_layer.name
+        if kind == "csv":
+            return lambda: write_object_table(
+                path, labels, image, channel_axis=channel_axis, metadata=meta, overwrite=overwrite
+            )
+        return lambda: write_ome_zarr(
+            path,
+            image,
+            {layer.name: labels},
+            image_name=image_name,
+            channel_axis=channel_axis,
+            attrs={layer.name: attrs},
+            spacing=spacing,
+            overwrite=overwrite,
+        )
+
+    def export(self) -> None:
+        """Export the chosen layer(s) in the chosen format, in a worker."""
+        text = self.path_edit.text().strip()
+        if not text:
+            self._say("choose where to save first")
+            return
+        path = Path(text).expanduser()
+        kind = self.format()
+        try:
+            task = self._task(kind, path, self.overwrite.isChecked())
+        except InputError as err:
+            self._say(f"cannot export: {err}")
+            return
+        self.export_button.setEnabled(False)
+        self._say(f"exporting to {path} ...")
+        self.job = call_in_worker(task, on_done=self._finished, on_error=self._failed)
+
+    def _finished(self, written) -> None:
+        self.export_button.setEnabled(True)
+        self.last_path = Path(written)
+        self._say(f"saved {written}")
+
+    def _failed(self, err: BaseException) -> None:
+        self.export_button.setEnabled(True)
+        self._say(f"export failed: {err}")

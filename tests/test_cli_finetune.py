@@ -1,0 +1,106 @@
+"""`napari-instseg train --from MODEL`: the widget's fine-tune, headless."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_instseg.cli import main
+from napari_instseg.core.checkpoint import read_card
+from napari_instseg.core.data.sparse import BACKGROUND_LABEL
+from napari_instseg.core.project import Project
+from napari_instseg.core.samples import load_sample
+
+
+def run(capsys, *args):
+    rc = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.fixture
+def parent(tmp_path):
+    import torch
+
+    from napari_instseg.core.checkpoint import ModelCard, save_model
+    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.methods import get_method
+
+    method = get_method("spoco")
+    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
+    torch.manual_seed(0)
+    card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift")
+    return save_model(tmp_path / "zoo", "spoco-tiny", method.build_net(cfg), card)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    image, truth = load_sample("nuclei2d_dsb_stardist")
+    image, truth = image[:64, :64], truth[:64, :64]
+    annotation = np.where(np.isin(truth, np.unique(truth)[1:6]), truth, 0).astype(np.uint32)
+    annotation[:4, :4] = BACKGROUND_LABEL
+    tifffile.imwrite(tmp_path / "img.tif", image)
+    tifffile.imwrite(tmp_path / "ann.tif", annotation)
+    return image, annotation
+
+
+FAST = ("--iterations", "4", "--batch-size", "2", "--patch-size", "32", "--device", "cpu")
+
+
+def test_finetune_from_files(tmp_path, capsys, parent, pair):
+    rc, out, err = run(
+        capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
+        "--annotations", tmp_path / "ann.tif", "--models-dir", tmp_path / "models",
+        "--output", tmp_path / "run", "--held-out", "0.25", *FAST,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "held-out AP@0.5" in out and "spoco-tiny-finetuned" in out
+    card = read_card(tmp_path / "models" / "spoco-tiny-finetuned.json")
+    n_objects = len(set(np.unique(pair[1]).tolist()) - {0, BACKGROUND_LABEL})
+    assert card.parent == "spoco-tiny" and card.training["annotations"][0]["objects"] == n_objects
+    assert card.training["finetune_config"]["held_out_fraction"] == 0.25
+    assert (tmp_path / "run" / "latest.state.safetensors").is_file()
+
+
+def test_finetune_from_project(tmp_path, capsys, parent, pair):
+    image, annotation = pair
+    project = Project(tmp_path / "p.zarr")
+    key = project.add_image(image, name="nuclei")
+    project.save_annotations(key, annotation)
+    rc, out, err = run(
+        capsys, "train", "--from", parent, "--project", tmp_path / "p.zarr", "--name", "mine",
+        "--models-dir", tmp_path / "models", "--output", tmp_path / "run", *FAST,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert read_card(tmp_path / "models" / "mine.json").training["annotations"][0]["image"] == (
+        "nuclei"
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--images", "IMG"), "pair up"),
+        (("--annotations", "IMG", "--images", "missing.tif"), "not found"),
+        ((), "needs --images"),
+    ],
+)
+def test_finetune_bad_input_is_one_line(tmp_path, capsys, parent, pair, extra, message):
+    extra = [tmp_path / "img.tif" if e == "IMG" else e for e in extra]
+    rc, _, err = run(capsys, "train", "--from", parent, *extra, *FAST)
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_empty_annotation_is_refused(tmp_path, capsys, parent, pair):
+    tifffile.imwrite(tmp_path / "empty.tif", np.zeros((64, 64), np.uint32))
+    rc, _, err = run(
+        capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
+        "--annotations", tmp_path / "empty.tif", *FAST,
+    )  # fmt: skip
+    assert rc == 2 and "no objects" in err
+
+
+def test_training_from_scratch_still_needs_its_arguments(capsys):
+    rc, _, err = run(capsys, "train", "--method", "spoco")
+    assert rc == 2 and "--data" in err
