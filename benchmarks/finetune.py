@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_instseg.core.finetune import FinetuneConfig
+
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018_fluo"
 IMAGES = ("547ef286ee5f4e5d", "9620c33d8ef2772d", "aaa52100fafaa508", "76faaed50ed6ea68")
 TARGET_IT_S = 2.0
@@ -56,7 +58,8 @@ def remaining_ap(model, image, truth, chosen, thresholds=(0.5, 0.7)):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="spoco-nuclei")
-    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--iterations", type=int, default=FinetuneConfig.iterations)
+    p.add_argument("--lr", type=float, default=FinetuneConfig.lr)
     p.add_argument("--objects", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     p.add_argument("--images", nargs="*", default=list(IMAGES))
@@ -65,7 +68,7 @@ def main() -> None:
     import tifffile
     import torch
 
-    from napari_instseg.core.finetune import AnnotatedImage, FinetuneConfig, finetune
+    from napari_instseg.core.finetune import AnnotatedImage, finetune
     from napari_instseg.core.jobs import Progress, run
     from napari_instseg.core.pipeline import Model, load_model
 
@@ -95,7 +98,11 @@ def main() -> None:
                     stamps.append(time.perf_counter())
 
             config = FinetuneConfig(
-                iterations=args.iterations, held_out_fraction=0.0, preview_every=0, seed=seed
+                iterations=args.iterations,
+                lr=args.lr,
+                held_out_fraction=0.0,
+                preview_every=0,
+                seed=seed,
             )
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()

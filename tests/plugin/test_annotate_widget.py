@@ -64,8 +64,8 @@ def test_annotation_is_restored_when_the_image_is_opened_again(annotate, qtbot):
     pixels = np.array(viewer.layers["nuclei"].data)
     viewer.layers.clear()
     viewer.add_image(pixels, name="nuclei again")  # same pixels, another name
+    qtbot.waitUntil(lambda: widget.annotation_layer("nuclei again") is not None, timeout=5000)
     restored = widget.annotation_layer("nuclei again")
-    assert restored is not None, widget.status.text()
     assert (restored.data[10:18, 10:18] == 3).all() and restored.data.sum() == 3 * 64
     assert "restored" in widget.status.text()
 
@@ -94,3 +94,20 @@ def test_start_from_prediction_copies_chosen_objects(annotate, qtbot):
     assert np.array_equal(labels, truth) and meta["model"] == "m"
     widget.ids.setText("three")
     assert widget.copy_from_prediction() == [] and "whole numbers" in widget.status.text()
+
+
+def test_project_opened_from_file_menu_is_adopted_and_autosaved(annotate, qtbot):
+    viewer, widget, _, path = annotate
+    layer = widget.annotate()
+    layer.data = np.pad(np.full((4, 4), 2, np.uint32), ((0, 124), (0, 124)))
+    widget.flush()
+    viewer.layers.clear()
+    viewer.open(str(path), plugin="napari-instseg")
+    qtbot.wait(50)
+    names = [lay.name for lay in viewer.layers]
+    assert names == ["nuclei", "nuclei annotations"]  # no duplicate from the auto-restore
+    opened = viewer.layers["nuclei annotations"]
+    assert opened.data.sum() == 2 * 16
+    opened.data = np.pad(np.full((4, 4), 5, np.uint32), ((0, 124), (0, 124)))
+    widget.flush()
+    assert (stored(path, widget)[:4, :4] == 5).all()

@@ -262,10 +262,7 @@ class AnnotateWidget(QWidget):
             translate=image_layer.translate[-data.ndim :],
             metadata={META_KEY: {"image": image_name, "project": str(project.path), "key": key}},
         )
-        self._autosaves[layer.name] = _Autosave(
-            layer, project, key, on_saved=lambda lay=layer: self._saved(lay)
-        )
-        layer.events.paint.connect(lambda _e, lay=layer: self._show_counts(lay))
+        self._adopt(layer)  # usually done already by the layer-inserted event
         self._show_counts(layer)
         if restored:
             self._say(f"restored the annotation of {image_name!r} from {project.path}")
@@ -277,9 +274,29 @@ class AnnotateWidget(QWidget):
     def _inserted(self, event) -> None:
         self.refresh_layers()
         layer = event.value
-        if not isinstance(layer, napari.layers.Image) or annotation_info(layer):
+        if annotation_info(layer) is not None:
+            self._adopt(layer)
+        elif isinstance(layer, napari.layers.Image):
+            # After the current insertion: a reader may add the image's annotation next.
+            QTimer.singleShot(0, lambda: self._restore(layer))
+
+    def _adopt(self, layer) -> None:
+        """Autosave an annotation layer made elsewhere (a project opened with File > Open)."""
+        if layer.name in self._autosaves:
             return
-        if self.annotation_layer(layer.name) is not None:
+        info = annotation_info(layer)
+        try:
+            project = Project(info["project"], create=False)
+        except (InputError, OSError, ValueError, KeyError) as err:
+            self._say(f"{layer.name!r} will not be autosaved: {err}")
+            return
+        self._autosaves[layer.name] = _Autosave(
+            layer, project, info["key"], on_saved=lambda: self._saved(layer)
+        )
+        layer.events.paint.connect(lambda _e: self._show_counts(layer))
+
+    def _restore(self, layer) -> None:
+        if layer not in self.viewer.layers or self.annotation_layer(layer.name) is not None:
             return
         data = _spatial_data(layer)
         if data.size > RESTORE_MAX_PIXELS:
@@ -310,7 +327,8 @@ class AnnotateWidget(QWidget):
 
     def _saved(self, layer) -> None:
         self._show_counts(layer)
-        self._say(f"saved {time.strftime('%H:%M:%S')} to {self.project.path}")
+        where = self._autosaves[layer.name].project.path if layer.name in self._autosaves else ""
+        self._say(f"saved {time.strftime('%H:%M:%S')} to {where}")
 
     def _show_counts(self, layer) -> None:
         c = annotation_counts(layer.data)
