@@ -32,25 +32,52 @@ IMAGES = ("547ef286ee5f4e5d", "9620c33d8ef2772d", "aaa52100fafaa508", "76faaed50
 TARGET_IT_S = 2.0
 
 
-def simulated_annotation(truth: np.ndarray, n: int, rng: np.random.Generator):
-    """``n`` whole objects off the border + background within 8 px of them."""
+def simulated_annotation(
+    truth: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    wrong: np.ndarray | None = None,
+):
+    """``n`` whole objects off the border + background within 8 px of them.
+
+    With ``wrong`` (ids the parent model got wrong) the user corrects those first, as the
+    widget's workflow suggests; random objects fill up when there are fewer than ``n``.
+    """
     from napari_instseg.core.data.sparse import BACKGROUND_LABEL
 
     border = np.unique(np.concatenate([truth[0], truth[-1], truth[:, 0], truth[:, -1]]))
     ids = np.setdiff1d(np.unique(truth), np.append(border, 0))
-    chosen = rng.choice(ids, size=min(n, ids.size), replace=False)
+    first = np.intersect1d(ids, wrong) if wrong is not None else ids[:0]
+    chosen = rng.choice(first, size=min(n, first.size), replace=False)
+    rest = np.setdiff1d(ids, chosen)
+    if chosen.size < n:
+        extra = rng.choice(rest, size=min(n - chosen.size, rest.size), replace=False)
+        chosen = np.concatenate([chosen, extra])
     keep = np.isin(truth, chosen)
     annotation = np.where(keep, truth, 0).astype(np.uint32)
     annotation[ndi.binary_dilation(keep, iterations=8) & (truth == 0)] = BACKGROUND_LABEL
     return annotation, chosen
 
 
-def remaining_ap(model, image, truth, chosen, thresholds=(0.5, 0.7)):
+def wrong_objects(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Ids of true objects that no predicted object matches at IoU >= 0.5."""
+    from napari_instseg.core.metrics import match_instances
+
+    matched = match_instances(truth, labels, iou_threshold=0.5).true_ids
+    return np.setdiff1d(np.unique(truth[truth > 0]), matched)
+
+
+def segment(model, image):
     from napari_instseg.core.jobs import run
-    from napari_instseg.core.metrics import average_precision_annotated
     from napari_instseg.core.pipeline import segment_image
 
-    labels = run(segment_image(model, image)).labels
+    return run(segment_image(model, image)).labels
+
+
+def remaining_ap(labels, truth, chosen, thresholds=(0.5, 0.7)):
+    from napari_instseg.core.metrics import average_precision_annotated
+
     rest = np.where(np.isin(truth, chosen), 0, truth)
     return [average_precision_annotated(rest, labels, iou_threshold=t) for t in thresholds]
 
@@ -63,6 +90,12 @@ def main() -> None:
     p.add_argument("--objects", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     p.add_argument("--images", nargs="*", default=list(IMAGES))
+    p.add_argument(
+        "--choose",
+        choices=["wrong", "random"],
+        default="wrong",
+        help="annotate objects the parent got wrong (default) or random ones",
+    )
     args = p.parse_args()
 
     import tifffile
@@ -87,10 +120,12 @@ def main() -> None:
         truth = tifffile.imread(DATA / "masks" / f"{name}.tif")[:512, :512]
         for seed in args.seeds:
             parent = load_model(args.model)
+            first = segment(parent, image)
+            wrong = wrong_objects(truth, first) if args.choose == "wrong" else None
             annotation, chosen = simulated_annotation(
-                truth, args.objects, np.random.default_rng(seed)
+                truth, args.objects, np.random.default_rng(seed), wrong=wrong
             )
-            before = remaining_ap(parent, image, truth, chosen)
+            before = remaining_ap(first, truth, chosen)
             stamps: list[float] = []
 
             def on_event(event, stamps=stamps):
@@ -121,7 +156,7 @@ def main() -> None:
                 from napari_instseg.core.checkpoint import load_model as load_files
 
                 tuned = Model.from_card(*load_files(result.model_path))
-            after = remaining_ap(tuned, image, truth, chosen)
+            after = remaining_ap(segment(tuned, image), truth, chosen)
             steps = np.diff(stamps)
             step_rate = 1.0 / float(np.median(steps))
             wall_rate = args.iterations / wall

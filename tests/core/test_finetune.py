@@ -187,3 +187,23 @@ def test_finetune_refuses_dense_only_methods(tiny_model, disks, tmp_path):
     model = load_model(str(card_path))
     with pytest.raises(InputError, match="sparse"):
         next(finetune(model, [_annotated(disks)], name="x", run_dir=tmp_path / "r"))
+
+
+def test_a_preview_that_does_not_fit_is_a_warning_not_a_failure(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    config = FinetuneConfig(iterations=2, batch_size=1, patch_size=32, held_out_fraction=0.0)
+    result = run(
+        finetune(
+            spoco_tiny,
+            [_annotated(disks)],
+            name="p",
+            run_dir=tmp_path / "run",
+            models_dir=tmp_path / "models",
+            config=config,
+            preview=np.zeros((3, 4, 64, 64), np.float32),  # 4D: no 2D model can take it
+        )
+    )
+    assert result.model_path is not None
+    assert any(w.startswith("no preview") for w in result.warnings)

@@ -187,11 +187,13 @@ def finetune(
             device=device,
         )
         yield Metric("heldout_ap50_before", before, 0)
-    preview_x = (
-        prepare_image(model, preview, channel_axis=preview_channel_axis)
-        if preview is not None
-        else None
-    )
+    warnings = []
+    preview_x = None
+    if preview is not None:
+        try:
+            preview_x = prepare_image(model, preview, channel_axis=preview_channel_axis)
+        except InputError as err:  # a preview is a nicety: never a reason to fail
+            warnings.append(f"no preview: {err}")
     tconf = TrainConfig(
         iterations=config.iterations,
         batch_size=config.batch_size,
@@ -235,10 +237,9 @@ def finetune(
     )
     source = result.best_path or result.latest_path
     if source is None or not Path(source).exists():
-        return FinetuneResult(None, result, before, float("nan"))
+        return FinetuneResult(None, result, before, float("nan"), tuple(warnings))
     card, net = load_model(source)
     after = float(card.metrics.get("val_ap50", float("nan")))
-    warnings = []
     first = segment_with_net(
         model.method,
         model.config,

@@ -282,6 +282,24 @@ class TrainWidget(QWidget):
             data.append(AnnotatedImage(image_name, image, np.array(layer.data, copy=True)))
         return data
 
+    def _visible_image(self, data: list[AnnotatedImage]) -> tuple[str, np.ndarray]:
+        """The image to preview on: the top visible image layer (its current plane when it
+        has more axes than the annotations), else the first annotated image."""
+        ndim = data[0].annotation.ndim
+        for layer in reversed(self.viewer.layers):
+            if not isinstance(layer, napari.layers.Image) or not layer.visible:
+                continue
+            image = np.asarray(layer.data)
+            if layer.rgb:
+                image = image[..., :3].mean(axis=-1)
+            step = self.viewer.dims.current_step[self.viewer.dims.ndim - image.ndim :]
+            while image.ndim > ndim:
+                image = image[int(step[0])]
+                step = step[1:]
+            if image.ndim == ndim:
+                return layer.name, np.array(image, copy=True)
+        return data[0].name, data[0].image
+
     def start(self, *, resume: bool = False) -> None:
         if self.job is not None and self.job.running:
             return
@@ -309,7 +327,7 @@ class TrainWidget(QWidget):
         self.resume_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self._say(f"{'resuming' if resume else 'starting'} {name!r} from {base!r}…")
-        preview_name = data[0].name
+        preview_name, preview = self._visible_image(data)
 
         def job():
             model = load_model(base)
@@ -319,7 +337,7 @@ class TrainWidget(QWidget):
                 name=name,
                 run_dir=run_dir,
                 config=config,
-                preview=data[0].image,
+                preview=preview,
                 resume=resume,
             )
 
