@@ -87,6 +87,7 @@ def main() -> None:
     p.add_argument("--model", default="spoco-nuclei")
     p.add_argument("--iterations", type=int, default=FinetuneConfig.iterations)
     p.add_argument("--lr", type=float, default=FinetuneConfig.lr)
+    p.add_argument("--anchor-weight", type=float, default=FinetuneConfig.anchor_weight)
     p.add_argument("--objects", type=int, default=10)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     p.add_argument("--images", nargs="*", default=list(IMAGES))
@@ -107,7 +108,9 @@ def main() -> None:
 
     print(
         f"torch threads: {torch.get_num_threads()}; model {args.model}; "
-        f"{args.iterations} iterations, {args.objects} annotated objects per image"
+        f"{args.iterations} iterations at lr {args.lr}, anchor weight {args.anchor_weight}, "
+        f"{args.objects} annotated objects per "
+        f"image (chosen: {args.choose})"
     )
     header = (
         f"{'image':18} {'seed':>4} {'step it/s':>9} {'wall it/s':>9} "
@@ -135,6 +138,7 @@ def main() -> None:
             config = FinetuneConfig(
                 iterations=args.iterations,
                 lr=args.lr,
+                anchor_weight=args.anchor_weight,
                 held_out_fraction=0.0,
                 preview_every=0,
                 seed=seed,

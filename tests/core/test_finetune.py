@@ -207,3 +207,32 @@ def test_a_preview_that_does_not_fit_is_a_warning_not_a_failure(spoco_tiny, disk
     )
     assert result.model_path is not None
     assert any(w.startswith("no preview") for w in result.warnings)
+
+
+def test_anchor_keeps_unannotated_outputs_near_the_parent(spoco_tiny, disks, tmp_path):
+    import torch
+
+    from napari_instseg.core.checkpoint import load_model
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.pipeline import prepare_image
+
+    item = _annotated(disks)
+    x = torch.from_numpy(prepare_image(spoco_tiny, item.image))[None]
+    unknown = torch.from_numpy(item.annotation == 0)
+    with torch.no_grad():
+        parent = spoco_tiny.net.f(x)["embedding"][0][:, unknown]
+
+    def drift(weight):
+        config = FinetuneConfig(
+            iterations=15, lr=5e-3, batch_size=2, patch_size=32, held_out_fraction=0.0,
+            anchor_weight=weight, device="cpu",
+        )  # fmt: skip
+        out = tmp_path / f"w{weight}"
+        result = run(finetune(spoco_tiny, [item], name="a", run_dir=out / "run",
+                              models_dir=out, config=config))  # fmt: skip
+        _, net = load_model(result.model_path)
+        with torch.no_grad():
+            return float((net.f(x)["embedding"][0][:, unknown] - parent).abs().mean())
+
+    assert drift(50.0) < 0.5 * drift(0.0)

@@ -209,3 +209,21 @@ def test_without_validation_only_latest_is_written(tmp_path, disk_samples):
     assert result.best_path is None
     assert (tmp_path / "latest.json").exists() and not (tmp_path / "best.json").exists()
     assert "val_ap50" not in read_card(tmp_path / "latest.json").metrics
+
+
+def test_anchor_term_counts_only_unknown_pixels_and_shared_heads():
+    import torch
+
+    from napari_instseg.core.train import anchor_term
+
+    ref = {"embedding": torch.zeros(1, 2, 4, 4), "foreground": torch.zeros(1, 1, 4, 4)}
+    known = torch.zeros(1, 4, 4, dtype=torch.bool)
+    known[:, :2] = True
+    out = {k: v.clone() for k, v in ref.items()}
+    out["embedding_g"] = torch.ones(1, 2, 4, 4)  # not in the reference: ignored
+    assert float(anchor_term(out, ref, known)) == 0.0
+    out["embedding"][:, :, :2] = 5.0  # differs on known pixels only: free to change
+    assert float(anchor_term(out, ref, known)) == 0.0
+    out["embedding"][:, 0, 3, 3] = 0.5  # unknown pixel: Huber 0.5 * 0.5**2
+    expected = 0.125 / (8 * 2) / 2  # mean over 8 unknown px, 2 channels, then 2 heads
+    assert abs(float(anchor_term(out, ref, known)) - expected) < 1e-7

@@ -18,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class FinetuneConfig:
     batch_size: Annotated[int, {"min": 1, "max": 64}] = 4
     patch_size: Annotated[int, {"min": 32, "max": 1024, "step": 16}] = 128
     held_out_fraction: Annotated[float, {"min": 0.0, "max": 0.9}] = 0.2
+    anchor_weight: Annotated[float, {"min": 0.0, "max": 100.0}] = 1.0
     val_every: Annotated[int, {"min": 1, "max": 10_000}] = 25
     preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
     seed: int = 0
@@ -203,6 +205,8 @@ def finetune(
         val_every=config.val_every,
         log_every=5,
         preview_every=config.preview_every,
+        anchor_weight=config.anchor_weight,
+        freeze_norm=True,
         seed=config.seed,
         device=device,
     )
@@ -234,6 +238,7 @@ def finetune(
         init_weights=model.net.state_dict(),
         resume=resume,
         preview_image=preview_x,
+        anchor_net=copy.deepcopy(getattr(model.net, "f", model.net)),
     )
     source = result.best_path or result.latest_path
     if source is None or not Path(source).exists():

@@ -41,6 +41,8 @@ class TrainConfig:
     val_every: int = 250
     log_every: int = 10
     preview_every: int = 0  # steps between Preview events (0 = none; needs a preview image)
+    anchor_weight: float = 0.0  # pull towards a frozen reference net on unknown pixels
+    freeze_norm: bool = False  # keep normalisation statistics as they are (fine-tuning)
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -71,7 +73,7 @@ def _make_batch(method, cfg, samples, train_cfg, rng, augment):
 
     nd = samples[0].labels.ndim
     size = (train_cfg.patch_size,) * nd
-    images, targets = [], []
+    images, targets, knowns = [], [], []
     for _ in range(train_cfg.batch_size):
         s = samples[int(rng.integers(len(samples)))]
         img, lab, known = random_crop(
@@ -84,9 +86,50 @@ def _make_batch(method, cfg, samples, train_cfg, rng, augment):
         )
         img, lab, known = augment_sample(img, lab, known, config=augment, rng=rng)
         images.append(img)
+        knowns.append(known)
         targets.append(method.make_targets(lab, known, cfg))
     batch = {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
-    return torch.from_numpy(np.stack(images)), batch
+    return torch.from_numpy(np.stack(images)), batch, torch.from_numpy(np.stack(knowns))
+
+
+def _train_mode(net, config: TrainConfig) -> None:
+    """Training mode; with ``freeze_norm`` the batch-norm layers stay in evaluation mode.
+
+    Fine-tuning sees a few crops of one or two images: their batch statistics would replace
+    the running statistics learnt on the whole training set and shift the network's output
+    everywhere, annotated or not.
+    """
+    import torch
+
+    net.train()
+    if config.freeze_norm:
+        for module in net.modules():
+            if isinstance(
+                module, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d | torch.nn.BatchNorm3d
+            ):
+                module.eval()
+
+
+def anchor_term(outputs: dict, reference: dict, known):
+    """Distance of the outputs from a frozen reference network's on the unknown pixels.
+
+    Fine-tuning from a few annotated objects would otherwise let everything the user did
+    not annotate drift away from what the parent model got right ("learning without
+    forgetting", Li & Hoiem 2017). Huber distance per channel, averaged over the unknown
+    pixels and the heads both networks have.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    unknown = (~known).unsqueeze(1).to(torch.float32)
+    n = unknown.sum().clamp_min(1.0)
+    terms = []
+    for name, value in outputs.items():
+        if name not in reference:
+            continue
+        diff = F.smooth_l1_loss(value.float(), reference[name].float(), reduction="none")
+        terms.append((diff * unknown).sum() / (n * value.shape[1]))
+    return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
 def segment_with_net(
@@ -149,6 +192,7 @@ def train(
     init_weights: str | Path | Mapping | None = None,
     resume: bool = False,
     preview_image: np.ndarray | None = None,
+    anchor_net=None,
 ) -> Job[TrainResult]:
     """Train ``method`` on (possibly sparse) samples; a stoppable job.
 
@@ -169,6 +213,11 @@ def train(
         Normalised ``(C, *spatial)`` image segmented every ``config.preview_every`` steps by
         the current network, yielded as ``Preview("labels", labels, step)``.
 
+    anchor_net : torch.nn.Module, optional
+        A frozen reference (the parent model when fine-tuning): with
+        ``config.anchor_weight > 0`` the outputs on unknown pixels are pulled towards its
+        outputs (:func:`anchor_term`).
+
     Validation and previews assemble with the card's back-end and knobs (``card.backend``,
     ``card.backend_config``), the way the trained model will be used.
     """
@@ -182,6 +231,8 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     net = method.build_net(cfg).to(device)
+    if anchor_net is not None:
+        anchor_net = anchor_net.to(device).eval().requires_grad_(False)
     if init_weights is not None:
         state = init_weights if isinstance(init_weights, Mapping) else load_state(init_weights)
         net.load_state_dict(state)
@@ -247,15 +298,19 @@ def train(
             history,
         )
 
-    net.train()
+    _train_mode(net, config)
     running, t0 = [], time.perf_counter()
     for step in range(start, config.iterations):
-        x, targets = _make_batch(method, cfg, train_samples, config, rng, augment)
+        x, targets, known = _make_batch(method, cfg, train_samples, config, rng, augment)
         x = x.to(device)
         targets = {k: v.to(device) for k, v in targets.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             outputs = net(x)
         loss = loss_fn({k: v.float() for k, v in outputs.items()}, targets)
+        if anchor_net is not None and config.anchor_weight > 0:
+            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=use_amp):
+                reference = anchor_net(x)
+            loss = loss + config.anchor_weight * anchor_term(outputs, reference, known.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -274,7 +329,7 @@ def train(
         if preview_now and done % config.preview_every == 0 and not stopping:
             net.eval()
             preview = segment_with_net(method, cfg, net, preview_image, **assembly)
-            net.train()
+            _train_mode(net, config)
             stopping |= stop_requested((yield Preview("labels", preview, done)))
         validate_now = done % config.val_every == 0 or done == config.iterations
         if stopping and not validate_now:
@@ -287,7 +342,7 @@ def train(
             if val_samples:
                 net.eval()
                 ap = validate(method, cfg, net, val_samples, **assembly)
-                net.train()
+                _train_mode(net, config)
                 history["val_ap50"].append([done, ap])
                 stopping |= stop_requested((yield Metric("val_ap50", ap, done)))
             if val_samples and ap > best:
