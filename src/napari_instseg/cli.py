@@ -247,6 +247,7 @@ def cmd_finetune(args) -> int:
         batch_size=args.batch_size or FinetuneConfig.batch_size,
         patch_size=args.patch_size or FinetuneConfig.patch_size,
         held_out_fraction=args.held_out,
+        anchor_weight=args.anchor_weight,
         val_every=args.val_every or FinetuneConfig.val_every,
         preview_every=0,
         seed=args.seed,
@@ -578,6 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--annotations", nargs="+", metavar="LABELS", help="fine-tune: annotations")
     t.add_argument("--project", help="fine-tune: every annotated image of a project folder")
     t.add_argument("--held-out", type=float, default=0.2, help="fine-tune: held-out objects")
+    t.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=1.0,
+        help="fine-tune: how strongly unannotated pixels keep the base model's output",
+    )
     t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
     t.add_argument("--models-dir", help="fine-tune: where to save the model")
     t.set_defaults(func=cmd_train)

@@ -149,6 +149,13 @@ class TrainWidget(QWidget):
         self.held_out.setSingleStep(0.05)
         self.held_out.setValue(defaults.held_out_fraction)
         self.held_out.setToolTip("fraction of annotated objects kept out of training to score it")
+        self.anchor = QDoubleSpinBox()
+        self.anchor.setRange(0.0, 100.0)
+        self.anchor.setValue(defaults.anchor_weight)
+        self.anchor.setToolTip(
+            "how strongly the pixels you did not annotate keep the base model's output "
+            "(0: free to change)"
+        )
         self.preview_every = QSpinBox()
         self.preview_every.setRange(0, 10_000)
         self.preview_every.setValue(defaults.preview_every)
@@ -176,6 +183,7 @@ class TrainWidget(QWidget):
         form.addRow("batch size", self.batch)
         form.addRow("patch size", self.patch)
         form.addRow("held-out fraction", self.held_out)
+        form.addRow("keep base model", self.anchor)
         form.addRow("preview every", self.preview_every)
         form.addRow("device", self.device)
         buttons = QHBoxLayout()
@@ -259,6 +267,7 @@ class TrainWidget(QWidget):
             batch_size=self.batch.value(),
             patch_size=self.patch.value(),
             held_out_fraction=float(self.held_out.value()),
+            anchor_weight=float(self.anchor.value()),
             preview_every=self.preview_every.value(),
             device=self.device.currentText(),
         )
