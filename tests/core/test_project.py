@@ -65,3 +65,39 @@ def test_refuses_foreign_folder_and_mismatched_shapes(tmp_path):
         project.save_annotations(key, np.zeros((8, 9), np.uint32))
     with pytest.raises(InputError):
         project.save_annotations(key, np.full((8, 8), -1))
+
+
+_WRITER = """
+import sys, numpy as np
+from napari_instseg.core.project import Project
+project = Project(sys.argv[1])
+key = project.add_image(np.zeros((512, 512), np.uint8), name="x", store_image=False)
+print(key, flush=True)
+i = 0
+while True:  # alternate two annotations until killed
+    i += 1
+    project.save_annotations(key, np.full((512, 512), 1 + i % 2, np.uint32))
+"""
+
+
+def test_a_killed_writer_leaves_every_chunk_whole(tmp_path):
+    """napari (or a training run) dying mid-save loses at most the last save, never a chunk."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "p.zarr"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    key = child.stdout.readline().strip()
+    time.sleep(1.0)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    stored = Project(path).load_annotations(key)
+    assert stored is not None
+    for y in range(0, 512, 256):  # the 256² chunks: each is one whole save, 1 or 2
+        for x in range(0, 512, 256):
+            chunk = stored[y : y + 256, x : x + 256]
+            assert chunk.min() == chunk.max() and chunk.min() in (1, 2)
