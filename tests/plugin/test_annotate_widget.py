@@ -111,3 +111,15 @@ def test_project_opened_from_file_menu_is_adopted_and_autosaved(annotate, qtbot)
     opened.data = np.pad(np.full((4, 4), 5, np.uint32), ((0, 124), (0, 124)))
     widget.flush()
     assert (stored(path, widget)[:4, :4] == 5).all()
+
+
+def test_rgb_image_gets_a_plain_2d_annotation(annotate, qtbot):
+    viewer, widget, _, path = annotate
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="colour", rgb=True)
+    layer = widget.annotate("colour")
+    assert layer.data.shape == (40, 50)
+    layer.data = np.pad(np.ones((2, 2), np.uint32), ((0, 38), (0, 48)))
+    widget.flush()
+    [entry] = [e for e in Project(path).entries() if e.name == "colour"]
+    assert entry.shape == (40, 50) and entry.has_annotations

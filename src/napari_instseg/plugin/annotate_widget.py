@@ -51,9 +51,10 @@ def annotation_info(layer) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def _spatial_data(layer) -> np.ndarray:
-    data = np.asarray(layer.data)
-    return data[..., 0] if layer.rgb else data
+def _spatial_shape(layer) -> tuple[int, ...]:
+    """Shape of the layer's pixels without the RGB(A) axis: the annotation's shape."""
+    shape = tuple(layer.data.shape)
+    return shape[:-1] if layer.rgb else shape
 
 
 class _Autosave:
@@ -244,17 +245,15 @@ class AnnotateWidget(QWidget):
         image_layer = self.viewer.layers[image_name]
         try:
             project = self._open_project()
-            image = (
-                _spatial_data(image_layer) if not image_layer.rgb else np.asarray(image_layer.data)
-            )
-            key = project.add_image(image, name=image_name, shape=_spatial_data(image_layer).shape)
+            shape = _spatial_shape(image_layer)
+            key = project.add_image(np.asarray(image_layer.data), name=image_name, shape=shape)
             data = project.load_annotations(key)
         except (InputError, OSError, ValueError) as err:
             self._say(f"cannot use the project: {err}")
             return None
         restored = data is not None
         if data is None:
-            data = np.zeros(_spatial_data(image_layer).shape, np.uint32)
+            data = np.zeros(shape, np.uint32)
         layer = self.viewer.add_labels(
             data,
             name=f"{image_name} annotations",
@@ -298,14 +297,13 @@ class AnnotateWidget(QWidget):
     def _restore(self, layer) -> None:
         if layer not in self.viewer.layers or self.annotation_layer(layer.name) is not None:
             return
-        data = _spatial_data(layer)
-        if data.size > RESTORE_MAX_PIXELS:
+        if np.prod(_spatial_shape(layer)) > RESTORE_MAX_PIXELS:
             return
         try:
             project = self._open_project()
         except (InputError, OSError, ValueError):
             return
-        key = image_key(np.asarray(layer.data) if layer.rgb else data)
+        key = image_key(np.asarray(layer.data))
         if project.has(key) and project.load_annotations(key) is not None:
             self.image_box.setCurrentText(layer.name)
             self.annotate(layer.name)

@@ -125,6 +125,7 @@ class TrainWidget(QWidget):
         self.model_box = QComboBox()
         self.model_box.setToolTip("models whose method can learn from a few annotated objects")
         self.pairs = QListWidget()
+        self.pairs.setMinimumHeight(48)
         self.pairs.setMaximumHeight(90)
         self.pairs.setToolTip("annotation layers made with the Annotate widget")
         self.name = QLineEdit()
