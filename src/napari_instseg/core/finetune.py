@@ -259,8 +259,8 @@ def finetune(
         warnings.append(f"the fine-tuned model finds no objects on {train_samples[0].name}")
     if np.isfinite(before) and np.isfinite(after) and after < before:
         warnings.append(
-            f"held-out AP fell from {before:.3f} to {after:.3f}: the parent model did better on "
-            "the held-out objects; annotate more objects or train with a lower learning rate"
+            f"held-out AP fell from {before:.3f} to {after:.3f}: the parent model does better on "
+            "the held-out objects; keep using it, or try a higher 'keep base model' weight"
         )
     card = replace(
         card,
