@@ -47,6 +47,13 @@ VECTOR_FIELDS = ("offsets",)
 EMBEDDING_FIELDS = ("pixel_embedding",)
 
 
+def current_indices(viewer, layer) -> dict[int, int]:
+    """The viewer's current position on each axis of ``layer`` (the plane on screen)."""
+    step = viewer.dims.current_step
+    offset = viewer.dims.ndim - layer.ndim
+    return {ax: int(step[ax + offset]) for ax in range(layer.ndim) if 0 <= ax + offset < len(step)}
+
+
 def describe_card(card) -> str:
     """A short human summary of a model card for the picker."""
     test = card.metrics.get("test", {})
@@ -215,14 +222,12 @@ class SegmentWidget(QWidget):
 
     # -- running ---------------------------------------------------------------------------
     def axis_choice(self, layer) -> AxisChoice:
-        cax = self.channel_axis.currentData()
-        step = self.viewer.dims.current_step
-        offset = self.viewer.dims.ndim - layer.ndim
-        indices = {
-            ax: int(step[ax + offset]) for ax in range(layer.ndim) if 0 <= ax + offset < len(step)
-        }
         channel = self.channel.value()
-        return AxisChoice(cax, None if channel < 0 else channel, indices)
+        return AxisChoice(
+            self.channel_axis.currentData(),
+            None if channel < 0 else channel,
+            current_indices(self.viewer, layer),
+        )
 
     def _say(self, text: str) -> None:
         self.status.setText(text)

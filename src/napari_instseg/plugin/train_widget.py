@@ -33,6 +33,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_instseg.core.arrays import InputError
+from napari_instseg.core.axes import AxisChoice, image_for_model
 from napari_instseg.core.finetune import (
     AnnotatedImage,
     FinetuneConfig,
@@ -47,6 +49,7 @@ from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import start_job
 from .annotate_widget import annotation_info
+from .segment_widget import current_indices
 
 
 def run_dir_for(name: str) -> Path:
@@ -118,7 +121,7 @@ class TrainWidget(QWidget):
         self.viewer = viewer
         self.job = None
         self.result: FinetuneResult | None = None
-        self.history: dict[str, list] = {"loss": [], "val_ap50": []}
+        self._cards: dict = {}
         self.setMinimumWidth(360)
         defaults = FinetuneConfig()
 
@@ -211,13 +214,14 @@ class TrainWidget(QWidget):
     # -- pickers ---------------------------------------------------------------------------
     def refresh_models(self) -> None:
         current = self.model_box.currentText()
-        names = []
+        self._cards = {}
         for card, _ in list_models():
             try:
                 if get_method(card.method).sparse_labels:
-                    names.append(card.name)
+                    self._cards[card.name] = card
             except ValueError:
                 continue
+        names = list(self._cards)
         self.model_box.blockSignals(True)
         self.model_box.clear()
         self.model_box.addItems(names)
@@ -277,38 +281,44 @@ class TrainWidget(QWidget):
         self.status.setText(text)
 
     # -- running ---------------------------------------------------------------------------
-    def _collect(self) -> list[AnnotatedImage]:
-        """Copies of the checked annotation layers and their images (main thread)."""
+    def _collect(self, card) -> list[AnnotatedImage]:
+        """Copies of the checked annotation layers and their images (main thread), read the
+        way the Segment widget reads layers (RGB to grey, channels first)."""
         data = []
         for name in self.checked_layers():
             layer = self.viewer.layers[name]
             image_name = annotation_info(layer)["image"]
             if image_name not in self.viewer.layers:
-                raise ValueError(f"the image {image_name!r} of {name!r} is not open")
+                raise InputError(f"the image {image_name!r} of {name!r} is not open")
             image_layer = self.viewer.layers[image_name]
-            image = np.array(image_layer.data, copy=True)
-            if image_layer.rgb:
-                image = image[..., :3].mean(axis=-1)
-            data.append(AnnotatedImage(image_name, image, np.array(layer.data, copy=True)))
+            annotation = np.array(layer.data, copy=True)
+            image, _ = image_for_model(
+                image_layer.data,
+                ndim=annotation.ndim,
+                in_channels=card.in_channels,
+                rgb=image_layer.rgb,
+            )
+            data.append(AnnotatedImage(image_name, image, annotation, channel_axis=0))
         return data
 
-    def _visible_image(self, data: list[AnnotatedImage]) -> tuple[str, np.ndarray]:
-        """The image to preview on: the top visible image layer (its current plane when it
-        has more axes than the annotations), else the first annotated image."""
-        ndim = data[0].annotation.ndim
+    def _visible_image(self, card) -> tuple[str, np.ndarray] | tuple[None, None]:
+        """The image to preview on: the plane on screen of the top visible image layer that
+        the model can take."""
         for layer in reversed(self.viewer.layers):
             if not isinstance(layer, napari.layers.Image) or not layer.visible:
                 continue
-            image = np.asarray(layer.data)
-            if layer.rgb:
-                image = image[..., :3].mean(axis=-1)
-            step = self.viewer.dims.current_step[self.viewer.dims.ndim - image.ndim :]
-            while image.ndim > ndim:
-                image = image[int(step[0])]
-                step = step[1:]
-            if image.ndim == ndim:
-                return layer.name, np.array(image, copy=True)
-        return data[0].name, data[0].image
+            try:
+                image, _ = image_for_model(
+                    layer.data,
+                    ndim=card.ndim,
+                    in_channels=card.in_channels,
+                    rgb=layer.rgb,
+                    choice=AxisChoice(indices=current_indices(self.viewer, layer)),
+                )
+            except InputError:
+                continue
+            return layer.name, image
+        return None, None
 
     def start(self, *, resume: bool = False) -> None:
         if self.job is not None and self.job.running:
@@ -317,10 +327,11 @@ class TrainWidget(QWidget):
         if not base or not name:
             self._say("choose a base model and a name for the new model")
             return
+        card = self._cards[base]
         try:
-            data = self._collect()
-        except ValueError as err:
-            self._say(str(err))
+            data = self._collect(card)
+        except InputError as err:
+            self._say(f"cannot train: {err}")
             return
         if not data:
             self._say("no annotations checked: annotate some objects with the Annotate widget")
@@ -330,14 +341,13 @@ class TrainWidget(QWidget):
             shutil.rmtree(run_dir)
         config = self.config()
         self.plot.clear()
-        self.history = {"loss": [], "val_ap50": []}
         self.progress.setRange(0, config.iterations)
         self.progress.setValue(0)
         self.start_button.setEnabled(False)
         self.resume_button.setEnabled(False)
         self.stop_button.setEnabled(True)
         self._say(f"{'resuming' if resume else 'starting'} {name!r} from {base!r}…")
-        preview_name, preview = self._visible_image(data)
+        preview_name, preview = self._visible_image(card)
 
         def job():
             model = load_model(base)
@@ -348,6 +358,7 @@ class TrainWidget(QWidget):
                 run_dir=run_dir,
                 config=config,
                 preview=preview,
+                preview_channel_axis=0,
                 resume=resume,
             )
 
@@ -369,10 +380,8 @@ class TrainWidget(QWidget):
             self.progress.setValue(event.step)
         elif isinstance(event, Metric):
             if event.name == "loss":
-                self.history["loss"].append((event.step, event.value))
                 self.plot.add("loss", event.step, event.value)
             elif event.name in ("val_ap50", "heldout_ap50_before"):
-                self.history["val_ap50"].append((event.step, event.value))
                 self.plot.add("ap", event.step, event.value)
                 self._say(f"step {event.step}: held-out AP@0.5 {event.value:.3f}")
         elif isinstance(event, Checkpoint) and event.kind == "best":
