@@ -47,3 +47,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _private_user_models(tmp_path_factory, monkeypatch):
     """Keep tests away from the user's own model folder (~/.napari-instseg/models)."""
     monkeypatch.setenv("NAPARI_INSTSEG_USER_MODELS", str(tmp_path_factory.mktemp("user_models")))
+
+
+@pytest.fixture
+def save_tiny_spoco():
+    """Factory: ``save_tiny_spoco(directory, **card_fields)`` saves a freshly initialised tiny
+    2D SPOCO model called ``spoco-tiny`` (seeded) and returns its card path."""
+
+    def factory(directory, **card_fields):
+        import torch
+
+        from napari_instseg.core.checkpoint import ModelCard, save_model
+        from napari_instseg.core.configs import config_to_dict
+        from napari_instseg.core.methods import get_method
+
+        method = get_method("spoco")
+        cfg = method.config_type(depth=2, width=4, embedding_dim=4)
+        torch.manual_seed(0)
+        card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift", **card_fields)
+        return save_model(directory, "spoco-tiny", method.build_net(cfg), card)
+
+    return factory

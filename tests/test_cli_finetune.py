@@ -20,18 +20,8 @@ def run(capsys, *args):
 
 
 @pytest.fixture
-def parent(tmp_path):
-    import torch
-
-    from napari_instseg.core.checkpoint import ModelCard, save_model
-    from napari_instseg.core.configs import config_to_dict
-    from napari_instseg.core.methods import get_method
-
-    method = get_method("spoco")
-    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
-    torch.manual_seed(0)
-    card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift")
-    return save_model(tmp_path / "zoo", "spoco-tiny", method.build_net(cfg), card)
+def parent(tmp_path, save_tiny_spoco):
+    return save_tiny_spoco(tmp_path / "zoo")
 
 
 @pytest.fixture

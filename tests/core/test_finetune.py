@@ -68,26 +68,13 @@ def test_annotated_ap_ignores_predictions_away_from_annotations():
 
 
 @pytest.fixture
-def spoco_tiny(tmp_path):
-    import torch
-
-    from napari_instseg.core.checkpoint import ModelCard, load_model, save_model
-    from napari_instseg.core.configs import config_to_dict
-    from napari_instseg.core.methods import get_method
+def spoco_tiny(tmp_path, save_tiny_spoco):
+    from napari_instseg.core.checkpoint import load_model
     from napari_instseg.core.pipeline import Model
 
-    method = get_method("spoco")
-    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
-    torch.manual_seed(0)
-    card = ModelCard(
-        "spoco-tiny",
-        "spoco",
-        config_to_dict(cfg),
-        "meanshift",
-        backend_config={"bandwidth": 0.9},
-        training={"data": "nothing"},
+    path = save_tiny_spoco(
+        tmp_path / "zoo", backend_config={"bandwidth": 0.9}, training={"data": "nothing"}
     )
-    path = save_model(tmp_path / "zoo", "spoco-tiny", method.build_net(cfg), card)
     return Model.from_card(*load_model(path))
 
 

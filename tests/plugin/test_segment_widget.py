@@ -212,19 +212,12 @@ def test_embedseg_with_tta_and_intermediate_layers(viewer_widget, qtbot):
     assert widget.tune.tuner.prediction.info["tta"] is True
 
 
-def test_embedding_model_shows_embedding_and_switches_clustering(make_napari_viewer, qtbot):
-    import torch
-
-    from napari_instseg.core.checkpoint import ModelCard, save_model
-    from napari_instseg.core.configs import config_to_dict
-    from napari_instseg.core.methods import get_method
+def test_embedding_model_shows_embedding_and_switches_clustering(
+    make_napari_viewer, qtbot, save_tiny_spoco
+):
     from napari_instseg.core.zoo import user_model_dir
 
-    method = get_method("spoco")
-    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
-    torch.manual_seed(0)
-    card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift")
-    save_model(user_model_dir(), "spoco-tiny", method.build_net(cfg), card)
+    save_tiny_spoco(user_model_dir())
 
     viewer = make_napari_viewer()
     image, _ = load_sample("nuclei2d_dsb_stardist")

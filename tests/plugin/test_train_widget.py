@@ -13,20 +13,11 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def setup(make_napari_viewer, tmp_path, monkeypatch):
-    import torch
-
-    from napari_instseg.core.checkpoint import ModelCard, save_model
-    from napari_instseg.core.configs import config_to_dict
-    from napari_instseg.core.methods import get_method
+def setup(make_napari_viewer, tmp_path, monkeypatch, save_tiny_spoco):
     from napari_instseg.core.zoo import user_model_dir
 
     monkeypatch.setenv("NAPARI_INSTSEG_PROJECT", str(tmp_path / "project.zarr"))
-    method = get_method("spoco")
-    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
-    torch.manual_seed(0)
-    card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift")
-    save_model(user_model_dir(), "spoco-tiny", method.build_net(cfg), card)
+    save_tiny_spoco(user_model_dir())
 
     viewer = make_napari_viewer()
     image, truth = load_sample("nuclei2d_dsb_stardist")
