@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 
 from napari_instseg.core.assembly import get_backend, list_backends
 from napari_instseg.core.configs import config_from_dict, knob_types
+from napari_instseg.core.losses.affinity import offsets_from_shifts, pair_slices
 from napari_instseg.core.methods import get_method, list_methods
 
 METHODS = list_methods()
@@ -194,6 +195,26 @@ def _pixel_embedding(rng, shape):
     return (field + rng.normal(0, 0.1, field.shape)).astype(np.float32)
 
 
+def _offsets(ndim):
+    """Affinity offsets at shifts 1, 3 and 9 along each axis (nearest neighbours first)."""
+    return np.asarray(offsets_from_shifts((1, 3, 9), ndim), np.int64)
+
+
+def _affinities(rng, shape):
+    """Smooth random affinities in [0, 1], one channel per offset."""
+    return np.stack([_smooth(rng, shape) for _ in range(len(_offsets(len(shape))))])
+
+
+def _truth_affinities(truth):
+    """1 where a pixel and its partner at the offset share a label (background included)."""
+    offsets = _offsets(truth.ndim)
+    out = np.zeros((len(offsets), *truth.shape), np.float32)
+    for c, offset in enumerate(offsets):
+        src, dst = pair_slices(offset, truth.shape)
+        out[(c, *src)] = truth[src] == truth[dst]
+    return out
+
+
 #: How to make random inputs for each array name a back-end may require.
 ARRAY_MAKERS = {
     "pixel_embedding": _pixel_embedding,
@@ -204,6 +225,8 @@ ARRAY_MAKERS = {
     "seediness": _smooth,
     "embedding": _embedding,
     "bandwidth": _bandwidth,
+    "affinities": _affinities,
+    "affinity_offsets": lambda rng, shape: _offsets(len(shape)),
 }
 
 
@@ -236,6 +259,8 @@ def arrays_from_truth(truth, prob):
         "seediness": prob,
         "embedding": (embedding * SPACING).astype(np.float32),
         "bandwidth": bandwidth.astype(np.float32),
+        "affinities": _truth_affinities(truth),
+        "affinity_offsets": _offsets(ndim),
     }
 
 

@@ -311,7 +311,7 @@ class SegmentWidget(QWidget):
         self._where = where
         self._write_labels(result, image_name, shape)
         if self.intermediate.isChecked():
-            self._write_intermediate(tuner, image_name, shape)
+            self._write_intermediate(tuner, image_name, shape, result.labels.shape)
         self.tune.set_tuner(tuner, result, str(source))
         seconds = tuner.prediction.info.get("seconds", 0.0)
         self._say(
@@ -363,12 +363,17 @@ class SegmentWidget(QWidget):
         layer.data = data
         layer.metadata.update({"backend": result.backend, "knobs": result.knobs})
 
-    def _write_intermediate(self, tuner: Tuner, image_name: str, shape: tuple) -> None:
+    def _write_intermediate(
+        self, tuner: Tuner, image_name: str, shape: tuple, plane: tuple
+    ) -> None:
         """Scalar maps as image layers; 2D vector fields (offsets) as direction colours and 2D
-        pixel embeddings by their principal components."""
+        pixel embeddings by their principal components. Arrays that are not maps of the
+        segmented ``plane`` (e.g. a list of affinity offsets) are skipped."""
         plain = not any(isinstance(w, int) for w in self._where)
         spatial = len(self._where) - sum(isinstance(w, int) for w in self._where)
         for key, array in tuner.intermediate.items():
+            if tuple(array.shape[-spatial:]) != tuple(plane):
+                continue
             name = f"{image_name} [{self.model.card.name}] {key}"
             if array.ndim == spatial:
                 data = self._placed(array.astype(np.float32), shape, np.float32)

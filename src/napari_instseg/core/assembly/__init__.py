@@ -21,6 +21,7 @@ from .clustering import (
     cluster_hdbscan,
     cluster_meanshift,
 )
+from .mutex import MutexWatershedConfig, segment_mutex_watershed
 from .seeds import SeedsConfig, cluster_seeds
 from .watershed import ComponentsConfig, WatershedConfig, segment_components, segment_watershed
 
@@ -94,6 +95,13 @@ _BACKENDS: dict[str, Backend] = {
             ConsistencyConfig,
             ("pixel_embedding", "pixel_embedding_g"),
             "mean-shift, keeping clusters that the momentum network's view reproduces",
+        ),
+        Backend(
+            "mutex_watershed",
+            segment_mutex_watershed,
+            MutexWatershedConfig,
+            ("affinities", "affinity_offsets"),
+            "mutex watershed: short-range affinities attract, long-range ones repel",
         ),
     )
 }

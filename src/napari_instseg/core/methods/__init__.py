@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import embedseg, spoco, threeclass
+from . import affinity, embedseg, spoco, threeclass
 from .base import Intermediate, Method, Raw
 
 _METHODS: dict[str, Method] = {
-    m.name: m for m in (threeclass.METHOD, embedseg.METHOD, spoco.METHOD)
+    m.name: m for m in (threeclass.METHOD, embedseg.METHOD, spoco.METHOD, affinity.METHOD)
 }
 
 
