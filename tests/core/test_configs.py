@@ -136,3 +136,13 @@ def test_parse_assignments_refuses_malformed_items(item):
 def test_parse_then_build():
     values = parse_assignments(["threshold=0.75", "size=2", "flag=off"])
     assert config_from_dict(ToyConfig, values) == ToyConfig(threshold=0.75, size=2, flag=False)
+
+
+@pytest.mark.parametrize("text", ["1,3,9", "[1, 3, 9]", "(1,3,9)", " 1 , 3 , 9 "])
+def test_tuple_fields_parse_command_line_text(text):
+    assert config_from_dict(ToyConfig, {"shape": text}).shape == (1, 3, 9)
+
+
+def test_tuple_items_are_checked():
+    with pytest.raises(ValueError, match="shape"):
+        config_from_dict(ToyConfig, {"shape": "1,x"})

@@ -52,8 +52,13 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if tp is int and isinstance(value, float) and value != out:
             raise ValueError(f"{name}: expected a whole number, got {value!r}")
         return out
-    if typing.get_origin(tp) is tuple and isinstance(value, list | tuple):
-        return tuple(value)
+    if typing.get_origin(tp) is tuple:
+        if isinstance(value, str):  # from the command line: "1,3,9" or "[1, 3, 9]"
+            value = [v for v in value.strip().strip("[]()").split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            args = typing.get_args(tp)
+            item = args[0] if args and args[0] in (int, float, str, bool) else None
+            return tuple(_coerce(v, item, name) if item else v for v in value)
     return value
 
 
