@@ -24,6 +24,7 @@ keeps the clusters in a union-find forest. The mutexes are stored twice: as a ha
 and as one linked list of partner pixels per cluster. A merge keeps the root with the longer
 list; the other root's pairs are re-keyed to the survivor by walking its (shorter) list, and
 the two lists are spliced in O(1), so the work per merge follows the smaller side.
+The compiled functions release the GIL, so a GUI thread keeps running while they work.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _build_edges(
     return np.concatenate(us), np.concatenate(vs), np.concatenate(ps), np.concatenate(rs)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _radix_sort_edges(bits, u, v, repulsive):
     """``u``, ``v``, ``repulsive`` reordered by descending priority, stably.
 
@@ -246,7 +247,7 @@ def _edge_order(priority: np.ndarray) -> np.ndarray:
 # kernel
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _find(parent, x):
     root = x
     while parent[root] != root:
@@ -258,7 +259,7 @@ def _find(parent, x):
     return root
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _slot(keys, key, shift):
     """Slot holding ``key``, or the empty slot where it belongs (linear probing)."""
     i = np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
@@ -270,7 +271,7 @@ def _slot(keys, key, shift):
         i = (i + 1) & last
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _delete(keys, slot, shift):
     """Empty ``slot`` and move later keys of its probe run back, so no lookup breaks."""
     last = keys.size - 1
@@ -293,7 +294,7 @@ def _delete(keys, slot, shift):
     keys[hole] = _EMPTY
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _table_shift(size):
     """Right shift that turns a 64-bit hash into a slot of a table of ``size = 2**bits``."""
     bits = 0
@@ -302,7 +303,7 @@ def _table_shift(size):
     return 64 - bits
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rehash_into(keys, fresh):
     """Copy the pairs of ``keys`` into the empty, larger table ``fresh``."""
     shift = _table_shift(fresh.size)
@@ -311,7 +312,7 @@ def _rehash_into(keys, fresh):
             fresh[_slot(fresh, k, shift)] = k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _append(head, tail, nxt, partner, length, entry, a, b):
     """Add ``b`` to the end of root ``a``'s mutex list, as entry number ``entry``."""
     partner[entry] = b
@@ -324,7 +325,7 @@ def _append(head, tail, nxt, partner, length, entry, a, b):
     length[a] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _mutex_kernel(
     u, v, repulsive, start, parent, size, head, tail, length, nxt, partner, keys, state
 ):
@@ -446,7 +447,7 @@ def _solve(u, v, repulsive, n, *, table_bits=None):
         keys = fresh
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _label_roots(parent, inside):
     """Labels 1..N in order of first appearance (raster order) of each root; 0 outside."""
     n = parent.size
