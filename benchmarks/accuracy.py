@@ -1,7 +1,8 @@
 """Accuracy of every shipped model on the test splits of ../shared/data.
 
 Prints one row per (model, dataset): DSB AP = TP/(TP+FP+FN) at IoU 0.5...0.9 (mean over
-images), mean AP over 0.5:0.95, F1@0.5 and SBD, with the post-processing knobs from the card.
+images), mean AP over 0.5:0.95, F1@0.5, the cell-segmentation challenge's F1 (border cells
+removed) and SBD, with the post-processing knobs from the card.
 
     python benchmarks/accuracy.py [--data-root ../shared/data] [--models NAME ...] [--cross]
 
@@ -39,7 +40,7 @@ def main() -> None:
     header = (
         f"{'model':24} {'data':16} {'n':>3} "
         + " ".join(f"AP@{t:.1f}" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
-        + "  mAP(.5:.95)  F1@0.5    SBD   sec"
+        + "  mAP(.5:.95)  F1@0.5  F1chal    SBD   sec"
     )
     print(header)
     print("-" * len(header))
@@ -64,7 +65,8 @@ def main() -> None:
             aps = " ".join(f"{s[f'ap@{t:.2f}']:6.3f}" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
             print(
                 f"{card.name:24} {data:16} {len(samples):3d} {aps}  {s['map@0.50:0.95']:11.3f}"
-                f"  {s['f1@0.50']:6.3f}  {s['sbd']:6.3f} {time.perf_counter() - t0:5.0f}"
+                f"  {s['f1@0.50']:6.3f}  {s['f1_challenge']:6.3f}  {s['sbd']:6.3f}"
+                f" {time.perf_counter() - t0:5.0f}"
             )
 
 

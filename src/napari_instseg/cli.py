@@ -169,10 +169,11 @@ def cmd_evaluate(args) -> int:
             json.dumps({"images": rows, "mean": summary, "missing_predictions": missing}, indent=2)
         )
         return 0
-    keys = [f"ap@{t:.2f}" for t in thresholds] + ["f1@0.50", "sbd", "n_true", "n_pred"]
+    keys = [f"ap@{t:.2f}" for t in thresholds] + ["f1@0.50", "f1_challenge", "sbd"]
+    keys += ["n_true", "n_pred"]
     keys = [k for k in keys if k in summary]
     width = max(len(n) for n in [*names, "mean"])
-    print(f"{'image':{width}} " + " ".join(f"{k:>8}" for k in keys))
+    print(f"{'image':{width}} " + " ".join(f"{k.replace('_challenge', '_ch'):>8}" for k in keys))
     for name, row in rows.items():
         print(
             f"{name:{width}} "

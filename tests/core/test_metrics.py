@@ -460,7 +460,7 @@ def test_evaluate_pair_keys_and_values():
     true = _boxes((40, 40), SQUARES)
     pred = _boxes((40, 40), {11: SQUARES[1], 12: SQUARES[2], 13: (slice(20, 30), slice(0, 5))})
     row = evaluate_pair(true, pred)
-    expected_keys = {"map@0.50:0.95", "sbd", "n_true", "n_pred"}
+    expected_keys = {"map@0.50:0.95", "sbd", "f1_challenge", "n_true", "n_pred"}
     for t in ("0.50", "0.60", "0.70", "0.80", "0.90"):
         expected_keys |= {f"ap@{t}", f"precision@{t}", f"recall@{t}", f"f1@{t}"}
     assert set(row) == expected_keys
@@ -531,3 +531,60 @@ def test_summarise_rejects_bad_rows():
         summarise([])
     with pytest.raises(ValueError, match="same keys"):
         summarise([{"a": 1.0}, {"b": 1.0}])
+
+
+# ---------------------------------------------------------------------------
+# challenge F1 (NeurIPS 2022 cell segmentation)
+# ---------------------------------------------------------------------------
+
+
+def test_remove_border_objects_drops_cells_within_the_rim():
+    from napari_instseg.core.metrics import remove_border_objects
+
+    lab = np.zeros((12, 12), np.uint16)
+    lab[0:3, 4:7] = 1  # touches the top edge
+    lab[2:5, 7:10] = 2  # starts on row 2, just inside a 2-pixel rim
+    lab[1:4, 1:4] = 3  # row 1 and column 1 are rim
+    lab[5:8, 5:8] = 4  # interior
+    lab[9:12, 9:12] = 5  # bottom-right corner
+    out = remove_border_objects(lab, 2)
+    assert set(np.unique(out)) == {0, 2, 4} and out.dtype == lab.dtype
+    assert set(np.unique(remove_border_objects(lab, 0))) == {0, 1, 2, 3, 4, 5}
+    assert set(np.unique(remove_border_objects(lab, 3))) == {0, 4}
+    assert not remove_border_objects(np.ones((3, 3), int), 2).any()
+
+
+def test_f1_challenge_ignores_border_cells_and_matches_at_half_iou():
+    from napari_instseg.core.metrics import f1_challenge
+
+    truth = np.zeros((20, 20), np.uint16)
+    truth[0:4, 0:4] = 1  # border cell: not scored
+    truth[5:9, 5:9] = 2
+    truth[10:14, 10:14] = 3
+    pred = np.zeros_like(truth)
+    pred[5:9, 5:9] = 7  # exact
+    pred[10:14, 10:12] = 8  # IoU 0.5 exactly: a match
+    pred[15:17, 3:6] = 9  # a false positive
+    # TP 2, FP 1, FN 0 -> F1 = 4 / 5; the border cell, found or missed, changes nothing
+    assert f1_challenge(truth, pred) == pytest.approx(0.8)
+    pred[0:4, 0:4] = 10
+    assert f1_challenge(truth, pred) == pytest.approx(0.8)
+    pred[10:14, 10:12] = 0
+    pred[10:14, 10:11] = 8  # IoU 0.25: a miss and a false positive
+    assert f1_challenge(truth, pred) == pytest.approx(2 / 5)
+    assert f1_challenge(np.zeros((5, 5), int), np.zeros((5, 5), int)) == 1.0
+    assert "f1_challenge" in evaluate_pair(truth, pred)
+
+
+def test_f1_challenge_scores_huge_images_tile_by_tile():
+    from napari_instseg.core.metrics import f1_challenge
+
+    truth = np.zeros((40, 40), np.uint16)
+    truth[8:12, 8:12] = 1  # inside the first 20-px tile
+    truth[18:22, 28:32] = 2  # cut by the tile border at y = 20: removed in both tiles
+    pred = truth.copy()
+    pred[18:22, 28:32] = 0  # missing it costs nothing when tiled
+    assert f1_challenge(truth, pred, tile=20, max_pixels=100) == 1.0
+    assert f1_challenge(truth, pred) == pytest.approx(2 / 3)  # whole image: a miss
+    # padding: a 30x30 image becomes two tiles per axis
+    assert f1_challenge(truth[:30, :30], pred[:30, :30], tile=20, max_pixels=100) == 1.0

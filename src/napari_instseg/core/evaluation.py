@@ -94,7 +94,7 @@ def tune_knobs(
 
 def metrics_for_card(summary: Mapping[str, float], thresholds=AP_THRESHOLDS) -> dict[str, float]:
     """The subset of a summary that goes on a model card, rounded for reading."""
-    keys = [f"ap@{t:.2f}" for t in thresholds] + ["map@0.50:0.95", "f1@0.50", "sbd"]
+    keys = [f"ap@{t:.2f}" for t in thresholds] + ["map@0.50:0.95", "f1@0.50", "f1_challenge", "sbd"]
     out = {k: round(float(summary[k]), 4) for k in keys if k in summary}
     out["n_images"] = int(summary.get("n_images", 0))
     return out

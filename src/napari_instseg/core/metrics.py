@@ -35,11 +35,13 @@ __all__ = [
     "average_precision_dsb",
     "evaluate_pair",
     "f1",
+    "f1_challenge",
     "iou_matrix",
     "match_instances",
     "mean_average_precision_dsb",
     "precision",
     "recall",
+    "remove_border_objects",
     "summarise",
     "symmetric_best_dice",
 ]
@@ -537,6 +539,67 @@ def f1(labels_true: ArrayLike, labels_pred: ArrayLike, *, iou_threshold: float =
     return _f1_from_counts(*_counts(labels_true, labels_pred, iou_threshold))
 
 
+def remove_border_objects(labels: ArrayLike, width: int = 2) -> NDArray[np.integer]:
+    """``labels`` with every object that has a pixel within ``width`` pixels of the image
+    border set to 0 (the other ids are kept)."""
+    labels = _as_labels(labels, "labels")
+    if width <= 0 or labels.size == 0:
+        return labels.copy()
+    rim = np.ones(labels.shape, bool)
+    rim[tuple(slice(width, max(width, n - width)) for n in labels.shape)] = False
+    touching = np.unique(labels[rim])
+    return np.where(np.isin(labels, touching[touching > 0]), 0, labels)
+
+
+def _challenge_counts(true, pred, border: int) -> tuple[int, int, int]:
+    true = remove_border_objects(true, border)
+    pred = remove_border_objects(pred, border)
+    return _counts(true, pred, 0.5)
+
+
+def f1_challenge(
+    labels_true: ArrayLike,
+    labels_pred: ArrayLike,
+    *,
+    border: int = 2,
+    tile: int = 2000,
+    max_pixels: int = 25_000_000,
+) -> float:
+    """F1 at IoU 0.5 as scored by the NeurIPS 2022 Cell Segmentation Challenge.
+
+    Objects touching a ``border``-pixel rim of the image are removed from both label images
+    before matching (a cell cut by the field of view cannot be judged), objects are matched
+    one to one at IoU >= 0.5, and ``F1 = 2 TP / (2 TP + FP + FN)``. Images with more than
+    ``max_pixels`` pixels are zero-padded to a multiple of ``tile`` and scored tile by tile
+    (border objects removed per tile), with TP, FP and FN summed over the tiles: the
+    challenge's rule for whole-slide images.
+
+    Returns 1.0 when neither image has an object left after the border removal, 0.0 when
+    exactly one has.
+
+    Examples
+    --------
+    >>> truth = np.zeros((10, 10), int); truth[0:3, 0:3] = 1; truth[4:7, 4:7] = 2
+    >>> pred = np.zeros((10, 10), int); pred[4:7, 4:7] = 5   # misses only a border cell
+    >>> f1_challenge(truth, pred)
+    1.0
+    """
+    true, pred = _check_pair(labels_true, labels_pred)
+    if true.size <= max_pixels:
+        return _f1_from_counts(*_challenge_counts(true, pred, border))
+    padded = [-(-n // tile) * tile for n in true.shape[-2:]]
+    extra = [p - n for p, n in zip(padded, true.shape[-2:], strict=True)]
+    pad = [(0, 0)] * (true.ndim - 2) + [(0, e) for e in extra]
+    true, pred = np.pad(true, pad), np.pad(pred, pad)
+    tp = n_true = n_pred = 0
+    for y in range(0, padded[0], tile):
+        for x in range(0, padded[1], tile):
+            window = (..., slice(y, y + tile), slice(x, x + tile))
+            counts = _challenge_counts(true[window], pred[window], border)
+            tp, n_true, n_pred = tp + counts[0], n_true + counts[1], n_pred + counts[2]
+    return _f1_from_counts(tp, n_true, n_pred)
+
+
 def symmetric_best_dice(labels_true: ArrayLike, labels_pred: ArrayLike) -> float:
     """Symmetric best Dice (SBD) as used in the CVPPP leaf segmentation challenge.
 
@@ -623,7 +686,8 @@ def evaluate_pair(
         For every threshold ``t`` (formatted with two decimals, e.g. ``0.50``):
         ``"ap@t"``, ``"precision@t"``, ``"recall@t"`` and ``"f1@t"``; then
         ``"map@0.50:0.95"`` (mean AP over :data:`DSB_THRESHOLDS`), ``"sbd"``,
-        ``"n_true"`` and ``"n_pred"`` (object counts, as floats).
+        ``"f1_challenge"`` (:func:`f1_challenge`), ``"n_true"`` and ``"n_pred"`` (object
+        counts, as floats).
 
     Raises
     ------
@@ -651,6 +715,7 @@ def evaluate_pair(
     aps = [_ap_from_counts(tp_at[t], n_true, n_pred) for t in DSB_THRESHOLDS]
     row["map@0.50:0.95"] = float(np.mean(aps))
     row["sbd"] = _sbd_from_ious(ious)
+    row["f1_challenge"] = f1_challenge(labels_true, labels_pred)
     row["n_true"] = float(n_true)
     row["n_pred"] = float(n_pred)
     return row
