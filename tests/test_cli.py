@@ -500,3 +500,19 @@ def test_console_script_help():
     assert proc.returncode == 0, proc.stderr
     for command in ("models", "segment", "evaluate", "train"):
         assert command in proc.stdout
+
+
+def test_segment_notes_an_image_of_another_modality(tmp_path, capsys):
+    image = tifffile.imread(sample_data_dir() / "images" / "phase2d_usiigaci_set1_crop512.tif")
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, np.ascontiguousarray(image[:128, :128]))
+    rc, out, err = run(
+        capsys, "segment", path, "--model", "threeclass-nuclei", "--output", tmp_path / "o"
+    )
+    assert rc == 0, err
+    assert "cells.tif looks like phase-contrast" in err
+    assert "threeclass-nuclei was trained on fluorescence images" in err
+    rc, out, err = run(
+        capsys, "segment", path, "--model", "embedseg-cells", "--output", tmp_path / "o2"
+    )
+    assert rc == 0 and "note:" not in err  # a phase-contrast model: nothing to note

@@ -98,6 +98,7 @@ def cmd_segment(args) -> int:
     from .core.checkpoint import CheckpointError
     from .core.configs import parse_assignments
     from .core.data.datasets import read_image
+    from .core.modality import MODALITIES, detect_modality
     from .core.pipeline import load_model, segment_image
     from .core.predict import PredictConfig
 
@@ -136,6 +137,13 @@ def cmd_segment(args) -> int:
             f"(predict {result.seconds['predict']:.1f} s, assemble "
             f"{result.seconds['assemble']:.2f} s)"
         )
+        looks = detect_modality(image, channel_axis=args.channel_axis)
+        if model.card.modality in MODALITIES and looks.modality != model.card.modality:
+            print(
+                f"note: {path.name} looks like {looks.modality} ({looks.reason}); "
+                f"{model.card.name} was trained on {model.card.modality} images",
+                file=sys.stderr,
+            )
     return 0
 
 

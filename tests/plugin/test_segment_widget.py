@@ -238,3 +238,46 @@ def test_embedding_model_shows_embedding_and_switches_clustering(
     qtbot.waitUntil(lambda: widget.tune.shown_generation == widget.tune.generation, timeout=20_000)
     assert layer.metadata["backend"] == "hdbscan"
     assert "min_cluster_size" in widget.tune.form.values()
+
+
+def test_a_model_of_another_modality_gets_a_note(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _ = load_sample("phase2d_usiigaci_set1_crop512")
+    viewer.add_image(image[:128, :128], name="cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)  # trained on fluorescence nuclei
+    widget.image_box.setCurrentText("cells")
+    run_and_wait(widget, qtbot)
+    text = widget.status.text()
+    assert "objects" in text and "looks like phase-contrast" in text
+    assert "trained on fluorescence" in text
+
+
+def test_affinity_model_runs_the_mutex_watershed_live(make_napari_viewer, qtbot):
+    import torch
+
+    from napari_instseg.core.checkpoint import ModelCard, save_model
+    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.methods import get_method
+    from napari_instseg.core.zoo import user_model_dir
+
+    method = get_method("affinity")
+    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
+    torch.manual_seed(0)
+    card = ModelCard("affinity-tiny", "affinity", config_to_dict(cfg), "mutex_watershed")
+    save_model(user_model_dir(), "affinity-tiny", method.build_net(cfg), card)
+
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(image[:64, :64], name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText("affinity-tiny")
+    widget.image_box.setCurrentText("nuclei")
+    widget.intermediate.setChecked(True)
+    run_and_wait(widget, qtbot)
+    base = "nuclei [affinity-tiny]"
+    assert viewer.layers[f"{base} pixel_embedding"].data.shape == (64, 64, 3)
+    assert f"{base} affinity_offsets" not in viewer.layers  # a list of offsets, not a map
+    layer = widget.labels_layer
+    assert layer.metadata["backend"] == "mutex_watershed"
+    assert {"stride", "merge_size", "fg_threshold"} <= set(widget.tune.form.values())

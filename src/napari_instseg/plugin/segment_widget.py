@@ -26,6 +26,7 @@ from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
+from napari_instseg.core.modality import MODALITIES, detect_modality
 from napari_instseg.core.pipeline import Model, load_model, predict_image
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.tuning import Tuner, TuneResult
@@ -269,7 +270,8 @@ class SegmentWidget(QWidget):
             if prediction is None:
                 return None
             tuner = Tuner(model, prediction)
-            return tuner, tuner.assemble(model.card.backend)
+            looks = detect_modality(image, channel_axis=0)
+            return tuner, tuner.assemble(model.card.backend), looks
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -306,7 +308,7 @@ class SegmentWidget(QWidget):
             self.progress.setValue(0)
             self._say("cancelled; nothing was changed")
             return
-        tuner, result = out
+        tuner, result, looks = out
         self.model = tuner.model
         self._where = where
         self._write_labels(result, image_name, shape)
@@ -314,10 +316,17 @@ class SegmentWidget(QWidget):
             self._write_intermediate(tuner, image_name, shape, result.labels.shape)
         self.tune.set_tuner(tuner, result, str(source))
         seconds = tuner.prediction.info.get("seconds", 0.0)
-        self._say(
+        text = (
             f"{result.n_objects} objects (prediction {seconds:.1f} s, "
             f"assembly {result.seconds * 1000:.0f} ms)"
         )
+        trained_on = tuner.model.card.modality
+        if trained_on in MODALITIES and looks.modality != trained_on:
+            text += (
+                f"\nnote: this image looks like {looks.modality} ({looks.reason}); "
+                f"{tuner.model.card.name} was trained on {trained_on} images"
+            )
+        self._say(text)
 
     # -- layers (main thread only) ------------------------------------------------------
     def _placed(self, plane: np.ndarray, shape: tuple, dtype) -> np.ndarray:
