@@ -22,4 +22,5 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 fi
 python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$DATA" --half \
   --notes "$NOTES" \
-  --grid fg_threshold=0.4,0.5,0.6 --grid merge_size=0,200,1000 --grid min_size=100,400
+  --grid fg_threshold=0.4,0.5,0.6 --grid merge_size=200,1000,2000 --grid min_size=100,400 \
+  --grid stride=2,5

@@ -21,4 +21,5 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 fi
 python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$DATA" --half \
   --notes "$NOTES" \
-  --grid fg_threshold=0.4,0.5,0.6 --grid merge_size=0,20,50 --grid min_size=15,30
+  --grid fg_threshold=0.4,0.5,0.6 --grid merge_size=0,20,50 --grid min_size=15,30 \
+  --grid stride=2,5
