@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 
 from napari_instseg.core.assembly import get_backend, list_backends
 from napari_instseg.core.configs import config_from_dict, knob_types
+from napari_instseg.core.flow_fields import labels_to_fields
 from napari_instseg.core.losses.affinity import offsets_from_shifts, pair_slices
 from napari_instseg.core.methods import get_method, list_methods
 
@@ -215,6 +216,17 @@ def _truth_affinities(truth):
     return out
 
 
+def _flow(rng, shape):
+    """A smooth random field of unit vectors, one component per spatial axis."""
+    field = np.stack([ndi.gaussian_filter(rng.normal(0, 1, shape), 2) for _ in shape])
+    return (field / (np.sqrt((field**2).sum(axis=0)) + 1e-6)).astype(np.float32)
+
+
+def _distance(rng, shape):
+    """A smooth random distance map in [-2, 4] (positive = inside)."""
+    return (6.0 * _smooth(rng, shape) - 2.0).astype(np.float32)
+
+
 #: How to make random inputs for each array name a back-end may require.
 ARRAY_MAKERS = {
     "pixel_embedding": _pixel_embedding,
@@ -227,6 +239,8 @@ ARRAY_MAKERS = {
     "bandwidth": _bandwidth,
     "affinities": _affinities,
     "affinity_offsets": lambda rng, shape: _offsets(len(shape)),
+    "flow": _flow,
+    "distance": _distance,
 }
 
 
@@ -236,7 +250,8 @@ def arrays_from_truth(truth, prob):
     Embedding back-ends get each object pixel pointing exactly at its object's centroid (grid
     units) and a bandwidth with its 0.5 level two pixels away; background points at itself.
     Pixel-embedding back-ends get one point of an 8-D space per object, 4 apart from each other
-    and from the background's point.
+    and from the background's point. Flow back-ends get the flows and distance the ``flows``
+    method is trained on (background distance -5).
     """
     ndim = truth.ndim
     grid = np.indices(truth.shape, dtype=np.float64)
@@ -248,6 +263,7 @@ def arrays_from_truth(truth, prob):
     bandwidth = np.full((ndim, *truth.shape), np.log(2.0) / (2 * SPACING) ** 2)
     ids = truth.astype(np.int64)
     pixel_embedding = np.zeros((8, *truth.shape), np.float32)
+    fields = labels_to_fields(truth)
     for axis in range(8):
         pixel_embedding[axis] = 4.0 * ((ids % 8) == axis) + 4.0 * (ids // 8) * (axis == 0)
     return {
@@ -261,6 +277,8 @@ def arrays_from_truth(truth, prob):
         "bandwidth": bandwidth.astype(np.float32),
         "affinities": _truth_affinities(truth),
         "affinity_offsets": _offsets(ndim),
+        "flow": fields.flow,
+        "distance": np.where(truth > 0, fields.distance, -5.0).astype(np.float32),
     }
 
 

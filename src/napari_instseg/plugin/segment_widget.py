@@ -43,7 +43,7 @@ INTERMEDIATE_COLORMAPS = {
     "seediness": "magma",
 }
 #: Intermediate arrays that are displacement fields, shown as direction colours.
-VECTOR_FIELDS = ("offsets",)
+VECTOR_FIELDS = ("offsets", "flow")
 #: Learnt pixel embeddings, shown as RGB of their first three principal components.
 EMBEDDING_FIELDS = ("pixel_embedding",)
 

@@ -21,6 +21,7 @@ from .clustering import (
     cluster_hdbscan,
     cluster_meanshift,
 )
+from .flows import FlowDynamicsConfig, segment_flow_dynamics
 from .mutex import MutexWatershedConfig, segment_mutex_watershed
 from .seeds import SeedsConfig, cluster_seeds
 from .watershed import ComponentsConfig, WatershedConfig, segment_components, segment_watershed
@@ -102,6 +103,14 @@ _BACKENDS: dict[str, Backend] = {
             MutexWatershedConfig,
             ("affinities", "affinity_offsets"),
             "mutex watershed: short-range affinities attract, long-range ones repel",
+        ),
+        Backend(
+            "flow_dynamics",
+            segment_flow_dynamics,
+            FlowDynamicsConfig,
+            ("flow", "distance"),
+            "Omnipose flow dynamics: foreground pixels follow the flows; end-point clouds "
+            "are objects",
         ),
     )
 }
