@@ -293,3 +293,21 @@ def test_half_precision_weights_halve_the_file_and_load_as_float32(tmp_path, tin
     a, b = _outputs(net, x)["classes"], _outputs(loaded, x)["classes"]
     torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-2)
     assert not torch.equal(a, b)  # the rounding through float16 is real
+
+
+def test_safetensors_whose_header_length_starts_with_the_pickle_byte_loads(tmp_path):
+    """A header of 0x..80 bytes puts pickle's magic byte first: still safetensors."""
+    from safetensors.numpy import save
+
+    from napari_instseg.core.checkpoint import refuse_pickle
+
+    for pad in range(300):  # find a metadata length that makes the first byte 0x80
+        data = save({"w": np.zeros(3, np.float32)}, metadata={"pad": "x" * pad})
+        if data[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a 0x80 first byte")
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(data)
+    refuse_pickle(path)  # no error
+    assert path.stat().st_size > 9

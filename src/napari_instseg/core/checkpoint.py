@@ -160,7 +160,11 @@ def refuse_pickle(path: Path) -> None:
             "safetensors weights with a JSON model card and never unpickles (pickles can run code)"
         )
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    # A safetensors file opens with its header's length (8 bytes, little-endian) and then the
+    # JSON header itself; that length's first byte may well be 0x80, pickle's first byte.
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1:
+        return
     if head.startswith(_PICKLE_MAGIC[0]) or head.startswith(_PICKLE_MAGIC[1]):
         raise CheckpointError(
             f"{path.name} is a pickle or torch.save archive, not safetensors; refusing to load it"
