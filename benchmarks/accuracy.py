@@ -21,7 +21,7 @@ from napari_instseg.core.evaluation import predict_samples, score_predictions
 from napari_instseg.core.jobs import run
 from napari_instseg.core.pipeline import load_model
 from napari_instseg.core.predict import PredictConfig
-from napari_instseg.core.zoo import list_models
+from napari_instseg.core.zoo import list_models, zoo_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("dsb2018_fluo", "usiigaci_phase")
@@ -35,7 +35,8 @@ def main() -> None:
     p.add_argument("--cross", action="store_true")
     args = p.parse_args()
 
-    cards = [c for c, _ in list_models() if not args.models or c.name in args.models]
+    shipped = [c for c, path in list_models() if path.parent == zoo_dir()]
+    cards = [c for c in shipped if not args.models or c.name in args.models]
     print(f"machine: {platform.processor() or platform.machine()}, split: {args.split}")
     header = (
         f"{'model':24} {'data':16} {'n':>3} "
