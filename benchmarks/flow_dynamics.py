@@ -30,22 +30,17 @@ import csv
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import tifffile
+from _common import DATA, TILE, compile_ms, stats, tiled_truth
 from scipy import ndimage as ndi
 
 from napari_instseg.core.arrays import LABEL_DTYPE, relabel_consecutive
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
 TARGET_MS = 300.0
-TILE = 256
 STEPS = ("mask", "prep", "integrate", "group", "check", "clean")
 
 COMPILE_SNIPPET = """
@@ -64,27 +59,6 @@ segment_flow_dynamics({"flow": f.flow, "distance": np.where(z > 0, f.distance, -
 t2 = time.perf_counter()
 print(f"{1000 * (t1 - t0):.0f} {1000 * (t2 - t1):.0f}")
 """
-
-
-def tiled_truth(n_tiles: int) -> np.ndarray:
-    """``n_tiles`` x ``n_tiles`` test masks of 256², each with its own ids."""
-    with open(DATA / "metadata.csv", newline="") as f:  # CRLF line endings
-        rows = list(csv.DictReader(f))
-    names = sorted(
-        r["name"]
-        for r in rows
-        if r["split"] == "test" and int(r["height"]) == TILE and int(r["width"]) == TILE
-    )
-    masks = [tifffile.imread(DATA / "masks" / f"{n}.tif").astype(LABEL_DTYPE) for n in names]
-    grid, offset = [], 0
-    for i in range(n_tiles):
-        row = []
-        for j in range(n_tiles):
-            mask = masks[(i * n_tiles + j) % len(masks)]
-            row.append(np.where(mask > 0, mask + offset, 0).astype(LABEL_DTYPE))
-            offset += int(mask.max())
-        grid.append(row)
-    return np.block(grid)
 
 
 def noisy_prediction(truth: np.ndarray, noise: float, sigma: float, seed: int):
@@ -150,24 +124,6 @@ def run_steps(arrays, cfg, clock):
     return labels, steps
 
 
-def stats(times):
-    ms = [1000 * t for t in times]
-    return statistics.median(ms), min(ms), max(ms)
-
-
-def compile_ms() -> tuple[str, str]:
-    """Import and first-call time in a fresh process with no numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out = subprocess.run(
-            [sys.executable, "-c", COMPILE_SNIPPET], env=env, capture_output=True, text=True
-        )
-    if out.returncode:
-        return "failed", out.stderr.strip().splitlines()[-1]
-    imp, first = out.stdout.split()
-    return imp, first
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
@@ -185,7 +141,7 @@ def main() -> None:
 
     backend = get_backend("flow_dynamics")
     cfg = replace(backend.default_config(), suppress=not args.no_suppress)
-    imp_ms, first_ms = compile_ms()
+    imp_ms, first_ms = compile_ms(COMPILE_SNIPPET)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f} (other jobs may share the CPU)"
@@ -212,7 +168,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for size in sizes:
-        truth = tiled_truth(size // TILE)
+        truth, _ = tiled_truth(size // TILE)
         arrays = noisy_prediction(truth, args.noise, args.sigma, args.seed)
         repeats = args.repeats if size <= 1024 else args.large_repeats
         parts = {s: [] for s in STEPS}

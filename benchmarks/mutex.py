@@ -25,27 +25,18 @@ all pixels for the back-end. Target: median <= 300 ms at 512², stride 5, on 2 C
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
-import tifffile
+from _common import TILE, compile_ms, stats, tiled_truth
 from scipy import ndimage as ndi
 from sklearn.metrics import adjusted_rand_score
 
-from napari_instseg.core.arrays import LABEL_DTYPE
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
 OFFSETS = np.array([(-1, 0), (0, -1), (-3, 0), (0, -3), (-9, 0), (0, -9), (-27, 0), (0, -27)])
 TARGET_MS = 300.0
-TILE = 256
 
 COMPILE_SNIPPET = """
 import time
@@ -58,27 +49,6 @@ mutex_watershed(w, [(-1, 0), (0, -1), (-3, 0), (0, -3)], strides=2)
 t2 = time.perf_counter()
 print(f"{1000 * (t1 - t0):.0f} {1000 * (t2 - t1):.0f}")
 """
-
-
-def tiled_truth(n_tiles: int) -> tuple[np.ndarray, int]:
-    """``n_tiles`` x ``n_tiles`` test masks of 256², each with its own ids, and how many masks."""
-    with open(DATA / "metadata.csv", newline="") as f:  # CRLF line endings
-        rows = list(csv.DictReader(f))
-    names = sorted(
-        r["name"]
-        for r in rows
-        if r["split"] == "test" and int(r["height"]) == TILE and int(r["width"]) == TILE
-    )
-    masks = [tifffile.imread(DATA / "masks" / f"{n}.tif").astype(LABEL_DTYPE) for n in names]
-    grid, offset = [], 0
-    for i in range(n_tiles):
-        row = []
-        for j in range(n_tiles):
-            mask = masks[(i * n_tiles + j) % len(masks)]
-            row.append(np.where(mask > 0, mask + offset, 0).astype(LABEL_DTYPE))
-            offset += int(mask.max())
-        grid.append(row)
-    return np.block(grid), len(masks)
 
 
 def noisy_affinities(truth: np.ndarray, sigma: float, noise: float, seed: int):
@@ -101,24 +71,6 @@ def noisy_affinities(truth: np.ndarray, sigma: float, noise: float, seed: int):
     return np.clip(aff, 0, 1), np.clip(fg, 0, 1)
 
 
-def stats(times):
-    ms = [1000 * t for t in times]
-    return statistics.median(ms), min(ms), max(ms)
-
-
-def compile_ms() -> tuple[str, str]:
-    """Import and first-call time of the mutex module in a fresh process with no numba cache."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        out = subprocess.run(
-            [sys.executable, "-c", COMPILE_SNIPPET], env=env, capture_output=True, text=True
-        )
-    if out.returncode:
-        return "failed", out.stderr.strip().splitlines()[-1]
-    imp, first = out.stdout.split()
-    return imp, first
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
@@ -136,7 +88,7 @@ def main() -> None:
 
     from napari_instseg.core.assembly import mutex as mws
 
-    imp_ms, compile_first_ms = compile_ms()
+    imp_ms, compile_first_ms = compile_ms(COMPILE_SNIPPET)
     t0 = time.perf_counter()
     mws.mutex_watershed(np.ones((4, 8, 8), np.float32), OFFSETS[:4], strides=2)
     cached_ms = 1000 * (time.perf_counter() - t0)
