@@ -49,22 +49,39 @@ def _private_user_models(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("NAPARI_INSTSEG_USER_MODELS", str(tmp_path_factory.mktemp("user_models")))
 
 
+def _save_tiny(directory, method_name: str, backend: str, config: dict, card_fields: dict):
+    """Save a freshly initialised (seeded) tiny 2D model ``<method>-tiny``; its card path."""
+    import torch
+
+    from napari_instseg.core.checkpoint import ModelCard, save_model
+    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.methods import get_method
+
+    method = get_method(method_name)
+    cfg = method.config_type(depth=2, width=4, **config)
+    torch.manual_seed(0)
+    name = f"{method_name}-tiny"
+    card = ModelCard(name, method_name, config_to_dict(cfg), backend, **card_fields)
+    return save_model(directory, name, method.build_net(cfg), card)
+
+
 @pytest.fixture
 def save_tiny_spoco():
     """Factory: ``save_tiny_spoco(directory, **card_fields)`` saves a freshly initialised tiny
     2D SPOCO model called ``spoco-tiny`` (seeded) and returns its card path."""
+    return lambda directory, **card_fields: _save_tiny(
+        directory, "spoco", "meanshift", {"embedding_dim": 4}, card_fields
+    )
 
-    def factory(directory, **card_fields):
-        import torch
 
-        from napari_instseg.core.checkpoint import ModelCard, save_model
-        from napari_instseg.core.configs import config_to_dict
-        from napari_instseg.core.methods import get_method
-
-        method = get_method("spoco")
-        cfg = method.config_type(depth=2, width=4, embedding_dim=4)
-        torch.manual_seed(0)
-        card = ModelCard("spoco-tiny", "spoco", config_to_dict(cfg), "meanshift", **card_fields)
-        return save_model(directory, "spoco-tiny", method.build_net(cfg), card)
-
-    return factory
+@pytest.fixture
+def save_tiny_affinity():
+    """Factory: like ``save_tiny_spoco``, for a tiny pixel-embedded affinity model
+    ``affinity-tiny`` (shifts 1 and 3) with the mutex watershed."""
+    return lambda directory, **card_fields: _save_tiny(
+        directory,
+        "affinity",
+        "mutex_watershed",
+        {"embedding_dim": 4, "shifts": (1, 3)},
+        card_fields,
+    )

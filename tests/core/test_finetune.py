@@ -225,29 +225,15 @@ def test_anchor_keeps_unannotated_outputs_near_the_parent(spoco_tiny, disks, tmp
     assert drift(50.0) < 0.5 * drift(0.0)
 
 
-def test_affinity_models_fine_tune_from_sparse_annotations(disks, tmp_path):
+def test_affinity_models_fine_tune_from_sparse_annotations(disks, tmp_path, save_tiny_affinity):
     """The affinity method learns from sparse labels too: a tiny model fine-tunes with the
     anchor on, validates held-out objects with its mutex watershed and publishes."""
-    import torch
-
-    from napari_instseg.core.checkpoint import ModelCard, load_model, read_card, save_model
-    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.checkpoint import load_model, read_card
     from napari_instseg.core.finetune import FinetuneConfig, finetune
     from napari_instseg.core.jobs import run
-    from napari_instseg.core.methods import get_method
     from napari_instseg.core.pipeline import Model
 
-    method = get_method("affinity")
-    cfg = method.config_type(depth=2, width=4, embedding_dim=4, shifts=(1, 3))
-    torch.manual_seed(0)
-    card = ModelCard(
-        "affinity-tiny",
-        "affinity",
-        config_to_dict(cfg),
-        "mutex_watershed",
-        backend_config={"min_size": 5},
-    )
-    path = save_model(tmp_path / "zoo", "affinity-tiny", method.build_net(cfg), card)
+    path = save_tiny_affinity(tmp_path / "zoo", backend_config={"min_size": 5})
     model = Model.from_card(*load_model(path))
     config = FinetuneConfig(
         iterations=4, batch_size=2, patch_size=32, val_every=2, held_out_fraction=0.4

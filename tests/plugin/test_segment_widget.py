@@ -253,19 +253,12 @@ def test_a_model_of_another_modality_gets_a_note(make_napari_viewer, qtbot):
     assert "trained on fluorescence" in text
 
 
-def test_affinity_model_runs_the_mutex_watershed_live(make_napari_viewer, qtbot):
-    import torch
-
-    from napari_instseg.core.checkpoint import ModelCard, save_model
-    from napari_instseg.core.configs import config_to_dict
-    from napari_instseg.core.methods import get_method
+def test_affinity_model_runs_the_mutex_watershed_live(
+    make_napari_viewer, qtbot, save_tiny_affinity
+):
     from napari_instseg.core.zoo import user_model_dir
 
-    method = get_method("affinity")
-    cfg = method.config_type(depth=2, width=4, embedding_dim=4)
-    torch.manual_seed(0)
-    card = ModelCard("affinity-tiny", "affinity", config_to_dict(cfg), "mutex_watershed")
-    save_model(user_model_dir(), "affinity-tiny", method.build_net(cfg), card)
+    save_tiny_affinity(user_model_dir())
 
     viewer = make_napari_viewer()
     image, _ = load_sample("nuclei2d_dsb_stardist")
