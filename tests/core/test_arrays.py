@@ -194,3 +194,16 @@ def test_relabel_consecutive_preserves_the_partition_3d():
 def test_relabel_consecutive_all_background_and_empty():
     np.testing.assert_array_equal(relabel_consecutive(np.zeros((2, 2), int)), 0)
     assert relabel_consecutive(np.zeros((0,), int)).shape == (0,)
+
+
+def test_face_neighbours_pair_each_pixel_with_the_next_along_every_axis():
+    from napari_instseg.core.arrays import face_neighbours
+
+    grid = np.indices((3, 4, 5))
+    pairs = list(face_neighbours(3))
+    assert len(pairs) == 3
+    for axis, (lo, hi) in enumerate(pairs):
+        step = grid[:, *hi] - grid[:, *lo]
+        expected = np.zeros(3, int)
+        expected[axis] = 1
+        assert (step.reshape(3, -1).T == expected).all()

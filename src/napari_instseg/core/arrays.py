@@ -96,3 +96,14 @@ def as_channel_first(
 def spatial_ndim(image_cf: np.ndarray) -> int:
     """Number of spatial axes of a channel-first array."""
     return image_cf.ndim - 1
+
+
+def face_neighbours(ndim: int):
+    """For every axis, the slices ``(lo, hi)`` that pair each pixel with its next neighbour
+    along that axis: ``a[lo]`` and ``a[hi]`` are face-adjacent pixel pairs."""
+    for axis in range(ndim):
+        lo = [slice(None)] * ndim
+        hi = [slice(None)] * ndim
+        lo[axis] = slice(None, -1)
+        hi[axis] = slice(1, None)
+        yield tuple(lo), tuple(hi)

@@ -45,9 +45,9 @@ import numba
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..arrays import LABEL_DTYPE, relabel_consecutive
+from ..arrays import LABEL_DTYPE, face_neighbours
 from ..flow_fields import labels_to_fields
-from .watershed import remove_small_objects
+from .watershed import _finish
 
 __all__ = [
     "FlowDynamicsConfig",
@@ -311,12 +311,8 @@ def group_end_points(end_points: np.ndarray, foreground: np.ndarray) -> np.ndarr
 def _face_pairs(labels: np.ndarray):
     """Label pairs (a, b) of face-adjacent pixels that are both objects and differ."""
     firsts, seconds = [], []
-    for axis in range(labels.ndim):
-        lo = [slice(None)] * labels.ndim
-        hi = [slice(None)] * labels.ndim
-        lo[axis] = slice(None, -1)
-        hi[axis] = slice(1, None)
-        a, b = labels[tuple(lo)].ravel(), labels[tuple(hi)].ravel()
+    for lo, hi in face_neighbours(labels.ndim):
+        a, b = labels[lo].ravel(), labels[hi].ravel()
         keep = (a != b) & (a > 0) & (b > 0)
         firsts += [a[keep], b[keep]]
         seconds += [b[keep], a[keep]]
@@ -402,13 +398,9 @@ def fill_small_holes(labels: np.ndarray, max_size: int) -> np.ndarray:
     if not candidate.any():
         return labels
     firsts, seconds = [], []
-    for axis in range(labels.ndim):
-        lo = [slice(None)] * labels.ndim
-        hi = [slice(None)] * labels.ndim
-        lo[axis] = slice(None, -1)
-        hi[axis] = slice(1, None)
-        h_lo, h_hi = holes[tuple(lo)].ravel(), holes[tuple(hi)].ravel()
-        l_lo, l_hi = labels[tuple(lo)].ravel(), labels[tuple(hi)].ravel()
+    for lo, hi in face_neighbours(labels.ndim):
+        h_lo, h_hi = holes[lo].ravel(), holes[hi].ravel()
+        l_lo, l_hi = labels[lo].ravel(), labels[hi].ravel()
         sel = candidate[h_lo] & (l_hi > 0)
         firsts.append(h_lo[sel])
         seconds.append(l_hi[sel])
@@ -490,5 +482,4 @@ def segment_flow_dynamics(
     labels = fill_small_holes(labels, min_size)
     if mask is not None:
         labels[~mask] = 0
-    labels = remove_small_objects(labels, min_size)
-    return relabel_consecutive(labels)
+    return _finish(labels, min_size)

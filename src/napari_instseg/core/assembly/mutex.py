@@ -37,7 +37,7 @@ from typing import Annotated
 import numba
 import numpy as np
 
-from ..arrays import LABEL_DTYPE
+from ..arrays import LABEL_DTYPE, face_neighbours
 from .watershed import _finish
 
 __all__ = [
@@ -534,9 +534,8 @@ def _adjacent_pairs(labels: np.ndarray):
     """``(a, b, count)``: face-adjacent pairs of different non-zero ids, ``a < b``, and the
     number of pixel faces they share."""
     a_parts, b_parts = [], []
-    for axis in range(labels.ndim):
-        lo = labels[(slice(None),) * axis + (slice(None, -1),)]
-        hi = labels[(slice(None),) * axis + (slice(1, None),)]
+    for lo_slice, hi_slice in face_neighbours(labels.ndim):
+        lo, hi = labels[lo_slice], labels[hi_slice]
         touch = (lo != hi) & (lo > 0) & (hi > 0)
         x, y = lo[touch], hi[touch]
         a_parts.append(np.minimum(x, y))
