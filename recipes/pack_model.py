@@ -5,6 +5,10 @@
 3. predict the test split and score it with the tuned knobs (AP at 0.5...0.9, mAP, F1, SBD);
 4. write NAME.safetensors + NAME.json into src/napari_instseg/zoo/ with those numbers.
 
+With several ``--data`` folders (one model for several datasets) the knobs are tuned on the
+val splits with each folder weighing the same, and the card gets each folder's test numbers
+(``metrics.test_by_data``) and their mean over folders (``metrics.test``).
+
 Usage (from the repository root):
     python recipes/pack_model.py runs/threeclass-nuclei/best.json --name threeclass-nuclei \
         --data ../shared/data/dsb2018_fluo --grid seed_threshold=0.5,0.6,0.7,0.8 \
@@ -49,7 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("--name", required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, action="append")
     p.add_argument("--grid", action="append", default=[])
     p.add_argument("--out", default=str(ZOO))
     p.add_argument("--notes", default="", help="training notes for the card")
@@ -78,20 +82,36 @@ def main() -> None:
     def normalise(x):
         return normalise_percentile(x, low=norm["low"], high=norm["high"])
 
-    val = load_folder(args.data, split="val", normalise=normalise)
-    test = load_folder(args.data, split="test", normalise=normalise)
     pconf = PredictConfig(tile_size=512, halo=32)
-    val_pred = run(predict_samples(model, val, config=pconf))
+    folders = [Path(d) for d in args.data]
+    vals = [load_folder(d, split="val", normalise=normalise) for d in folders]
+    tests = [load_folder(d, split="test", normalise=normalise) for d in folders]
+    val_preds = [run(predict_samples(model, v, config=pconf)) for v in vals]
+    test_preds = [run(predict_samples(model, t, config=pconf)) for t in tests]
+    # Each folder weighs the same in the tuning: the smaller ones' images are repeated.
+    most = max(len(v) for v in vals)
+    val = [s for v in vals for s in v * (most // len(v))]
+    val_pred = [p for v, ps in zip(vals, val_preds, strict=True) for p in ps * (most // len(v))]
     grid = parse_grid(args.grid)
     be = model.backend_config()
     types = {k: type(getattr(be, k)) for k in grid}
     grid = {k: [types[k](v) for v in vs] for k, vs in grid.items()}
     knobs, val_score, trials = tune_knobs(model, val, val_pred, grid)
-    print(f"tuned on val ({len(val)} images): {knobs} -> AP@0.5 {val_score:.4f}")
+    print(f"tuned on val ({sum(map(len, vals))} images): {knobs} -> AP@0.5 {val_score:.4f}")
     _, val_summary = score_predictions(model, val, val_pred, knobs=knobs)
-    test_pred = run(predict_samples(model, test, config=pconf))
-    _, untuned = score_predictions(model, test, test_pred)
-    _, test_summary = score_predictions(model, test, test_pred, knobs=knobs)
+    test_by_data, untuned_by_data = {}, {}
+    for d, t, tp in zip(folders, tests, test_preds, strict=True):
+        _, untuned_by_data[d.name] = score_predictions(model, t, tp)
+        _, test_by_data[d.name] = score_predictions(model, t, tp, knobs=knobs)
+        print(f"test {d.name} ({len(t)} images): AP@0.5 {test_by_data[d.name]['ap@0.50']:.4f}")
+
+    def mean_over_folders(summaries: dict) -> dict:
+        keys = set.intersection(*(set(v) for v in summaries.values()))
+        return {k: sum(v[k] for v in summaries.values()) / len(summaries) for k in keys}
+
+    test_summary = mean_over_folders(test_by_data)
+    untuned = mean_over_folders(untuned_by_data)
+    test, test_pred = tests[0], test_preds[0]
     tuned_cfg = config_to_dict(model.backend_config(knobs=knobs))
     by_backend = {}
     for name in args.compare_backend:
@@ -119,6 +139,14 @@ def main() -> None:
             "knobs tuned on val (AP@0.5), reported on test",
             "tuning_grid": {k: list(v) for k, v in grid.items()},
             **({"test_by_backend": by_backend} if by_backend else {}),
+            **(
+                {
+                    "test_by_data": {k: metrics_for_card(v) for k, v in test_by_data.items()},
+                    "test_is": "mean over the data folders of their test means",
+                }
+                if len(folders) > 1
+                else {}
+            ),
         },
         weights_sha256="",
         created="",

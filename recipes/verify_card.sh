@@ -21,4 +21,8 @@ PY
 rm -rf "$OUT"
 napari-instseg segment "${TEST[@]}" --model "$MODEL" --output "$OUT" "$@" > /dev/null 2>&1
 napari-instseg evaluate "$OUT" "$DATA/masks" 2>/dev/null | sed -n "1p;\$p"
-echo "card (test): $(napari-instseg models --json | python -c "import json,sys; print({c['name']: c['metrics'].get('test') for c in json.load(sys.stdin)}['$MODEL'])")"
+# A model trained on several datasets has each one's test numbers under test_by_data.
+echo "card (test): $(napari-instseg models --json | python -c "
+import json, sys
+m = {c['name']: c['metrics'] for c in json.load(sys.stdin)}['$MODEL']
+print(m.get('test_by_data', {}).get('$(basename "$DATA")', m.get('test')))")"

@@ -58,7 +58,7 @@ def _save_tiny(directory, method_name: str, backend: str, config: dict, card_fie
     from napari_instseg.core.methods import get_method
 
     method = get_method(method_name)
-    cfg = method.config_type(depth=2, width=4, **config)
+    cfg = method.config_type(**{"depth": 2, "width": 4, **config})
     torch.manual_seed(0)
     name = f"{method_name}-tiny"
     card = ModelCard(name, method_name, config_to_dict(cfg), backend, **card_fields)
@@ -83,5 +83,18 @@ def save_tiny_affinity():
         "affinity",
         "mutex_watershed",
         {"embedding_dim": 4, "shifts": (1, 3)},
+        card_fields,
+    )
+
+
+@pytest.fixture
+def save_tiny_allcell():
+    """Factory: like ``save_tiny_spoco``, for a tiny All-Cell Segmenter ``allcell-tiny``
+    (depth 4 for its stride-8 detection, two anchors) with the detection watershed."""
+    return lambda directory, **card_fields: _save_tiny(
+        directory,
+        "allcell",
+        "detection_watershed",
+        {"depth": 4, "anchors": (8.0, 8.0, 16.0, 16.0)},
         card_fields,
     )

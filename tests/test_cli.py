@@ -172,8 +172,11 @@ def test_segment_writes_uint32_labels(models_env, crop, tmp_path, capsys, knobs)
         capsys, "segment", crop, "--model", MODEL, "--output", out_dir, "--device", "cpu", *knobs
     )
     assert rc == 0, err
-    written = sorted(out_dir.iterdir())
+    written = sorted(out_dir.glob("*.tif"))
     assert [p.name for p in written] == [crop.name]
+    how = json.loads(written[0].with_suffix(".json").read_text())  # how they were made
+    assert how["model"] == MODEL and how["image"] == str(crop)
+    assert set(how["knobs"]) and "modality" in how
     labels = tifffile.imread(written[0])
     assert labels.dtype == np.uint32
     assert labels.shape == (128, 128)
@@ -193,7 +196,7 @@ def test_segment_folder_with_tif_and_zarr(models_env, crop, tmp_path, capsys):
     out_dir = tmp_path / "out"
     rc, out, err = run(capsys, "segment", folder, "--model", MODEL, "--output", out_dir)
     assert rc == 0, err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["a.tif", "b.tif"]
+    assert sorted(p.name for p in out_dir.glob("*.tif")) == ["a.tif", "b.tif"]
     a, b = (tifffile.imread(out_dir / n) for n in ("a.tif", "b.tif"))
     np.testing.assert_array_equal(a, b)  # same pixels in, same labels out, whatever the format
 
@@ -486,6 +489,47 @@ def test_train_then_segment(tmp_path, crop, capsys, monkeypatch):
     assert rc == 0, err
     labels = tifffile.imread(seg_dir / crop.name)
     assert labels.dtype == np.uint32 and labels.shape == (128, 128)
+
+
+@pytest.mark.slow
+def test_train_allcell_on_two_folders_then_segment_reports_the_route(
+    tmp_path, crop, capsys, monkeypatch
+):
+    """One model for two datasets: anchors fitted to both, the route printed and saved."""
+    from napari_instseg.core.checkpoint import read_card
+
+    monkeypatch.delenv("NAPARI_INSTSEG_MODEL_DIRS", raising=False)
+    first = make_shared_layout(tmp_path / "a")
+    second = make_shared_layout(tmp_path / "b")
+    out_dir = tmp_path / "run"
+    rc, out, err = run(
+        capsys,
+        "train",
+        "--method", "allcell",
+        "--data", first,
+        "--data", second,
+        "--val-split", "",
+        "--output", out_dir,
+        "--iterations", "2",
+        "--batch-size", "2",
+        "--patch-size", "32",
+        "--device", "cpu",
+        "--set", "width=4",
+        "--set", "depth=4",
+    )  # fmt: skip
+    assert rc == 0, err
+    card = read_card(out_dir / "latest.json")
+    assert len(card.method_config["anchors"]) == 6  # three fitted (height, width) pairs
+    assert card.training["data"] == "a+b"
+    assert card.training["train_images"] == ["crop_a", "crop_b"] * 2
+    seg_dir = tmp_path / "seg"
+    rc, out, err = run(
+        capsys, "segment", crop, "--model", out_dir / "latest.json", "--output", seg_dir
+    )
+    assert rc == 0, err
+    assert "fluorescence image: detection route" in out
+    how = json.loads((seg_dir / crop.with_suffix(".json").name).read_text())
+    assert how["report"]["route"] == "detection" and how["modality"] == "fluorescence"
 
 
 # ---------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def cmd_segment(args) -> int:
     from .core.checkpoint import CheckpointError
     from .core.configs import parse_assignments
     from .core.data.datasets import read_image
-    from .core.modality import MODALITIES, detect_modality
+    from .core.modality import MODALITIES, detect_modality, route_text
     from .core.pipeline import load_model, segment_image
     from .core.predict import PredictConfig
 
@@ -136,6 +136,24 @@ def cmd_segment(args) -> int:
             f"{path.name}: {n} objects -> {target} "
             f"(predict {result.seconds['predict']:.1f} s, assemble "
             f"{result.seconds['assemble']:.2f} s)"
+        )
+        if result.report.get("route"):
+            print(f"  {route_text(result.report)}")
+        # How the labels were made, next to them (the route a routed back-end took included).
+        target.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "image": str(path),
+                    "model": model.card.name,
+                    "method": model.method.name,
+                    "backend": result.backend,
+                    "knobs": result.knobs,
+                    "modality": result.prediction.info.get("modality", ""),
+                    "report": result.report,
+                },
+                indent=2,
+                default=str,
+            )
         )
         looks = detect_modality(image, channel_axis=args.channel_axis)
         if model.card.modality in MODALITIES and looks.modality != model.card.modality:
@@ -307,10 +325,17 @@ def cmd_train(args) -> int:
     from .core.train import TrainConfig, train
 
     method = get_method(args.method)
-    data = Path(args.data)
-    train_samples = load_folder(data, split=args.split, normalise=normalise_percentile)
+    folders = [Path(d) for d in args.data]
+    per_folder = [load_folder(d, split=args.split, normalise=normalise_percentile) for d in folders]
+    # Several folders: each contributes equally, the smaller ones repeated (oversampled).
+    most = max(len(s) for s in per_folder)
+    train_samples = [x for s in per_folder for x in s * (most // len(s))]
     val_samples = (
-        load_folder(data, split=args.val_split, normalise=normalise_percentile)
+        [
+            x
+            for d in folders
+            for x in load_folder(d, split=args.val_split, normalise=normalise_percentile)
+        ]
         if args.val_split
         else []
     )
@@ -326,6 +351,9 @@ def cmd_train(args) -> int:
             sparse_samples.append(replace(s, labels=labels, known=known))
         train_samples = sparse_samples
     cfg = config_from_dict(method.config_type, parse_assignments(args.set))
+    if method.fit_config is not None:  # deterministic, so a resumed run gets the same
+        cfg = method.fit_config(cfg, [s.labels for f in per_folder for s in f])
+        print(f"configuration fitted to the training data: {cfg}")
     tconf = TrainConfig(
         iterations=args.iterations or 2000,
         batch_size=args.batch_size or 8,
@@ -348,7 +376,7 @@ def cmd_train(args) -> int:
         modality=args.modality,
         object_size=float(np.median(sizes)) if sizes else None,
         training={
-            "data": data.name,
+            "data": "+".join(d.name for d in folders),
             "split": args.split,
             "recipe": args.recipe or "",
             "sparse_fraction": args.sparse,
@@ -564,7 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     t.add_argument("--method")
-    t.add_argument("--data", help="folder with images/, masks/, metadata.csv")
+    t.add_argument(
+        "--data",
+        action="append",
+        help="folder with images/, masks/, metadata.csv (repeat to train on several; each "
+        "contributes equally)",
+    )
     t.add_argument("--split", default="train")
     t.add_argument("--val-split", default="val", help="'' to skip validation")
     t.add_argument("--output", help="folder for checkpoints (fine-tune: the run folder)")

@@ -274,3 +274,27 @@ def test_affinity_model_runs_the_mutex_watershed_live(
     layer = widget.labels_layer
     assert layer.metadata["backend"] == "mutex_watershed"
     assert {"stride", "merge_size", "fg_threshold"} <= set(widget.tune.form.values())
+
+
+def test_allcell_reports_its_route_and_a_choice_knob_changes_it(
+    make_napari_viewer, qtbot, save_tiny_allcell
+):
+    from napari_instseg.core.zoo import user_model_dir
+
+    save_tiny_allcell(user_model_dir())
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(image[:64, :64], name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText("allcell-tiny")
+    widget.image_box.setCurrentText("nuclei")
+    run_and_wait(widget, qtbot)
+    layer = widget.labels_layer
+    assert layer.metadata["report"]["modality"] == "fluorescence"
+    assert layer.metadata["report"]["route"] == "detection"
+    assert "fluorescence image: detection route" in widget.status.text()
+    route = widget.tune.form.editor("route")  # a drop-down of the allowed values
+    assert [route.itemText(i) for i in range(route.count())] == ["auto", "detection", "flows"]
+    route.setCurrentText("flows")
+    qtbot.waitUntil(lambda: layer.metadata["report"]["route"] == "flows", timeout=10000)
+    assert layer.metadata["knobs"]["route"] == "flows"

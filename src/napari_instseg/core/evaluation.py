@@ -23,7 +23,13 @@ AP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 def predict_samples(
     model: Model, samples: Sequence[Sample], *, config: PredictConfig = PredictConfig()
 ) -> Job[list[Prediction] | None]:
-    """Predictions for already-normalised samples, one ``Progress`` event per image."""
+    """Predictions for already-normalised samples, one ``Progress`` event per image.
+
+    Each keeps the image's modality in its ``info``: normalisation is an affine map of the
+    intensities, which the modality rule does not see.
+    """
+    from .modality import detect_modality
+
     out = []
     for i, s in enumerate(samples):
         model.card.check_input(s.image)
@@ -36,7 +42,10 @@ def predict_samples(
                 head_kinds=model.method.head_kinds,
             )
         )
-        out.append(Prediction(raw, tuple(s.image.shape[1:]), model.card.name, model.method.name))
+        info = {"modality": detect_modality(s.image, channel_axis=0).modality}
+        out.append(
+            Prediction(raw, tuple(s.image.shape[1:]), model.card.name, model.method.name, info)
+        )
         command = yield Progress("evaluate", i + 1, len(samples))
         if stop_requested(command):
             return None

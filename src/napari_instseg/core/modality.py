@@ -107,3 +107,11 @@ def _colour(rgb: np.ndarray) -> ModalityGuess:
         guess = detect_modality(rgb[..., 0])
         return ModalityGuess(guess.modality, "gray RGB: " + guess.reason, {**stats, **guess.stats})
     return ModalityGuess(BRIGHTFIELD, f"coloured (channel spread {spread:.0f} of 255)", stats)
+
+
+def route_text(report: dict) -> str:
+    """One line saying which route a modality-routed back-end took and why."""
+    text = f"{report.get('modality', '?')} image: {report.get('route', '?')} route"
+    if report.get("reason"):
+        text += f" ({report['reason']})"
+    return text

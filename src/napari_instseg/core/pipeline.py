@@ -45,8 +45,14 @@ class Model:
     def size_multiple(self) -> int:
         return 2 ** (int(getattr(self.config, "depth", 4)) - 1)
 
-    def backend_config(self, backend: str | None = None, knobs: dict | None = None):
-        """The back-end's knob dataclass: card defaults (for its own back-end), then ``knobs``."""
+    def backend_config(
+        self, backend: str | None = None, knobs: dict | None = None, *, modality: str = ""
+    ):
+        """The back-end's knob dataclass: card defaults (for its own back-end), then ``knobs``.
+
+        A back-end with a ``modality`` knob left at "auto" gets ``modality``, the image's
+        modality as :func:`~napari_instseg.core.modality.detect_modality` saw it.
+        """
         name = backend or self.card.backend
         be = get_backend(name)
         if name not in self.method.backends:
@@ -55,8 +61,10 @@ class Model:
                 f"use one of {list(self.method.backends)}"
             )
         base = self.card.backend_config if name == self.card.backend else {}
-        cfg = config_from_dict(be.config_type, base, strict=False)
-        return replace_config(cfg, knobs or {})
+        cfg = replace_config(config_from_dict(be.config_type, base, strict=False), knobs or {})
+        if modality and getattr(cfg, "modality", None) == "auto":
+            cfg = replace_config(cfg, {"modality": modality})
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,8 @@ class Segmentation:
     backend: str
     knobs: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: How the back-end decided (e.g. the modality and route of ``detection_watershed``).
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 def load_model(name_or_path: str) -> Model:
@@ -97,8 +107,15 @@ def predict_image(
     config: PredictConfig = PredictConfig(),
     channel_axis: int | None = None,
 ) -> Job[Prediction | None]:
-    """Normalise ``image`` and run the model's network over it in tiles (a stoppable job)."""
+    """Normalise ``image`` and run the model's network over it in tiles (a stoppable job).
+
+    The prediction's ``info`` also keeps the image's modality (from its raw intensities,
+    which normalisation loses) for back-ends whose knobs depend on it.
+    """
+    from .modality import detect_modality
+
     x = prepare_image(model, image, channel_axis=channel_axis)
+    looks = detect_modality(image, channel_axis=channel_axis)
     t0 = time.perf_counter()
     raw = yield from predict_tiled(
         model.net,
@@ -119,6 +136,8 @@ def predict_image(
             "tile_size": config.tile_size,
             "halo": config.halo,
             "tta": config.tta,
+            "modality": looks.modality,
+            "modality_reason": looks.reason,
         },
     )
 
@@ -133,7 +152,14 @@ def assemble(
 ) -> np.ndarray:
     """Labels from a cached prediction with the chosen back-end and knobs (no network)."""
     intermediate = model.method.decode(prediction.raw, model.config)
-    return assemble_decoded(model, intermediate, backend=backend, knobs=knobs, mask=mask)
+    return assemble_decoded(
+        model,
+        intermediate,
+        backend=backend,
+        knobs=knobs,
+        mask=mask,
+        modality=prediction.info.get("modality", ""),
+    )
 
 
 def assemble_decoded(
@@ -143,11 +169,28 @@ def assemble_decoded(
     backend: str | None = None,
     knobs: dict | None = None,
     mask: np.ndarray | None = None,
+    modality: str = "",
 ) -> np.ndarray:
     """Labels from already-decoded arrays: the one place a back-end runs with a model's knobs."""
     name = backend or model.card.backend
-    cfg = model.backend_config(name, knobs)
+    cfg = model.backend_config(name, knobs, modality=modality)
     return get_backend(name)(intermediate, mask=mask, config=cfg, rng=np.random.default_rng(0))
+
+
+def assembly_report(
+    model: Model,
+    intermediate: dict,
+    *,
+    backend: str | None = None,
+    knobs: dict | None = None,
+    modality: str = "",
+) -> dict:
+    """What the back-end decided for these arrays and knobs ({} for back-ends that just run)."""
+    name = backend or model.card.backend
+    be = get_backend(name)
+    if be.describe is None:
+        return {}
+    return be.describe(intermediate, model.backend_config(name, knobs, modality=modality))
 
 
 def segment_image(
@@ -166,7 +209,9 @@ def segment_image(
         return None
     t1 = time.perf_counter()
     name = backend or model.card.backend
-    labels = assemble(model, prediction, backend=name, knobs=knobs)
+    modality = prediction.info.get("modality", "")
+    intermediate = model.method.decode(prediction.raw, model.config)
+    labels = assemble_decoded(model, intermediate, backend=name, knobs=knobs, modality=modality)
     t2 = time.perf_counter()
     from .configs import config_to_dict
 
@@ -174,6 +219,7 @@ def segment_image(
         labels=labels,
         prediction=prediction,
         backend=name,
-        knobs=config_to_dict(model.backend_config(name, knobs)),
+        knobs=config_to_dict(model.backend_config(name, knobs, modality=modality)),
         seconds={"predict": t1 - t0, "assemble": t2 - t1},
+        report=assembly_report(model, intermediate, backend=name, knobs=knobs, modality=modality),
     )

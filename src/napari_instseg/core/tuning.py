@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .configs import config_to_dict
-from .pipeline import Model, assemble_decoded
+from .pipeline import Model, assemble_decoded, assembly_report
 from .predict import Prediction
 
 
@@ -26,6 +26,7 @@ class TuneResult:
     knobs: dict
     n_objects: int
     seconds: float
+    report: dict = field(default_factory=dict)
 
 
 class Tuner:
@@ -50,12 +51,21 @@ class Tuner:
         self, backend: str, knobs: dict | None = None, *, mask: np.ndarray | None = None
     ) -> TuneResult:
         t0 = time.perf_counter()
+        modality = self.prediction.info.get("modality", "")
         labels = assemble_decoded(
-            self.model, self.intermediate, backend=backend, knobs=knobs, mask=mask
+            self.model,
+            self.intermediate,
+            backend=backend,
+            knobs=knobs,
+            mask=mask,
+            modality=modality,
         )
         seconds = time.perf_counter() - t0
         used = config_to_dict(self.model.backend_config(backend, knobs))
-        return TuneResult(labels, backend, used, int(labels.max()), seconds)
+        report = assembly_report(
+            self.model, self.intermediate, backend=backend, knobs=knobs, modality=modality
+        )
+        return TuneResult(labels, backend, used, int(labels.max()), seconds, report)
 
 
 def cli_command(model_name: str, backend: str, knobs: dict, defaults: dict, *, image="IMAGE.tif"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QCheckBox, QFormLayout, QLineEdit, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from napari_instseg.core.configs import knob_ranges, knob_types
@@ -62,6 +62,11 @@ class KnobForm(QWidget):
             slider.setRange(lo, hi)
             slider.valueChanged.connect(self._emit)
             return slider
+        if meta.get("choices"):
+            combo = QComboBox()
+            combo.addItems([str(c) for c in meta["choices"]])
+            combo.currentTextChanged.connect(self._emit)
+            return combo
         edit = QLineEdit()
         edit.editingFinished.connect(self._emit)
         return edit
@@ -72,6 +77,8 @@ class KnobForm(QWidget):
             editor.setChecked(bool(value))
         elif isinstance(editor, QLineEdit):
             editor.setText(str(value))
+        elif isinstance(editor, QComboBox):
+            editor.setCurrentText(str(value))
         else:
             editor.setValue(value)
 
@@ -86,6 +93,8 @@ class KnobForm(QWidget):
                 out[name] = editor.isChecked()
             elif isinstance(editor, QLineEdit):
                 out[name] = editor.text()
+            elif isinstance(editor, QComboBox):
+                out[name] = editor.currentText()
             else:
                 value = editor.value()
                 out[name] = round(float(value), 6) if tp is float else int(value)

@@ -26,7 +26,7 @@ from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
-from napari_instseg.core.modality import MODALITIES, detect_modality
+from napari_instseg.core.modality import MODALITIES, detect_modality, route_text
 from napari_instseg.core.pipeline import Model, load_model, predict_image
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.tuning import Tuner, TuneResult
@@ -320,6 +320,8 @@ class SegmentWidget(QWidget):
             f"{result.n_objects} objects (prediction {seconds:.1f} s, "
             f"assembly {result.seconds * 1000:.0f} ms)"
         )
+        if result.report.get("route"):
+            text += f"\n{route_text(result.report)}"
         trained_on = tuner.model.card.modality
         if trained_on in MODALITIES and looks.modality != trained_on:
             text += (
@@ -346,6 +348,7 @@ class SegmentWidget(QWidget):
             "source_image": image_name,
             "versions": current_versions(),
             "plane": repr(self._where),
+            "report": result.report,
         }
         if name in self.viewer.layers and isinstance(
             self.viewer.layers[name], napari.layers.Labels
@@ -370,7 +373,9 @@ class SegmentWidget(QWidget):
         data = np.asarray(layer.data)
         data[self._where] = result.labels
         layer.data = data
-        layer.metadata.update({"backend": result.backend, "knobs": result.knobs})
+        layer.metadata.update(
+            {"backend": result.backend, "knobs": result.knobs, "report": result.report}
+        )
 
     def _write_intermediate(
         self, tuner: Tuner, image_name: str, shape: tuple, plane: tuple

@@ -21,6 +21,7 @@ from .clustering import (
     cluster_hdbscan,
     cluster_meanshift,
 )
+from .detection import DetectionWatershedConfig, choose_route, segment_detection_watershed
 from .flows import FlowDynamicsConfig, segment_flow_dynamics
 from .mutex import MutexWatershedConfig, segment_mutex_watershed
 from .seeds import SeedsConfig, cluster_seeds
@@ -29,13 +30,18 @@ from .watershed import ComponentsConfig, WatershedConfig, segment_components, se
 
 @dataclass(frozen=True)
 class Backend:
-    """An assembly back-end: its function, knob dataclass and the arrays it needs."""
+    """An assembly back-end: its function, knob dataclass and the arrays it needs.
+
+    ``describe``, when given, is ``(arrays, config) -> dict``: a short report of the choices
+    the back-end makes on these arrays (e.g. which route it takes), for display.
+    """
 
     name: str
     fn: Callable[..., np.ndarray]
     config_type: type
     requires: tuple[str, ...]
     description: str
+    describe: Callable[..., dict] | None = None
 
     def default_config(self):
         return self.config_type()
@@ -111,6 +117,15 @@ _BACKENDS: dict[str, Backend] = {
             ("flow", "distance"),
             "Omnipose flow dynamics: foreground pixels follow the flows; end-point clouds "
             "are objects",
+        ),
+        Backend(
+            "detection_watershed",
+            segment_detection_watershed,
+            DetectionWatershedConfig,
+            ("foreground", "height", "boxes", "box_scores"),
+            "All-Cell Segmenter: detected boxes seed a watershed on the predicted height; "
+            "phase contrast may fall back on the flows branch (2D)",
+            describe=choose_route,
         ),
     )
 }

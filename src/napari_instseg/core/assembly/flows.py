@@ -424,6 +424,18 @@ def fill_small_holes(labels: np.ndarray, max_size: int) -> np.ndarray:
 # the back-end
 
 
+def decode_flows(raw: Mapping[str, np.ndarray], flow_scale: float) -> dict[str, np.ndarray]:
+    """A flows branch's raw heads (``flow``, ``distance``, ``boundary`` logit) to the arrays
+    this back-end reads; ``foreground`` is the sigmoid of the distance, a display map."""
+    distance = np.asarray(raw["distance"], np.float32)[0]
+    return {
+        "flow": np.asarray(raw["flow"], np.float32) / flow_scale,
+        "distance": distance,
+        "boundary": 0.5 * (1.0 + np.tanh(0.5 * np.asarray(raw["boundary"], np.float32)[0])),
+        "foreground": 0.5 * (1.0 + np.tanh(0.5 * distance)),
+    }
+
+
 def segment_flow_dynamics(
     arrays: Mapping[str, np.ndarray],
     *,

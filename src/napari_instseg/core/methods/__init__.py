@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from . import affinity, embedseg, flows, spoco, threeclass
+from . import affinity, allcell, embedseg, flows, spoco, threeclass
 from .base import Intermediate, Method, Raw
 
 _METHODS: dict[str, Method] = {
     m.name: m
-    for m in (threeclass.METHOD, embedseg.METHOD, spoco.METHOD, affinity.METHOD, flows.METHOD)
+    for m in (
+        threeclass.METHOD,
+        embedseg.METHOD,
+        spoco.METHOD,
+        affinity.METHOD,
+        flows.METHOD,
+        allcell.METHOD,
+    )
 }
 
 

@@ -48,6 +48,11 @@ class Method:
     sparse_labels : bool
         Its loss uses only the known pixels, so it can learn (and be fine-tuned) from a few
         annotated objects with the rest of the image left unlabelled.
+    ndims : tuple of int
+        Spatial dimensionalities the method supports.
+    fit_config : callable(cfg, label images) -> cfg, optional
+        Fills in what a config derives from the training data (e.g. anchor sizes) before the
+        network is built for training from scratch.
     """
 
     name: str
@@ -62,6 +67,8 @@ class Method:
     description: str
     head_kinds: dict[str, str] = field(default_factory=dict)
     sparse_labels: bool = False
+    ndims: tuple[int, ...] = (2, 3)
+    fit_config: Callable[[Any, list], Any] | None = None
 
     @property
     def supports_tta(self) -> bool:

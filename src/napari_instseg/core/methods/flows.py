@@ -37,10 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..flow_fields import labels_to_fields
-from ..losses import masked_mean
+from ..assembly.flows import decode_flows
+from ..losses.flows import FlowTerms, flow_loss, flow_targets
 from ..nets import UNetConfig, build_unet
 from .base import Method
 
@@ -68,59 +67,27 @@ def build_net(cfg: FlowsConfig) -> torch.nn.Module:
     return build_unet(UNetConfig(cfg.ndim, cfg.in_channels, cfg.depth, cfg.width, heads(cfg)))
 
 
-def make_targets(labels: np.ndarray, known: np.ndarray, cfg: FlowsConfig) -> dict:
-    """Scaled flows, distance (background negative), boundary, object mask, known mask.
+def _terms(cfg: FlowsConfig) -> FlowTerms:
+    return FlowTerms(
+        cfg.flow_scale, cfg.distance_background, cfg.w_flow, cfg.w_distance, cfg.w_boundary
+    )
 
-    The fields are computed from ``labels`` as given; ``known`` only says where they are
-    supervised. An object that fills the whole crop has no boundary, hence no distance or
-    flow: its pixels are treated as unknown.
-    """
-    labels = np.asarray(labels)
-    fields = labels_to_fields(labels)
-    inside = labels > 0
-    distance = np.where(inside, fields.distance, np.float32(cfg.distance_background))
-    return {
-        "flow": (cfg.flow_scale * fields.flow).astype(np.float32),
-        "distance": distance.astype(np.float32),
-        "boundary": fields.boundary.astype(np.float32),
-        "inside": inside,
-        "known": np.asarray(known, bool) & ~fields.unresolved,
-    }
+
+def make_targets(labels: np.ndarray, known: np.ndarray, cfg: FlowsConfig) -> dict:
+    return flow_targets(labels, known, _terms(cfg))
 
 
 def make_loss(cfg: FlowsConfig):
-    scale2 = cfg.flow_scale**2
+    terms = _terms(cfg)
 
     def loss(outputs: dict, targets: dict) -> torch.Tensor:
-        flow, distance, boundary = outputs["flow"], outputs["distance"], outputs["boundary"]
-        known = targets["known"]
-        weight = (1.0 + targets["inside"].to(flow.dtype)) / 2.0
-        flow_err = ((flow - targets["flow"]) ** 2).mean(dim=1) / scale2
-        dist_err = (distance[:, 0] - targets["distance"]) ** 2 / scale2
-        bce = F.binary_cross_entropy_with_logits(
-            boundary[:, 0], targets["boundary"], reduction="none"
-        )
-        return (
-            cfg.w_flow * masked_mean(weight * flow_err, known)
-            + cfg.w_distance * masked_mean(weight * dist_err, known)
-            + cfg.w_boundary * masked_mean(bce, known)
-        )
+        return flow_loss(outputs, targets, terms)
 
     return loss
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def decode(raw, cfg: FlowsConfig) -> dict[str, np.ndarray]:
-    distance = np.asarray(raw["distance"], np.float32)[0]
-    return {
-        "flow": np.asarray(raw["flow"], np.float32) / cfg.flow_scale,
-        "distance": distance,
-        "boundary": _sigmoid(np.asarray(raw["boundary"], np.float32)[0]),
-        "foreground": _sigmoid(distance),
-    }
+    return decode_flows(raw, cfg.flow_scale)
 
 
 METHOD = Method(
