@@ -6,7 +6,9 @@ removed) and SBD, with the post-processing knobs from the card.
 
     python benchmarks/accuracy.py [--data-root ../shared/data] [--models NAME ...] [--cross]
 
-``--cross`` also scores every model on the other datasets' test splits.
+``--cross`` also scores every model on the other datasets' test splits. A model trained on
+several datasets (``data`` "a+b" on its card) is scored on each. For a back-end that routes
+(``detection_watershed``) the last column counts the routes its images took.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 
 from napari_instseg.core.data import load_folder, normalise_percentile
 from napari_instseg.core.evaluation import predict_samples, score_predictions
 from napari_instseg.core.jobs import run
-from napari_instseg.core.pipeline import load_model
+from napari_instseg.core.pipeline import assembly_report, load_model
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.zoo import list_models, zoo_dir
 
@@ -41,15 +44,15 @@ def main() -> None:
     header = (
         f"{'model':24} {'data':16} {'n':>3} "
         + " ".join(f"AP@{t:.1f}" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
-        + "  mAP(.5:.95)  F1@0.5  F1chal    SBD   sec"
+        + "  mAP(.5:.95)  F1@0.5  F1chal    SBD   sec  routes"
     )
     print(header)
     print("-" * len(header))
     for card in cards:
         model = load_model(card.name)
         norm = card.normalisation
-        own = card.training.get("data", "")
-        datasets = [own] + [d for d in DATASETS if d != own] if args.cross else [own]
+        own = card.training.get("data", "").split("+")
+        datasets = own + [d for d in DATASETS if d not in own] if args.cross else own
         for data in datasets:
             folder = Path(args.data_root) / data
             if not folder.is_dir():
@@ -64,10 +67,19 @@ def main() -> None:
             preds = run(predict_samples(model, samples, config=PredictConfig(tile_size=512)))
             _, s = score_predictions(model, samples, preds)
             aps = " ".join(f"{s[f'ap@{t:.2f}']:6.3f}" for t in (0.5, 0.6, 0.7, 0.8, 0.9))
+            routes = Counter(
+                assembly_report(
+                    model,
+                    model.method.decode(p.raw, model.config),
+                    modality=p.info.get("modality", ""),
+                ).get("route", "")
+                for p in preds
+            )
+            route_text = " ".join(f"{k} {v}" for k, v in sorted(routes.items()) if k)
             print(
                 f"{card.name:24} {data:16} {len(samples):3d} {aps}  {s['map@0.50:0.95']:11.3f}"
                 f"  {s['f1@0.50']:6.3f}  {s['f1_challenge']:6.3f}  {s['sbd']:6.3f}"
-                f" {time.perf_counter() - t0:5.0f}"
+                f" {time.perf_counter() - t0:5.0f}  {route_text}"
             )
 
 

@@ -88,15 +88,15 @@ def main() -> None:
     tests = [load_folder(d, split="test", normalise=normalise) for d in folders]
     val_preds = [run(predict_samples(model, v, config=pconf)) for v in vals]
     test_preds = [run(predict_samples(model, t, config=pconf)) for t in tests]
-    # Each folder weighs the same in the tuning: the smaller ones' images are repeated.
-    most = max(len(v) for v in vals)
-    val = [s for v in vals for s in v * (most // len(v))]
-    val_pred = [p for v, ps in zip(vals, val_preds, strict=True) for p in ps * (most // len(v))]
+    val = [s for v in vals for s in v]
+    val_pred = [p for ps in val_preds for p in ps]
+    groups = [d.name for d, v in zip(folders, vals, strict=True) for _ in v]
     grid = parse_grid(args.grid)
     be = model.backend_config()
     types = {k: type(getattr(be, k)) for k in grid}
     grid = {k: [types[k](v) for v in vs] for k, vs in grid.items()}
-    knobs, val_score, trials = tune_knobs(model, val, val_pred, grid)
+    # Each folder weighs the same in the tuning, whatever its number of images.
+    knobs, val_score, trials = tune_knobs(model, val, val_pred, grid, groups=groups)
     print(f"tuned on val ({sum(map(len, vals))} images): {knobs} -> AP@0.5 {val_score:.4f}")
     _, val_summary = score_predictions(model, val, val_pred, knobs=knobs)
     test_by_data, untuned_by_data = {}, {}

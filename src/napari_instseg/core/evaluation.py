@@ -10,6 +10,8 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from .data.datasets import Sample
 from .jobs import Job, Progress, run, stop_requested
 from .metrics import evaluate_pair, summarise
@@ -82,8 +84,12 @@ def tune_knobs(
     *,
     backend: str | None = None,
     objective: str = "ap@0.50",
+    groups: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], float, list[tuple[dict[str, Any], float]]]:
     """Exhaustive search of ``grid`` for the knobs maximising the mean ``objective``.
+
+    With ``groups`` (one name per sample, e.g. its dataset) the score is the mean over groups
+    of each group's mean, so a small dataset weighs as much as a large one.
 
     Returns
     -------
@@ -92,11 +98,16 @@ def tune_knobs(
     names = list(grid)
     tuners = [Tuner(model, p) for p in predictions]  # decode once for every trial
     thresholds = (0.5,) if objective == "ap@0.50" else AP_THRESHOLDS
+    groups = list(groups) if groups is not None else ["all"] * len(samples)
     trials = []
     for values in itertools.product(*(grid[n] for n in names)):
         knobs = dict(zip(names, values, strict=True))
-        _, summary = _score(tuners, samples, backend, knobs, thresholds)
-        trials.append((knobs, float(summary[objective])))
+        scores: dict[str, list[float]] = {}
+        for s, tuner, group in zip(samples, tuners, groups, strict=True):
+            labels = tuner.assemble(backend or model.card.backend, dict(knobs)).labels
+            row = evaluate_pair(s.labels, labels, thresholds=tuple(thresholds))
+            scores.setdefault(group, []).append(float(row[objective]))
+        trials.append((knobs, float(np.mean([np.mean(v) for v in scores.values()]))))
     best_knobs, best_score = max(trials, key=lambda t: t[1])
     return best_knobs, best_score, trials
 
