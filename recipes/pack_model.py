@@ -107,7 +107,9 @@ def main() -> None:
 
     def mean_over_folders(summaries: dict) -> dict:
         keys = set.intersection(*(set(v) for v in summaries.values()))
-        return {k: sum(v[k] for v in summaries.values()) / len(summaries) for k in keys}
+        out = {k: sum(v[k] for v in summaries.values()) / len(summaries) for k in keys}
+        out["n_images"] = sum(v.get("n_images", 0) for v in summaries.values())
+        return out
 
     test_summary = mean_over_folders(test_by_data)
     untuned = mean_over_folders(untuned_by_data)
