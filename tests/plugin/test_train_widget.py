@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
@@ -55,15 +57,19 @@ def test_short_run_keeps_viewer_responsive_and_publishes_model(setup, qtbot):
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(20)
+    t0 = time.perf_counter()
     train.start()
     assert train.job is not None, train.status.text()
     qtbot.waitUntil(lambda: train.result is not None, timeout=120_000)
+    elapsed = time.perf_counter() - t0
     timer.stop()
     result = train.result
     assert result.model_path is not None, train.status.text()
     assert not result.run.stopped and result.run.iterations_done == 10
-    # The event loop kept turning while the worker trained (one tick per 20 ms if free).
-    assert len(ticks) >= 10
+    # The event loop kept turning while the worker trained: one tick per 20 ms if free; a
+    # blocked loop would give about one. A fast run has few ticks to give, so the bar is a
+    # quarter of what the run's length allows, and at least 3.
+    assert len(ticks) >= max(3, 0.25 * elapsed / 0.02), (len(ticks), elapsed)
     assert len(train.plot.loss) == 2 and train.plot.ap  # loss at 5, 10; held-out AP
     assert "nuclei [fine-tune preview]" in viewer.layers
     assert viewer.layers["nuclei [fine-tune preview]"].data.shape == (96, 96)
