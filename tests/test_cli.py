@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -560,3 +561,11 @@ def test_segment_notes_an_image_of_another_modality(tmp_path, capsys):
         capsys, "segment", path, "--model", "embedseg-cells", "--output", tmp_path / "o2"
     )
     assert rc == 0 and "note:" not in err  # a phase-contrast model: nothing to note
+
+
+def test_models_lists_each_dataset_of_a_multi_dataset_model(capsys):
+    rc, out, _ = run(capsys, "models")
+    assert rc == 0
+    line = next(ln for ln in out.splitlines() if ln.startswith("allcell "))
+    assert "any" in line and "dsb2018_fluo+usiigaci_phase" in line
+    assert re.search(r"\b0\.\d{3}/0\.\d{3}\b", line)

@@ -81,12 +81,14 @@ def cmd_models(args) -> int:
         return 0
     print(f"{'name':28} {'method':12} {'dims':4} {'modality':14} {'AP@0.5 (test)':>13}  data")
     for card, _ in models:
-        ap = card.metrics.get("test", {}).get("ap@0.50")
-        ap_text = f"{ap:.3f}" if isinstance(ap, int | float) else "-"
+        # A model for several datasets shows each one's AP, in the order of its data.
+        by_data = card.metrics.get("test_by_data") or {"": card.metrics.get("test", {})}
+        aps = [m.get("ap@0.50") for m in by_data.values()]
+        ap_text = "/".join(f"{ap:.3f}" if isinstance(ap, int | float) else "-" for ap in aps)
         data = card.training.get("data", "")
         print(
-            f"{card.name:28} {card.method:12} {card.ndim}D   {card.modality:14} {ap_text:>13}  "
-            f"{data}"
+            f"{card.name:28} {card.method:12} {card.ndim}D   {card.modality or 'any':14} "
+            f"{ap_text:>13}  {data}"
         )
     return 0
 

@@ -298,3 +298,17 @@ def test_allcell_reports_its_route_and_a_choice_knob_changes_it(
     route.setCurrentText("flows")
     qtbot.waitUntil(lambda: layer.metadata["report"]["route"] == "flows", timeout=10000)
     assert layer.metadata["knobs"]["route"] == "flows"
+
+
+def test_the_picker_shows_each_dataset_of_a_multi_dataset_model():
+    from napari_instseg.core.zoo import find_model
+    from napari_instseg.plugin.segment_widget import describe_card
+
+    card, _ = find_model("allcell")
+    text = describe_card(card)
+    by_data = card.metrics["test_by_data"]
+    for name in ("dsb2018_fluo", "usiigaci_phase"):
+        assert f"{by_data[name]['ap@0.50']:.3f} ({name})" in text
+    assert "modality: any" in text
+    card, _ = find_model("embedseg-cells")
+    assert f"test AP@0.5: {card.metrics['test']['ap@0.50']:.3f}" in describe_card(card)

@@ -57,9 +57,14 @@ def current_indices(viewer, layer) -> dict[int, int]:
 
 def describe_card(card) -> str:
     """A short human summary of a model card for the picker."""
-    test = card.metrics.get("test", {})
-    ap = test.get("ap@0.50")
-    ap_text = f"{ap:.3f}" if isinstance(ap, int | float) else "not measured"
+    by_data = card.metrics.get("test_by_data")
+    if by_data:  # one model for several datasets: each one's AP
+        ap_text = ", ".join(
+            f"{m['ap@0.50']:.3f} ({name})" for name, m in by_data.items() if "ap@0.50" in m
+        )
+    else:
+        ap = card.metrics.get("test", {}).get("ap@0.50")
+        ap_text = f"{ap:.3f}" if isinstance(ap, int | float) else "not measured"
     size = f"{card.object_size:.0f} px" if card.object_size else "unknown"
     data = card.training.get("data", "?")
     parent = f"<br>fine-tuned from <b>{card.parent}</b>" if card.parent else ""
