@@ -88,22 +88,16 @@ def main() -> None:
     tests = [load_folder(d, split="test", normalise=normalise) for d in folders]
     val_preds = [run(predict_samples(model, v, config=pconf)) for v in vals]
     test_preds = [run(predict_samples(model, t, config=pconf)) for t in tests]
-    val = [s for v in vals for s in v]
-    val_pred = [p for ps in val_preds for p in ps]
     groups = [d.name for d, v in zip(folders, vals, strict=True) for _ in v]
     grid = parse_grid(args.grid)
     be = model.backend_config()
     types = {k: type(getattr(be, k)) for k in grid}
     grid = {k: [types[k](v) for v in vs] for k, vs in grid.items()}
     # Each folder weighs the same in the tuning, whatever its number of images.
-    knobs, val_score, trials = tune_knobs(model, val, val_pred, grid, groups=groups)
+    knobs, val_score, trials = tune_knobs(
+        model, sum(vals, []), sum(val_preds, []), grid, groups=groups
+    )
     print(f"tuned on val ({sum(map(len, vals))} images): {knobs} -> AP@0.5 {val_score:.4f}")
-    _, val_summary = score_predictions(model, val, val_pred, knobs=knobs)
-    test_by_data, untuned_by_data = {}, {}
-    for d, t, tp in zip(folders, tests, test_preds, strict=True):
-        _, untuned_by_data[d.name] = score_predictions(model, t, tp)
-        _, test_by_data[d.name] = score_predictions(model, t, tp, knobs=knobs)
-        print(f"test {d.name} ({len(t)} images): AP@0.5 {test_by_data[d.name]['ap@0.50']:.4f}")
 
     def mean_over_folders(summaries: dict) -> dict:
         keys = set.intersection(*(set(v) for v in summaries.values()))
@@ -111,14 +105,24 @@ def main() -> None:
         out["n_images"] = sum(v.get("n_images", 0) for v in summaries.values())
         return out
 
-    test_summary = mean_over_folders(test_by_data)
-    untuned = mean_over_folders(untuned_by_data)
-    test, test_pred = tests[0], test_preds[0]
+    def score(split_samples, split_preds, **kw) -> tuple[dict, dict]:
+        """Each folder's summary and their mean (the plain summary for one folder)."""
+        by_data = {
+            d.name: score_predictions(model, ss, ps, **kw)[1]
+            for d, ss, ps in zip(folders, split_samples, split_preds, strict=True)
+        }
+        return by_data, mean_over_folders(by_data)
+
+    _, val_summary = score(vals, val_preds, knobs=knobs)
+    _, untuned = score(tests, test_preds)
+    test_by_data, test_summary = score(tests, test_preds, knobs=knobs)
+    for name, summary in test_by_data.items():
+        print(f"test {name} ({int(summary['n_images'])} images): AP@0.5 {summary['ap@0.50']:.4f}")
     tuned_cfg = config_to_dict(model.backend_config(knobs=knobs))
     by_backend = {}
     for name in args.compare_backend:
         shared = {k: v for k, v in knobs.items() if k in get_backend(name).knob_names()}
-        _, summary = score_predictions(model, test, test_pred, backend=name, knobs=shared)
+        _, summary = score(tests, test_preds, backend=name, knobs=shared)
         by_backend[name] = {**metrics_for_card(summary), "knobs": shared}
         print(f"test with {name} {shared}: AP@0.5 {summary['ap@0.50']:.4f}")
     training = dict(model.card.training)

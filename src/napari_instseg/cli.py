@@ -82,9 +82,8 @@ def cmd_models(args) -> int:
     print(f"{'name':28} {'method':12} {'dims':4} {'modality':14} {'AP@0.5 (test)':>13}  data")
     for card, _ in models:
         # A model for several datasets shows each one's AP, in the order of its data.
-        by_data = card.metrics.get("test_by_data") or {"": card.metrics.get("test", {})}
-        aps = [m.get("ap@0.50") for m in by_data.values()]
-        ap_text = "/".join(f"{ap:.3f}" if isinstance(ap, int | float) else "-" for ap in aps)
+        aps = card.test_ap50().values()
+        ap_text = "/".join("-" if ap is None else f"{ap:.3f}" for ap in aps)
         data = card.training.get("data", "")
         print(
             f"{card.name:28} {card.method:12} {card.ndim}D   {card.modality or 'any':14} "
@@ -100,7 +99,7 @@ def cmd_segment(args) -> int:
     from .core.checkpoint import CheckpointError
     from .core.configs import parse_assignments
     from .core.data.datasets import read_image
-    from .core.modality import MODALITIES, detect_modality, route_text
+    from .core.modality import mismatch_note, route_text
     from .core.pipeline import load_model, segment_image
     from .core.predict import PredictConfig
 
@@ -157,13 +156,9 @@ def cmd_segment(args) -> int:
                 default=str,
             )
         )
-        looks = detect_modality(image, channel_axis=args.channel_axis)
-        if model.card.modality in MODALITIES and looks.modality != model.card.modality:
-            print(
-                f"note: {path.name} looks like {looks.modality} ({looks.reason}); "
-                f"{model.card.name} was trained on {model.card.modality} images",
-                file=sys.stderr,
-            )
+        note = mismatch_note(result.prediction.info, model.card)
+        if note:
+            print(f"note: {path.name} {note}", file=sys.stderr)
     return 0
 
 
@@ -354,8 +349,10 @@ def cmd_train(args) -> int:
         train_samples = sparse_samples
     cfg = config_from_dict(method.config_type, parse_assignments(args.set))
     if method.fit_config is not None:  # deterministic, so a resumed run gets the same
-        cfg = method.fit_config(cfg, [s.labels for f in per_folder for s in f])
-        print(f"configuration fitted to the training data: {cfg}")
+        fitted = method.fit_config(cfg, [s.labels for f in per_folder for s in f])
+        if fitted != cfg:
+            print(f"configuration fitted to the training data: {fitted}")
+        cfg = fitted
     tconf = TrainConfig(
         iterations=args.iterations or 2000,
         batch_size=args.batch_size or 8,

@@ -60,6 +60,17 @@ class ModelCard:
     def in_channels(self) -> int:
         return int(self.method_config.get("in_channels", 1))
 
+    def test_ap50(self) -> dict[str, float | None]:
+        """Test-split AP@0.5 by dataset (several for a model trained on several; None when
+        not measured)."""
+        by_data = self.metrics.get("test_by_data") or {
+            self.training.get("data", ""): self.metrics.get("test", {})
+        }
+        return {
+            name: (float(m["ap@0.50"]) if isinstance(m.get("ap@0.50"), int | float) else None)
+            for name, m in by_data.items()
+        }
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 

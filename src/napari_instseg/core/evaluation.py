@@ -99,15 +99,16 @@ def tune_knobs(
     tuners = [Tuner(model, p) for p in predictions]  # decode once for every trial
     thresholds = (0.5,) if objective == "ap@0.50" else AP_THRESHOLDS
     groups = list(groups) if groups is not None else ["all"] * len(samples)
+    members = {g: [i for i, h in enumerate(groups) if h == g] for g in dict.fromkeys(groups)}
     trials = []
     for values in itertools.product(*(grid[n] for n in names)):
         knobs = dict(zip(names, values, strict=True))
-        scores: dict[str, list[float]] = {}
-        for s, tuner, group in zip(samples, tuners, groups, strict=True):
-            labels = tuner.assemble(backend or model.card.backend, dict(knobs)).labels
-            row = evaluate_pair(s.labels, labels, thresholds=tuple(thresholds))
-            scores.setdefault(group, []).append(float(row[objective]))
-        trials.append((knobs, float(np.mean([np.mean(v) for v in scores.values()]))))
+        means = []
+        for idx in members.values():
+            group_tuners, group_samples = [tuners[i] for i in idx], [samples[i] for i in idx]
+            _, summary = _score(group_tuners, group_samples, backend, knobs, thresholds)
+            means.append(summary[objective])
+        trials.append((knobs, float(np.mean(means))))
     best_knobs, best_score = max(trials, key=lambda t: t[1])
     return best_knobs, best_score, trials
 

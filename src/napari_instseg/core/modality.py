@@ -115,3 +115,16 @@ def route_text(report: dict) -> str:
     if report.get("reason"):
         text += f" ({report['reason']})"
     return text
+
+
+def mismatch_note(info: dict, card) -> str:
+    """'' when the image (a prediction's ``info``, see
+    :func:`~napari_instseg.core.pipeline.predict_image`) looks like the images ``card``'s model
+    was trained on, or when the model is for any modality; else what differs."""
+    looks, trained_on = info.get("modality", ""), card.modality
+    if trained_on not in MODALITIES or not looks or looks == trained_on:
+        return ""
+    return (
+        f"looks like {looks} ({info.get('modality_reason', '')}); "
+        f"{card.name} was trained on {trained_on} images"
+    )

@@ -26,7 +26,7 @@ from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
-from napari_instseg.core.modality import MODALITIES, detect_modality, route_text
+from napari_instseg.core.modality import mismatch_note, route_text
 from napari_instseg.core.pipeline import Model, load_model, predict_image
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.tuning import Tuner, TuneResult
@@ -57,14 +57,12 @@ def current_indices(viewer, layer) -> dict[int, int]:
 
 def describe_card(card) -> str:
     """A short human summary of a model card for the picker."""
-    by_data = card.metrics.get("test_by_data")
-    if by_data:  # one model for several datasets: each one's AP
-        ap_text = ", ".join(
-            f"{m['ap@0.50']:.3f} ({name})" for name, m in by_data.items() if "ap@0.50" in m
-        )
-    else:
-        ap = card.metrics.get("test", {}).get("ap@0.50")
-        ap_text = f"{ap:.3f}" if isinstance(ap, int | float) else "not measured"
+    aps = card.test_ap50()
+    texts = {name: "not measured" if ap is None else f"{ap:.3f}" for name, ap in aps.items()}
+    if len(texts) == 1:
+        ap_text = next(iter(texts.values()))
+    else:  # one model for several datasets: each one's AP
+        ap_text = ", ".join(f"{text} ({name})" for name, text in texts.items())
     size = f"{card.object_size:.0f} px" if card.object_size else "unknown"
     data = card.training.get("data", "?")
     parent = f"<br>fine-tuned from <b>{card.parent}</b>" if card.parent else ""
@@ -275,8 +273,7 @@ class SegmentWidget(QWidget):
             if prediction is None:
                 return None
             tuner = Tuner(model, prediction)
-            looks = detect_modality(image, channel_axis=0)
-            return tuner, tuner.assemble(model.card.backend), looks
+            return tuner, tuner.assemble(model.card.backend)
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -313,7 +310,7 @@ class SegmentWidget(QWidget):
             self.progress.setValue(0)
             self._say("cancelled; nothing was changed")
             return
-        tuner, result, looks = out
+        tuner, result = out
         self.model = tuner.model
         self._where = where
         self._write_labels(result, image_name, shape)
@@ -327,12 +324,9 @@ class SegmentWidget(QWidget):
         )
         if result.report.get("route"):
             text += f"\n{route_text(result.report)}"
-        trained_on = tuner.model.card.modality
-        if trained_on in MODALITIES and looks.modality != trained_on:
-            text += (
-                f"\nnote: this image looks like {looks.modality} ({looks.reason}); "
-                f"{tuner.model.card.name} was trained on {trained_on} images"
-            )
+        note = mismatch_note(tuner.prediction.info, tuner.model.card)
+        if note:
+            text += f"\nnote: this image {note}"
         self._say(text)
 
     # -- layers (main thread only) ------------------------------------------------------

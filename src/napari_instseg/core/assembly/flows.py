@@ -44,6 +44,7 @@ from typing import Annotated
 import numba
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.special import expit
 
 from ..arrays import LABEL_DTYPE, face_neighbours
 from ..flow_fields import labels_to_fields
@@ -431,8 +432,8 @@ def decode_flows(raw: Mapping[str, np.ndarray], flow_scale: float) -> dict[str, 
     return {
         "flow": np.asarray(raw["flow"], np.float32) / flow_scale,
         "distance": distance,
-        "boundary": 0.5 * (1.0 + np.tanh(0.5 * np.asarray(raw["boundary"], np.float32)[0])),
-        "foreground": 0.5 * (1.0 + np.tanh(0.5 * distance)),
+        "boundary": expit(np.asarray(raw["boundary"], np.float32)[0]),
+        "foreground": expit(distance),
     }
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
+from scipy.special import expit
 from torch import nn
 
 from ..assembly.detection import height_from_labels
@@ -124,7 +125,6 @@ class AllCellNet(nn.Module):
         super().__init__()
         if not cfg.anchors:
             raise ValueError("allcell needs anchors: fit them with fit_anchors(labels) first")
-        self.cfg = cfg
         full_res = tuple(h for h in heads(cfg) if h[0] not in ("objectness", "box"))
         self.body = build_unet(UNetConfig(2, cfg.in_channels, cfg.depth, cfg.width, full_res))
         channels = cfg.width * 2**3
@@ -140,7 +140,7 @@ class AllCellNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         body = self.body
-        skips, level = [], -1
+        skips = []
         for i, enc in enumerate(body.encoders):
             x = enc(x if i == 0 else body.pool(x))
             skips.append(x)
@@ -211,9 +211,8 @@ def fit_anchors(label_images, k: int = 3, *, seed: int = 0, iterations: int = 10
     large objects are clustered by shape rather than by absolute pixel differences; the
     centres are the medians of their members.
     """
-    sizes = np.concatenate(
-        [object_boxes(lab)[:, 2:] - object_boxes(lab)[:, :2] for lab in label_images]
-    )
+    boxes = np.concatenate([object_boxes(lab) for lab in label_images])
+    sizes = boxes[:, 2:] - boxes[:, :2]
     if len(sizes) < k:
         raise ValueError(f"fitting {k} anchors needs at least {k} objects, found {len(sizes)}")
     rng = np.random.default_rng(seed)
@@ -387,10 +386,6 @@ def make_loss(cfg: AllCellConfig):
 # ------------------------------------------------------------------------------------ decode
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
 def decode_boxes(raw, cfg: AllCellConfig) -> tuple[np.ndarray, np.ndarray]:
     """Candidate boxes [y0, x0, y1, x1] and scores, one per anchor per 8 x 8 cell."""
     a = _n_anchors(cfg)
@@ -398,7 +393,7 @@ def decode_boxes(raw, cfg: AllCellConfig) -> tuple[np.ndarray, np.ndarray]:
     box = np.asarray(raw["box"], np.float32)[:, 3::STRIDE, 3::STRIDE]
     gh, gw = obj.shape[1:]
     box = box.reshape(a, 4, gh, gw)
-    score = _sigmoid(obj)
+    score = expit(obj)
     keep = score >= CANDIDATE_FLOOR
     k, iy, ix = np.nonzero(keep)
     cy = box[k, 0, iy, ix] + iy * STRIDE + 3
@@ -411,11 +406,10 @@ def decode_boxes(raw, cfg: AllCellConfig) -> tuple[np.ndarray, np.ndarray]:
 
 def decode(raw, cfg: AllCellConfig) -> dict[str, np.ndarray]:
     boxes, scores = decode_boxes(raw, cfg)
-    out = decode_flows(raw, FlowTerms().flow_scale)
-    out["flows_foreground"] = out.pop("foreground")
+    out = decode_flows(raw, FlowTerms().flow_scale)  # its display "foreground" is replaced
     out.update(
         {
-            "foreground": _sigmoid(np.asarray(raw["foreground"], np.float32)[0]),
+            "foreground": expit(np.asarray(raw["foreground"], np.float32)[0]),
             "height": np.asarray(raw["height"], np.float32)[0],
             "boxes": boxes,
             "box_scores": scores,
