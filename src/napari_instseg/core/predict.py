@@ -32,7 +32,8 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Raw network outputs for one image, by head name, each ``(C, *spatial)`` float32."""
+    """Raw network outputs for one image, by head name, each ``(C, *spatial)`` float32, plus
+    any constants the network hands over for decoding (see :func:`predict_tiled`)."""
 
     raw: dict[str, np.ndarray]
     image_shape: tuple[int, ...]
@@ -204,7 +205,10 @@ def predict_tiled(
 
     Returns
     -------
-    dict of head name -> ``(C, *spatial)`` float32, or None when stopped.
+    dict of head name -> ``(C, *spatial)`` float32, or None when stopped. A network with a
+    ``raw_constants()`` method adds what it returns: arrays that are not maps but that
+    decoding needs (e.g. the weights of PatchPerPix's patch decoder), so a prediction can
+    be decoded without the network.
     """
     import torch
 
@@ -246,7 +250,11 @@ def predict_tiled(
             if stop_requested(command):
                 return None
     crop = tuple(slice(0, s) for s in spatial)
-    return {
+    raw = {
         name: (value / weight)[(slice(None), *crop)].cpu().numpy().astype(np.float32)
         for name, value in out.items()
     }
+    constants = getattr(net, "raw_constants", None)
+    if constants is not None:
+        raw.update(constants())
+    return raw

@@ -125,8 +125,8 @@ def anchor_term(outputs: dict, reference: dict, known):
     n = unknown.sum().clamp_min(1.0)
     terms = []
     for name, value in outputs.items():
-        if name not in reference:
-            continue
+        if name not in reference or value.shape[2:] != known.shape[1:]:
+            continue  # only maps (a method may also output e.g. its decoder's weights)
         diff = F.smooth_l1_loss(value.float(), reference[name].float(), reduction="none")
         terms.append((diff * unknown).sum() / (n * value.shape[1]))
     return torch.stack(terms).mean() if terms else torch.zeros(())

@@ -24,6 +24,7 @@ from .clustering import (
 from .detection import DetectionWatershedConfig, choose_route, segment_detection_watershed
 from .flows import FlowDynamicsConfig, segment_flow_dynamics
 from .mutex import MutexWatershedConfig, segment_mutex_watershed
+from .patches import PatchConsensusConfig, segment_patch_consensus
 from .seeds import SeedsConfig, cluster_seeds
 from .watershed import ComponentsConfig, WatershedConfig, segment_components, segment_watershed
 
@@ -126,6 +127,14 @@ _BACKENDS: dict[str, Backend] = {
             "All-Cell Segmenter: detected boxes seed a watershed on the predicted height; "
             "phase contrast may fall back on the flows branch (2D)",
             describe=choose_route,
+        ),
+        Backend(
+            "patch_consensus",
+            segment_patch_consensus,
+            PatchConsensusConfig,
+            ("foreground", "patches", "patch_pixels", "patch_shape"),
+            "PatchPerPix: patches vote on pixel pairs; the best-agreeing patches cover the "
+            "foreground and their graph is cut",
         ),
     )
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import affinity, allcell, embedseg, flows, spoco, threeclass
+from . import affinity, allcell, embedseg, flows, patchperpix, spoco, threeclass
 from .base import Intermediate, Method, Raw
 
 _METHODS: dict[str, Method] = {
@@ -14,6 +14,7 @@ _METHODS: dict[str, Method] = {
         affinity.METHOD,
         flows.METHOD,
         allcell.METHOD,
+        patchperpix.METHOD,
     )
 }
 

@@ -1,0 +1,620 @@
+"""Patch consensus: instances from one shape patch per foreground pixel (PatchPerPix).
+
+Mais, Hirsch, Kainmueller, "PatchPerPix for Instance Segmentation", ECCV 2020.
+
+Every foreground pixel ``c`` carries a patch ``A_c``: for each offset ``o`` inside a window of
+``p**d`` pixels, the probability that ``c + o`` is in ``c``'s object. With ``TH`` the
+``patch_threshold``, the steps are the paper's:
+
+1. **Consensus.** Each patch votes on pixel pairs ``(x, y)`` it covers, both foreground. If it
+   holds both above ``TH`` the vote is ``+(A(x) A(y) - TH²) / (1 - TH²)``, counted for each of
+   the two orders of the pair; if it holds one above and the other below ``TH`` it is
+   ``-(A(x) (1 - A(y)) - TH²) / (1 - TH²)``, counted once. The consensus of a pair is the mean
+   of its votes, roughly in [-1, 1].
+2. **Ranking.** A patch scores the mean agreement of its own pairs with the consensus
+   (``+cons`` where it says "same", ``-cons`` where it says "different", with the same counts).
+3. **Foreground cover.** Walking the patches from the best score down, a patch is chosen if
+   its pixels above ``fc_threshold`` cover foreground that no chosen patch covered yet.
+4. **Thin-out** (``thin_cover``): a greedy set cover keeps, among the chosen patches, the one
+   covering most still-uncovered pixels, until everything is covered.
+5. **Patch graph.** Two chosen patches are linked with the mean consensus over the pixel
+   pairs with one end in each (pixels above ``TH``); pairs with both ends in both patches
+   weigh 0.2 (the paper's GPU kernel keeps 20 % of them).
+6. **Partition.** Connected components of the positive links, or (``mws``) the mutex
+   watershed on the patch graph: links by decreasing magnitude, positive ones merge unless a
+   negative one already separates the two groups.
+7. **Fill.** Each foreground pixel takes the object of the chosen patch most confident about
+   it (above ``TH``); objects under ``min_size`` pixels are dropped.
+
+Bounded memory (the reference keeps two dense float32 arrays of ``(2p)**d`` values per pixel:
+9.7 GB each for a 696x520 image with 41x41 patches): votes are taken only on pairs of
+foreground pixels at a fixed set of offsets, the powers of two below the patch size (and the
+patch's full extent) along each axis and diagonal direction, 24 offsets for 25x25 patches in
+2D, 52 for 9x9x9 in 3D. The consensus is then ``pixels x offsets`` float32 (96 MB at 1024²),
+and the pairs the ranking and the graph read are a systematic sample of those the paper
+reads. Patches are kept as ``uint8`` rows for the decoded pixels only.
+
+Live tuning: the consensus and the ranking depend on ``patch_threshold`` and
+``fg_threshold`` only; they are cached (keyed by the arrays' identity and those two knobs),
+so a change of ``fc_threshold``, ``thin_cover``, ``mws`` or ``min_size`` re-runs steps 3-7.
+
+The compiled kernels release the GIL; the two voting steps run in parallel over pixels.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
+
+import numba
+import numpy as np
+from numba import prange
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..arrays import LABEL_DTYPE, relabel_consecutive
+from .mutex import _label_roots, _solve, _sort_edges
+
+
+@dataclass(frozen=True)
+class PatchConsensusConfig:
+    """Knobs of :func:`segment_patch_consensus` (the first two re-run the voting)."""
+
+    patch_threshold: Annotated[
+        float,
+        {
+            "min": 0.05,
+            "max": 0.95,
+            "step": 0.05,
+            "tooltip": "patch values above this say 'same object' (re-runs the voting)",
+        },
+    ] = 0.6
+    fg_threshold: Annotated[
+        float,
+        {
+            "min": 0.0,
+            "max": 1.0,
+            "step": 0.01,
+            "tooltip": "foreground probability cut (re-runs the voting)",
+        },
+    ] = 0.5
+    fc_threshold: Annotated[
+        float,
+        {
+            "min": 0.05,
+            "max": 0.95,
+            "step": 0.05,
+            "tooltip": "patch values above this count for the foreground cover",
+        },
+    ] = 0.6
+    thin_cover: Annotated[
+        bool, {"tooltip": "keep only a minimal set of the chosen patches (greedy set cover)"}
+    ] = True
+    mws: Annotated[
+        bool, {"tooltip": "mutex watershed on the patch graph instead of connected components"}
+    ] = True
+    min_size: Annotated[
+        int, {"min": 0, "max": 100000, "tooltip": "objects smaller than this (pixels) are removed"}
+    ] = 15
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+
+def pair_offsets(patch_shape) -> np.ndarray:
+    """``(K, 3)`` ZYX offsets of the voted pixel pairs for a patch of ``patch_shape``.
+
+    One per canonical direction (first non-zero component positive; 4 in 2D, 13 in 3D) and
+    per distance among the powers of two and the patch's largest in-patch distance, as long
+    as the pair fits in the patch.
+    """
+    shape = _shape3(patch_shape)
+    ndim = len(patch_shape)
+    steps = [d for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
+    if ndim == 2:
+        steps = [d for d in steps if d[0] == 0]
+    steps = [d for d in steps if next(v for v in d if v) > 0]
+    reach = max(shape) - 1
+    distances = sorted({2**i for i in range(reach.bit_length()) if 2**i <= reach} | {reach})
+    out = []
+    for d in distances:
+        for step in steps:
+            off = [v * d for v in step]
+            if all(abs(o) <= s - 1 for o, s in zip(off, shape, strict=True)):
+                out.append(off)
+    return np.asarray(out, np.int64).reshape(-1, 3)
+
+
+def _shape3(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    return (1, *shape) if len(shape) == 2 else shape
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels (ZYX; 2D is Z = 1)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _consensus(shape, ext, fg, rowmap, patches, offs, th):  # pragma: no cover - compiled
+    nz, ny, nx = shape
+    ez, ey, ex = ext
+    rz, ry, rx = ez // 2, ey // 2, ex // 2
+    k_count = offs.shape[0]
+    n = nz * ny * nx
+    cons = np.zeros((n, k_count), np.float32)
+    valid = np.zeros((n, k_count), np.bool_)
+    fg_idx = np.flatnonzero(fg)
+    th2 = th * th
+    norm = 1.0 / (1.0 - th2)
+    scale = 1.0 / 255.0
+    for i in prange(fg_idx.size):
+        p = fg_idx[i]
+        pz, py, px = p // (ny * nx), (p // nx) % ny, p % nx
+        for k in range(k_count):
+            qz, qy, qx = pz + offs[k, 0], py + offs[k, 1], px + offs[k, 2]
+            if qz < 0 or qy < 0 or qx < 0 or qz >= nz or qy >= ny or qx >= nx:
+                continue
+            q = (qz * ny + qy) * nx + qx
+            if not fg[q]:
+                continue
+            total = 0.0
+            count = 0.0
+            for cz in range(max(max(pz, qz) - rz, 0), min(min(pz, qz) + rz, nz - 1) + 1):
+                for cy in range(max(max(py, qy) - ry, 0), min(min(py, qy) + ry, ny - 1) + 1):
+                    for cx in range(max(max(px, qx) - rx, 0), min(min(px, qx) + rx, nx - 1) + 1):
+                        c = (cz * ny + cy) * nx + cx
+                        f = rowmap[c]
+                        if f < 0 or not fg[c]:
+                            continue
+                        up = ((pz - cz + rz) * ey + (py - cy + ry)) * ex + (px - cx + rx)
+                        uq = ((qz - cz + rz) * ey + (qy - cy + ry)) * ex + (qx - cx + rx)
+                        ap = patches[f, up] * scale
+                        aq = patches[f, uq] * scale
+                        if ap > th and aq > th:
+                            total += 2.0 * (ap * aq - th2) * norm
+                            count += 2.0
+                        elif ap > th and aq < th:
+                            total -= (ap * (1.0 - aq) - th2) * norm
+                            count += 1.0
+                        elif aq > th and ap < th:
+                            total -= (aq * (1.0 - ap) - th2) * norm
+                            count += 1.0
+            if count > 0:
+                cons[p, k] = total / count
+                valid[p, k] = True
+    return cons, valid
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _rank(shape, ext, fg, pixels, patches, offs, cons, valid, th):  # pragma: no cover
+    nz, ny, nx = shape
+    ez, ey, ex = ext
+    rz, ry, rx = ez // 2, ey // 2, ex // 2
+    k_count = offs.shape[0]
+    scores = np.full(pixels.size, -np.inf, np.float32)
+    scale = 1.0 / 255.0
+    for f in prange(pixels.size):
+        c = pixels[f]
+        if not fg[c]:
+            continue
+        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+        total = 0.0
+        count = 0.0
+        for uz in range(ez):
+            pz = cz + uz - rz
+            if pz < 0 or pz >= nz:
+                continue
+            for uy in range(ey):
+                py = cy + uy - ry
+                if py < 0 or py >= ny:
+                    continue
+                for ux in range(ex):
+                    px = cx + ux - rx
+                    if px < 0 or px >= nx:
+                        continue
+                    p = (pz * ny + py) * nx + px
+                    if not fg[p]:
+                        continue
+                    ap = patches[f, (uz * ey + uy) * ex + ux] * scale
+                    for k in range(k_count):
+                        vz, vy, vx = uz + offs[k, 0], uy + offs[k, 1], ux + offs[k, 2]
+                        if vz < 0 or vy < 0 or vx < 0 or vz >= ez or vy >= ey or vx >= ex:
+                            continue
+                        if not valid[p, k]:
+                            continue
+                        aq = patches[f, (vz * ey + vy) * ex + vx] * scale
+                        if ap > th and aq > th:
+                            total += 2.0 * cons[p, k]
+                            count += 2.0
+                        elif (ap > th and aq < th) or (aq > th and ap < th):
+                            total -= cons[p, k]
+                            count += 1.0
+        if count > 0:
+            scores[f] = total / count
+        else:
+            scores[f] = -1.0
+    return scores
+
+
+@numba.njit(cache=True, nogil=True)
+def _cover(shape, ext, fg, pixels, patches, order, level):  # pragma: no cover - compiled
+    """Rows chosen by the ranked walk: each covers some foreground not covered before."""
+    nz, ny, nx = shape
+    ez, ey, ex = ext
+    rz, ry, rx = ez // 2, ey // 2, ex // 2
+    covered = np.zeros(fg.size, np.bool_)
+    chosen = np.empty(order.size, np.int64)
+    n_chosen = 0
+    for f in order:
+        c = pixels[f]
+        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+        new = 0
+        for uz in range(ez):
+            pz = cz + uz - rz
+            if pz < 0 or pz >= nz:
+                continue
+            for uy in range(ey):
+                py = cy + uy - ry
+                if py < 0 or py >= ny:
+                    continue
+                for ux in range(ex):
+                    px = cx + ux - rx
+                    if px < 0 or px >= nx:
+                        continue
+                    p = (pz * ny + py) * nx + px
+                    if fg[p] and not covered[p] and patches[f, (uz * ey + uy) * ex + ux] > level:
+                        covered[p] = True
+                        new += 1
+        if new > 0:
+            chosen[n_chosen] = f
+            n_chosen += 1
+    return chosen[:n_chosen]
+
+
+@numba.njit(cache=True, nogil=True)
+def _members(shape, ext, fg, pixels, patches, rows, level):  # pragma: no cover - compiled
+    """For each of ``rows``, the foreground pixels where its patch is above ``level`` (CSR)."""
+    nz, ny, nx = shape
+    ez, ey, ex = ext
+    rz, ry, rx = ez // 2, ey // 2, ex // 2
+    starts = np.zeros(rows.size + 1, np.int64)
+    out = np.empty(rows.size * ez * ey * ex, np.int64)
+    m = 0
+    for i in range(rows.size):
+        f = rows[i]
+        c = pixels[f]
+        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+        for uz in range(ez):
+            pz = cz + uz - rz
+            if pz < 0 or pz >= nz:
+                continue
+            for uy in range(ey):
+                py = cy + uy - ry
+                if py < 0 or py >= ny:
+                    continue
+                for ux in range(ex):
+                    px = cx + ux - rx
+                    if px < 0 or px >= nx:
+                        continue
+                    p = (pz * ny + py) * nx + px
+                    if fg[p] and patches[f, (uz * ey + uy) * ex + ux] > level:
+                        out[m] = p
+                        m += 1
+        starts[i + 1] = m
+    return starts, out[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _invert(starts, members, n_pixels):  # pragma: no cover - compiled
+    """Pixel -> the patches (indices into the CSR rows) that hold it, as CSR."""
+    counts = np.zeros(n_pixels + 1, np.int64)
+    for j in range(members.size):
+        counts[members[j] + 1] += 1
+    ptr = np.cumsum(counts)
+    fill = ptr[:-1].copy()
+    who = np.empty(members.size, np.int64)
+    for a in range(starts.size - 1):
+        for j in range(starts[a], starts[a + 1]):
+            p = members[j]
+            who[fill[p]] = a
+            fill[p] += 1
+    return ptr, who
+
+
+@numba.njit(cache=True, nogil=True)
+def _listed(ptr, who, p, a):  # pragma: no cover - compiled
+    for t in range(ptr[p], ptr[p + 1]):
+        if who[t] == a:
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _graph(shape, fg, rows, starts, members, ptr, who, offs, cons, valid):  # pragma: no cover
+    """Edges (a, b, sum, weight) between the patches of ``rows`` from the consensus."""
+    nz, ny, nx = shape
+    k_count = offs.shape[0]
+    s = rows.size
+    acc = np.zeros(s, np.float64)
+    accn = np.zeros(s, np.float64)
+    touched = np.empty(s, np.int64)
+    cap = 1024
+    ea = np.empty(cap, np.int64)
+    eb = np.empty(cap, np.int64)
+    es = np.empty(cap, np.float64)
+    en = np.empty(cap, np.float64)
+    n_edges = 0
+    for a in range(s):
+        n_touched = 0
+        for j in range(starts[a], starts[a + 1]):
+            p = members[j]
+            pz, py, px = p // (ny * nx), (p // nx) % ny, p % nx
+            for k in range(k_count):
+                for sign in (1, -1):
+                    qz = pz + sign * offs[k, 0]
+                    qy = py + sign * offs[k, 1]
+                    qx = px + sign * offs[k, 2]
+                    if qz < 0 or qy < 0 or qx < 0 or qz >= nz or qy >= ny or qx >= nx:
+                        continue
+                    q = (qz * ny + qy) * nx + qx
+                    if not fg[q]:
+                        continue
+                    slot = p if sign == 1 else q
+                    if not valid[slot, k]:
+                        continue
+                    value = cons[slot, k]
+                    q_in_a = _listed(ptr, who, q, a)
+                    for t in range(ptr[q], ptr[q + 1]):
+                        b = who[t]
+                        if b == a:
+                            continue
+                        # a pair inside both patches counts a fifth
+                        w = 0.2 if q_in_a and _listed(ptr, who, p, b) else 1.0
+                        if accn[b] == 0.0:
+                            touched[n_touched] = b
+                            n_touched += 1
+                        acc[b] += w * value
+                        accn[b] += w
+        for t in range(n_touched):
+            b = touched[t]
+            if n_edges == cap:
+                cap *= 2
+                ea2 = np.empty(cap, np.int64)
+                eb2 = np.empty(cap, np.int64)
+                es2 = np.empty(cap, np.float64)
+                en2 = np.empty(cap, np.float64)
+                ea2[:n_edges] = ea[:n_edges]
+                eb2[:n_edges] = eb[:n_edges]
+                es2[:n_edges] = es[:n_edges]
+                en2[:n_edges] = en[:n_edges]
+                ea, eb, es, en = ea2, eb2, es2, en2
+            ea[n_edges] = min(a, b)
+            eb[n_edges] = max(a, b)
+            es[n_edges] = acc[b]
+            en[n_edges] = accn[b]
+            n_edges += 1
+            acc[b] = 0.0
+            accn[b] = 0.0
+    return ea[:n_edges], eb[:n_edges], es[:n_edges], en[:n_edges]
+
+
+@numba.njit(cache=True, nogil=True)
+def _fill(n_pixels, pixels, patches, rows, starts, members, shape, ext, component):  # noqa: E501  # pragma: no cover
+    """Each member pixel takes the component of the patch most confident about it."""
+    best = np.zeros(n_pixels, np.int16)
+    labels = np.zeros(n_pixels, np.int64)
+    nz, ny, nx = shape
+    ez, ey, ex = ext
+    for a in range(rows.size):
+        f = rows[a]
+        c = pixels[f]
+        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+        for j in range(starts[a], starts[a + 1]):
+            p = members[j]
+            u = (
+                ((p // (ny * nx) - cz + ez // 2) * ey + ((p // nx) % ny - cy + ey // 2)) * ex
+                + (p % nx - cx + ex // 2)
+            )
+            value = np.int16(patches[f, u])
+            if value > best[p]:
+                best[p] = value
+                labels[p] = component[a]
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+@dataclass
+class Voting:
+    """The expensive, cached part: foreground, consensus and patch scores."""
+
+    fg: np.ndarray  # bool, flat
+    rowmap: np.ndarray
+    offsets: np.ndarray
+    consensus: np.ndarray
+    valid: np.ndarray
+    scores: np.ndarray
+    seconds: dict
+
+
+_CACHE: dict[tuple, tuple[weakref.ref, Voting]] = {}
+_CACHE_SIZE = 2
+
+
+def _vote(arrays, mask, patch_threshold: float, fg_threshold: float) -> Voting:
+    patches = arrays["patches"]
+    key = (
+        id(patches),
+        id(arrays["foreground"]),
+        round(float(patch_threshold), 6),
+        round(float(fg_threshold), 6),
+        None if mask is None else hash(np.ascontiguousarray(mask, bool).tobytes()),
+    )
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is patches:
+        return hit[1]
+    voting = _vote_now(arrays, mask, patch_threshold, fg_threshold)
+    while len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (weakref.ref(patches), voting)
+    return voting
+
+
+def _vote_now(arrays, mask, patch_threshold, fg_threshold) -> Voting:
+    t0 = time.perf_counter()
+    prob = np.asarray(arrays["foreground"], np.float32)
+    shape = _shape3(prob.shape)
+    ext = _shape3(arrays["patch_shape"])
+    pixels = np.asarray(arrays["patch_pixels"], np.int64)
+    patches = np.ascontiguousarray(arrays["patches"], np.uint8)
+    n = prob.size
+    rowmap = np.full(n, -1, np.int64)
+    rowmap[pixels] = np.arange(pixels.size)
+    fg = (prob.ravel() > fg_threshold) & (rowmap >= 0)
+    if mask is not None:
+        fg &= np.asarray(mask, bool).ravel()
+    offsets = pair_offsets(tuple(int(v) for v in arrays["patch_shape"]))
+    th = float(patch_threshold)
+    cons, valid = _consensus(shape, ext, fg, rowmap, patches, offsets, th)
+    t1 = time.perf_counter()
+    scores = _rank(shape, ext, fg, pixels, patches, offsets, cons, valid, th)
+    t2 = time.perf_counter()
+    return Voting(fg, rowmap, offsets, cons, valid, scores, {"consensus": t1 - t0, "rank": t2 - t1})
+
+
+@numba.njit(cache=True, nogil=True)
+def _thin_out(starts, members, n_pixels):  # pragma: no cover - compiled
+    """Greedy set cover (lazy): indices of the sets kept, each time the one adding most."""
+    covered = np.zeros(n_pixels, np.bool_)
+    heap = [(-(starts[i + 1] - starts[i]), i) for i in range(starts.size - 1)]
+    heapq.heapify(heap)
+    keep = np.zeros(starts.size - 1, np.bool_)
+    while len(heap) > 0:
+        neg, i = heapq.heappop(heap)
+        gain = 0
+        for j in range(starts[i], starts[i + 1]):
+            if not covered[members[j]]:
+                gain += 1
+        if gain == 0:
+            continue
+        if gain != -neg and len(heap) > 0 and gain < -heap[0][0]:
+            heapq.heappush(heap, (-gain, i))  # stale: its gain shrank, look again later
+            continue
+        keep[i] = True
+        for j in range(starts[i], starts[i + 1]):
+            covered[members[j]] = True
+    return np.flatnonzero(keep)
+
+
+def _partition(n: int, ea, eb, weight, mws: bool) -> np.ndarray:
+    """Component id 1..K of each of ``n`` patches."""
+    if not mws:
+        pos = weight > 0
+        graph = coo_matrix((np.ones(int(pos.sum())), (ea[pos], eb[pos])), shape=(n, n))
+        _, comp = connected_components(graph, directed=False)
+        return comp.astype(np.int64) + 1
+    u, v, rep = ea.astype(np.int64), eb.astype(np.int64), weight <= 0
+    parent = _solve(*_sort_edges(u, v, np.abs(weight).astype(np.float32), rep), n)
+    return _label_roots(parent, np.ones(n, bool)).astype(np.int64)
+
+
+def segment_patch_consensus(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    mask: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+    patch_threshold: float = 0.6,
+    fg_threshold: float = 0.5,
+    fc_threshold: float = 0.6,
+    thin_cover: bool = True,
+    mws: bool = True,
+    min_size: int = 15,
+    timings: dict | None = None,
+) -> np.ndarray:
+    """Instances from per-pixel shape patches by consensus voting (see the module text).
+
+    Parameters
+    ----------
+    arrays : mapping
+        ``foreground`` (probability, spatial shape), ``patches`` (F x P uint8, probability x
+        255), ``patch_pixels`` (F linear indices, raster order) and ``patch_shape`` (ndim).
+    mask : ndarray of bool, optional
+        Only pixels inside it are segmented.
+    rng : unused
+        The result is deterministic.
+    timings : dict, optional
+        Filled with seconds per step (and whether the voting came from the cache).
+
+    Returns
+    -------
+    labels : ndarray of uint32, ids 1..N.
+    """
+    del rng
+    prob = np.asarray(arrays["foreground"])
+    if np.asarray(arrays["patch_shape"]).size != prob.ndim:
+        raise ValueError(
+            f"patches of {np.asarray(arrays['patch_shape']).size}D for a {prob.ndim}D image"
+        )
+    if not 0.0 < patch_threshold < 1.0:
+        raise ValueError(f"patch_threshold must be in (0, 1), got {patch_threshold}")
+    t0 = time.perf_counter()
+    cached = any(v[0]() is arrays["patches"] for v in _CACHE.values())
+    voting = _vote(arrays, mask, patch_threshold, fg_threshold)
+    t1 = time.perf_counter()
+    shape = _shape3(prob.shape)
+    ext = _shape3(arrays["patch_shape"])
+    pixels = np.asarray(arrays["patch_pixels"], np.int64)
+    patches = np.ascontiguousarray(arrays["patches"], np.uint8)
+    labels = np.zeros(prob.size, np.int64)
+    seconds = {"voting": t1 - t0}
+    candidates = np.flatnonzero(np.isfinite(voting.scores))
+    if candidates.size:
+        order = candidates[np.argsort(-voting.scores[candidates], kind="stable")]
+        fc_level = int(np.floor(fc_threshold * 255.0))
+        chosen = _cover(shape, ext, voting.fg, pixels, patches, order, fc_level)
+        if thin_cover and chosen.size:
+            starts, members = _members(shape, ext, voting.fg, pixels, patches, chosen, fc_level)
+            chosen = chosen[_thin_out(starts, members, prob.size)]
+        t2 = time.perf_counter()
+        th_level = int(np.floor(patch_threshold * 255.0))
+        starts, members = _members(shape, ext, voting.fg, pixels, patches, chosen, th_level)
+        ptr, who = _invert(starts, members, prob.size)
+        ea, eb, es, en = _graph(
+            shape, voting.fg, chosen, starts, members, ptr, who,
+            voting.offsets, voting.consensus, voting.valid,
+        )  # fmt: skip
+        if ea.size:
+            key = ea * chosen.size + eb
+            uniq, inv = np.unique(key, return_inverse=True)
+            total = np.bincount(inv, es)
+            weight = np.bincount(inv, en)
+            ea, eb, w = uniq // chosen.size, uniq % chosen.size, total / weight
+        else:
+            w = np.zeros(0)
+        t3 = time.perf_counter()
+        component = _partition(chosen.size, ea, eb, w, mws)
+        labels = _fill(prob.size, pixels, patches, chosen, starts, members, shape, ext, component)
+        t4 = time.perf_counter()
+        seconds.update(
+            {"cover": t2 - t1, "graph": t3 - t2, "partition_fill": t4 - t3,
+             "patches_chosen": int(chosen.size), "edges": int(ea.size)}
+        )  # fmt: skip
+    labels = labels.reshape(prob.shape)
+    if min_size > 0 and labels.any():
+        sizes = np.bincount(labels.ravel())
+        labels[sizes[labels] < min_size] = 0
+    out = relabel_consecutive(labels).astype(LABEL_DTYPE)
+    if timings is not None:
+        timings.update(seconds)
+        timings["cached_voting"] = cached
+        timings.update({f"voting_{k}": v for k, v in voting.seconds.items()})
+        timings["total"] = time.perf_counter() - t0
+    return out
