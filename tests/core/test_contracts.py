@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 
 from napari_instseg.core.assembly import get_backend, list_backends
 from napari_instseg.core.assembly.detection import height_from_labels
+from napari_instseg.core.assembly.patches import patches_from_labels
 from napari_instseg.core.configs import config_from_dict, knob_types
 from napari_instseg.core.flow_fields import labels_to_fields
 from napari_instseg.core.losses.affinity import offsets_from_shifts, pair_slices
@@ -29,7 +30,10 @@ TWO_D_ONLY = {"detection_watershed"}
 TINY = {"depth": 2, "width": 4, "in_channels": 1}
 #: What a tiny network of a method needs beyond TINY: allcell's detection is at stride 8
 #: (depth 4) and its anchors are fitted to data before a network can be built.
-TINY_EXTRA = {"allcell": {"depth": 4, "anchors": (4.0, 4.0, 8.0, 8.0)}}
+TINY_EXTRA = {
+    "allcell": {"depth": 4, "anchors": (4.0, 4.0, 8.0, 8.0)},
+    "patchperpix": {"patch_size": 5},
+}
 
 
 def tiny_config(method, ndim: int):
@@ -165,6 +169,7 @@ def test_method_decodes_to_arrays_its_backends_accept(name, ndim):
     with torch.no_grad():
         out = net(torch.randn(1, 1, *spatial))
     raw = {k: v[0].numpy() for k, v in out.items()}
+    raw.update(getattr(net, "raw_constants", dict)())  # as tiled prediction does
     intermediate = method.decode(raw, cfg)
     for b in method.backends:
         backend = get_backend(b)
@@ -235,6 +240,17 @@ def _distance(rng, shape):
     return (6.0 * _smooth(rng, shape) - 2.0).astype(np.float32)
 
 
+def _patch_shape(shape):
+    """Small patches (5x5 in 2D, 3x3x3 in 3D) for the patch back-end's random inputs."""
+    return np.asarray((5, 5) if len(shape) == 2 else (3, 3, 3), np.int64)
+
+
+def _patches(rng, shape):
+    """A random patch (uint8 probabilities) at every pixel."""
+    n, p = int(np.prod(shape)), int(np.prod(_patch_shape(shape)))
+    return rng.integers(0, 256, (n, p)).astype(np.uint8)
+
+
 N_BOXES = 6  # fixed, so that the boxes and their scores (made separately) agree
 
 
@@ -271,6 +287,9 @@ ARRAY_MAKERS = {
     "height": lambda rng, shape: 3.0 * _smooth(rng, shape),
     "boxes": _boxes,
     "box_scores": lambda rng, shape: rng.random(N_BOXES).astype(np.float32),
+    "patches": _patches,
+    "patch_pixels": lambda rng, shape: np.arange(int(np.prod(shape)), dtype=np.int64),
+    "patch_shape": lambda rng, shape: _patch_shape(shape),
 }
 
 
@@ -282,7 +301,8 @@ def arrays_from_truth(truth, prob):
     Pixel-embedding back-ends get one point of an 8-D space per object, 4 apart from each other
     and from the background's point. Flow back-ends get the flows and distance the ``flows``
     method is trained on (background distance -5). Detection back-ends get the normalised
-    distance as height and each object's exact box.
+    distance as height and each object's exact box. Patch back-ends get the exact patches
+    of every pixel that may be foreground.
     """
     ndim = truth.ndim
     grid = np.indices(truth.shape, dtype=np.float64)
@@ -313,6 +333,11 @@ def arrays_from_truth(truth, prob):
         "height": height_from_labels(truth),
         "boxes": _boxes_from_truth(truth),
         "box_scores": np.full(int(truth.max()), 0.9, np.float32),
+        "patches": patches_from_labels(
+            truth, _patch_shape(truth.shape), np.flatnonzero(prob >= 0.3)
+        ),
+        "patch_pixels": np.flatnonzero(prob >= 0.3),
+        "patch_shape": _patch_shape(truth.shape),
     }
 
 

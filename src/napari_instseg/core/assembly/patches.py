@@ -15,8 +15,10 @@ Every foreground pixel ``c`` carries a patch ``A_c``: for each offset ``o`` insi
    (``+cons`` where it says "same", ``-cons`` where it says "different", with the same counts).
 3. **Foreground cover.** Walking the patches from the best score down, a patch is chosen if
    its pixels above ``fc_threshold`` cover foreground that no chosen patch covered yet.
-4. **Thin-out** (``thin_cover``): a greedy set cover keeps, among the chosen patches, the one
-   covering most still-uncovered pixels, until everything is covered.
+4. **Thin-out**: a greedy set cover keeps, among the chosen patches, the one covering most
+   still-uncovered pixels, until everything is covered. Always on (the paper's
+   ``skipThinCover`` can skip it): without it a pixel lies in dozens of chosen patches and
+   the patch graph grows with the square of that.
 5. **Patch graph.** Two chosen patches are linked with the mean consensus over the pixel
    pairs with one end in each (pixels above ``TH``); pairs with both ends in both patches
    weigh 0.2 (the paper's GPU kernel keeps 20 % of them).
@@ -36,7 +38,7 @@ reads. Patches are kept as ``uint8`` rows for the decoded pixels only.
 
 Live tuning: the consensus and the ranking depend on ``patch_threshold`` and
 ``fg_threshold`` only; they are cached (keyed by the arrays' identity and those two knobs),
-so a change of ``fc_threshold``, ``thin_cover``, ``mws`` or ``min_size`` re-runs steps 3-7.
+so a change of ``fc_threshold``, ``mws`` or ``min_size`` re-runs steps 3-7 only.
 
 The compiled kernels release the GIL; the two voting steps run in parallel over pixels.
 """
@@ -92,9 +94,6 @@ class PatchConsensusConfig:
             "tooltip": "patch values above this count for the foreground cover",
         },
     ] = 0.6
-    thin_cover: Annotated[
-        bool, {"tooltip": "keep only a minimal set of the chosen patches (greedy set cover)"}
-    ] = True
     mws: Annotated[
         bool, {"tooltip": "mutex watershed on the patch graph instead of connected components"}
     ] = True
@@ -105,6 +104,37 @@ class PatchConsensusConfig:
 
 # ---------------------------------------------------------------------------------------------
 # geometry
+
+
+def patch_offsets(patch_shape) -> np.ndarray:
+    """``(P, ndim)`` offsets of a patch's elements from its centre, in raster order."""
+    grids = np.meshgrid(*[np.arange(s) - s // 2 for s in patch_shape], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
+
+
+def patches_from_labels(labels: np.ndarray, patch_shape, pixels=None) -> np.ndarray:
+    """The exact patches of ``labels`` (uint8, 255 = same object) at ``pixels`` (linear).
+
+    What a perfect network would predict; by default at every object pixel. Elements
+    outside the image are 0.
+    """
+    labels = np.asarray(labels)
+    if pixels is None:
+        pixels = np.flatnonzero(labels.ravel() > 0)
+    offsets = patch_offsets(patch_shape)
+    shape = np.asarray(labels.shape)
+    out = np.zeros((len(pixels), len(offsets)), np.uint8)
+    flat = labels.ravel()
+    for start in range(0, len(pixels), 8192):
+        sel = np.asarray(pixels[start : start + 8192])
+        coords = np.stack(np.unravel_index(sel, labels.shape), axis=1)
+        pos = coords[:, None, :] + offsets[None]
+        inside = np.all((pos >= 0) & (pos < shape), axis=-1)
+        pos = np.clip(pos, 0, shape - 1)
+        ids = labels[tuple(np.moveaxis(pos, -1, 0))]
+        same = inside & (ids == flat[sel][:, None]) & (flat[sel][:, None] > 0)
+        out[start : start + len(sel)] = np.where(same, 255, 0)
+    return out
 
 
 def pair_offsets(patch_shape) -> np.ndarray:
@@ -534,7 +564,6 @@ def segment_patch_consensus(
     patch_threshold: float = 0.6,
     fg_threshold: float = 0.5,
     fc_threshold: float = 0.6,
-    thin_cover: bool = True,
     mws: bool = True,
     min_size: int = 15,
     timings: dict | None = None,
@@ -561,7 +590,7 @@ def segment_patch_consensus(
     prob = np.asarray(arrays["foreground"])
     if np.asarray(arrays["patch_shape"]).size != prob.ndim:
         raise ValueError(
-            f"patches of {np.asarray(arrays['patch_shape']).size}D for a {prob.ndim}D image"
+            f"{np.asarray(arrays['patch_shape']).size}D patches for a {prob.ndim}D image"
         )
     if not 0.0 < patch_threshold < 1.0:
         raise ValueError(f"patch_threshold must be in (0, 1), got {patch_threshold}")
@@ -580,7 +609,7 @@ def segment_patch_consensus(
         order = candidates[np.argsort(-voting.scores[candidates], kind="stable")]
         fc_level = int(np.floor(fc_threshold * 255.0))
         chosen = _cover(shape, ext, voting.fg, pixels, patches, order, fc_level)
-        if thin_cover and chosen.size:
+        if chosen.size:
             starts, members = _members(shape, ext, voting.fg, pixels, patches, chosen, fc_level)
             chosen = chosen[_thin_out(starts, members, prob.size)]
         t2 = time.perf_counter()

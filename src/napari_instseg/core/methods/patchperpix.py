@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..assembly.patches import patch_offsets
 from ..losses import masked_mean
 from ..nets import UNetConfig, build_unet
 from .base import Method
@@ -82,12 +83,6 @@ class PatchPerPixConfig:
     @property
     def patch_len(self) -> int:
         return self.patch_size**self.ndim
-
-
-def patch_offsets(patch_shape) -> np.ndarray:
-    """``(P, ndim)`` offsets of a patch's elements from its centre, in raster order."""
-    grids = np.meshgrid(*[np.arange(s) - s // 2 for s in patch_shape], indexing="ij")
-    return np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
 
 
 def _check(cfg: PatchPerPixConfig) -> None:
