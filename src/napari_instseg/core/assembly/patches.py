@@ -298,7 +298,7 @@ def _cover(shape, ext, fg, pixels, patches, order, level):  # pragma: no cover -
                     if px < 0 or px >= nx:
                         continue
                     p = (pz * ny + py) * nx + px
-                    if fg[p] and not covered[p] and patches[f, (uz * ey + uy) * ex + ux] > level:
+                    if patches[f, (uz * ey + uy) * ex + ux] > level and fg[p] and not covered[p]:
                         covered[p] = True
                         new += 1
         if new > 0:
@@ -333,7 +333,7 @@ def _members(shape, ext, fg, pixels, patches, rows, level):  # pragma: no cover 
                     if px < 0 or px >= nx:
                         continue
                     p = (pz * ny + py) * nx + px
-                    if fg[p] and patches[f, (uz * ey + uy) * ex + ux] > level:
+                    if patches[f, (uz * ey + uy) * ex + ux] > level and fg[p]:
                         out[m] = p
                         m += 1
         starts[i + 1] = m
