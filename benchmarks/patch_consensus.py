@@ -209,7 +209,9 @@ def main() -> None:
             cases += ["patchperpix-nuclei:dsb", "patchperpix-cells:usiigaci"]
         else:
             cases.append(kind)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, noise {args.noise}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, noise {args.noise}"
+    )
     header = (
         "| input | size | F | predict s | full assembly s (voting) | re-assembly s median (max) "
         "| assembly MB | process peak MB | AP@0.5 | objects true/found |"

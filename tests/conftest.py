@@ -98,3 +98,16 @@ def save_tiny_allcell():
         {"depth": 4, "anchors": (8.0, 8.0, 16.0, 16.0)},
         card_fields,
     )
+
+
+@pytest.fixture
+def save_tiny_patchperpix():
+    """Factory: like ``save_tiny_spoco``, for a tiny PatchPerPix model ``patchperpix-tiny``
+    (5x5 patches from an 8-unit code) with the patch consensus back-end."""
+    return lambda directory, **card_fields: _save_tiny(
+        directory,
+        "patchperpix",
+        "patch_consensus",
+        {"patch_size": 5, "code_units": 8, "decoder_hidden": 16},
+        card_fields,
+    )

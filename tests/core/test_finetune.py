@@ -252,3 +252,32 @@ def test_affinity_models_fine_tune_from_sparse_annotations(disks, tmp_path, save
     assert saved.method == "affinity" and saved.parent == "affinity-tiny"
     assert saved.backend == "mutex_watershed" and saved.backend_config == {"min_size": 5}
     assert 0.0 <= result.heldout_after <= 1.0
+
+
+def test_patchperpix_fine_tunes_with_the_anchor_on(disks, tmp_path, save_tiny_patchperpix):
+    """The anchor term compares maps only: PatchPerPix's outputs also carry its decoder's
+    weights, which must not break it."""
+    from napari_instseg.core.checkpoint import load_model, read_card
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.pipeline import Model
+
+    path = save_tiny_patchperpix(tmp_path / "zoo", backend_config={"min_size": 5})
+    model = Model.from_card(*load_model(path))
+    config = FinetuneConfig(
+        iterations=4, batch_size=2, patch_size=32, val_every=2, held_out_fraction=0.4,
+        anchor_weight=1.0,
+    )  # fmt: skip
+    result = run(
+        finetune(
+            model,
+            [_annotated(disks, 0)],
+            name="ppp",
+            run_dir=tmp_path / "run",
+            models_dir=tmp_path / "models",
+            config=config,
+        )
+    )
+    saved = read_card(result.model_path)
+    assert saved.method == "patchperpix" and saved.parent == "patchperpix-tiny"
+    assert 0.0 <= result.heldout_after <= 1.0

@@ -300,6 +300,29 @@ def test_allcell_reports_its_route_and_a_choice_knob_changes_it(
     assert layer.metadata["knobs"]["route"] == "flows"
 
 
+def test_patchperpix_re_assembles_live_from_its_cached_voting(
+    make_napari_viewer, qtbot, save_tiny_patchperpix
+):
+    from napari_instseg.core.assembly import patches as patch_consensus
+    from napari_instseg.core.zoo import user_model_dir
+
+    save_tiny_patchperpix(user_model_dir())
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    viewer.add_image(image[:64, :64], name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText("patchperpix-tiny")
+    widget.image_box.setCurrentText("nuclei")
+    run_and_wait(widget, qtbot)
+    layer = widget.labels_layer
+    assert layer.metadata["backend"] == "patch_consensus"
+    assert layer.metadata["knobs"]["mws"] is True
+    votes = len(patch_consensus._CACHE)
+    widget.tune.form.editor("mws").setChecked(False)  # a check box for a bool knob
+    qtbot.waitUntil(lambda: layer.metadata["knobs"]["mws"] is False, timeout=10000)
+    assert len(patch_consensus._CACHE) == votes  # the cheap knob voted nothing new
+
+
 def test_the_picker_shows_each_dataset_of_a_multi_dataset_model():
     from napari_instseg.core.zoo import find_model
     from napari_instseg.plugin.segment_widget import describe_card

@@ -167,9 +167,7 @@ def test_bad_inputs_get_clear_messages():
 
 def test_registered_with_its_knobs():
     backend = get_backend("patch_consensus")
-    assert {"patch_threshold", "fc_threshold", "mws", "min_size"} <= set(
-        backend.knob_names()
-    )
+    assert {"patch_threshold", "fc_threshold", "mws", "min_size"} <= set(backend.knob_names())
 
 
 def test_pair_offsets_fit_in_the_patch():

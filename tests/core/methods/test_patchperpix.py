@@ -90,7 +90,9 @@ def test_both_variants_train_and_decode_from_a_tiled_prediction(code_units):
         loss.backward()
         opt.step()
     assert float(loss) < 0.7 * first
-    raw = run(predict_tiled(net, x[0].numpy(), config=PredictConfig(tile_size=16, halo=4), multiple=2))
+    raw = run(
+        predict_tiled(net, x[0].numpy(), config=PredictConfig(tile_size=16, halo=4), multiple=2)
+    )
     assert (set(DECODER_KEYS) <= set(raw)) == bool(code_units)
     decoded = METHOD.decode(raw, cfg)
     fg = decoded["foreground"]

@@ -447,9 +447,8 @@ def _fill(n_pixels, pixels, patches, rows, starts, members, shape, ext, componen
         cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
         for j in range(starts[a], starts[a + 1]):
             p = members[j]
-            u = (
-                ((p // (ny * nx) - cz + ez // 2) * ey + ((p // nx) % ny - cy + ey // 2)) * ex
-                + (p % nx - cx + ex // 2)
+            u = ((p // (ny * nx) - cz + ez // 2) * ey + ((p // nx) % ny - cy + ey // 2)) * ex + (
+                p % nx - cx + ex // 2
             )
             value = np.int16(patches[f, u])
             if value > best[p]:

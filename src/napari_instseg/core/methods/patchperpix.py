@@ -105,9 +105,8 @@ class PatchDecoder(nn.Module):
         nn.init.zeros_(self.fc2.bias)
 
     def weights(self) -> dict[str, torch.Tensor]:
-        return dict(
-            zip(DECODER_KEYS, (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias))
-        )
+        values = (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
+        return dict(zip(DECODER_KEYS, values, strict=True))
 
 
 def decode_logits(code: torch.Tensor, weights) -> torch.Tensor:
@@ -126,9 +125,13 @@ class PatchNet(nn.Module):
 
     def __init__(self, cfg: PatchPerPixConfig):
         super().__init__()
-        self.unet = build_unet(UNetConfig(cfg.ndim, cfg.in_channels, cfg.depth, cfg.width, heads(cfg)))
+        self.unet = build_unet(
+            UNetConfig(cfg.ndim, cfg.in_channels, cfg.depth, cfg.width, heads(cfg))
+        )
         self.decoder = (
-            PatchDecoder(cfg.code_units, cfg.decoder_hidden, cfg.patch_len) if cfg.code_units else None
+            PatchDecoder(cfg.code_units, cfg.decoder_hidden, cfg.patch_len)
+            if cfg.code_units
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
