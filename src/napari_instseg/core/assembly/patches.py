@@ -272,35 +272,63 @@ def _rank(shape, ext, fg, pixels, patches, offs, cons, valid, th):  # pragma: no
     return scores
 
 
+def _linear_offsets(shape, offsets) -> np.ndarray:
+    """Offsets (rows of ZYX) as steps in the raveled image of ``shape`` (ZYX)."""
+    offsets = np.asarray(offsets, np.int64).reshape(-1, 3)
+    return offsets @ np.array([shape[1] * shape[2], shape[2], 1], np.int64)
+
+
 @numba.njit(cache=True, nogil=True)
-def _cover(shape, ext, fg, pixels, patches, order, level):  # pragma: no cover - compiled
-    """Rows chosen by the ranked walk: each covers some foreground not covered before."""
+def _window(c, shape, ext, bu, bp):  # pragma: no cover - compiled
+    """Patch elements of the patch at pixel ``c`` that fall inside the image.
+
+    Returns -1 when all do (then element ``u`` is pixel ``c + lin[u]``); otherwise fills
+    ``bu`` (elements) and ``bp`` (pixels) and returns how many.
+    """
     nz, ny, nx = shape
     ez, ey, ex = ext
     rz, ry, rx = ez // 2, ey // 2, ex // 2
+    cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+    if rz <= cz < nz - rz and ry <= cy < ny - ry and rx <= cx < nx - rx:
+        return -1
+    n = 0
+    for uz in range(ez):
+        pz = cz + uz - rz
+        if pz < 0 or pz >= nz:
+            continue
+        for uy in range(ey):
+            py = cy + uy - ry
+            if py < 0 or py >= ny:
+                continue
+            for ux in range(ex):
+                px = cx + ux - rx
+                if 0 <= px < nx:
+                    bu[n] = (uz * ey + uy) * ex + ux
+                    bp[n] = (pz * ny + py) * nx + px
+                    n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _cover(shape, ext, lin, fg, pixels, patches, order, level):  # pragma: no cover - compiled
+    """Rows chosen by the ranked walk: each covers some foreground not covered before."""
     covered = np.zeros(fg.size, np.bool_)
     chosen = np.empty(order.size, np.int64)
+    bu = np.empty(lin.size, np.int64)
+    bp = np.empty(lin.size, np.int64)
     n_chosen = 0
     for f in order:
         c = pixels[f]
-        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+        n = _window(c, shape, ext, bu, bp)
+        whole = n < 0
         new = 0
-        for uz in range(ez):
-            pz = cz + uz - rz
-            if pz < 0 or pz >= nz:
-                continue
-            for uy in range(ey):
-                py = cy + uy - ry
-                if py < 0 or py >= ny:
-                    continue
-                for ux in range(ex):
-                    px = cx + ux - rx
-                    if px < 0 or px >= nx:
-                        continue
-                    p = (pz * ny + py) * nx + px
-                    if patches[f, (uz * ey + uy) * ex + ux] > level and fg[p] and not covered[p]:
-                        covered[p] = True
-                        new += 1
+        for i in range(lin.size if whole else n):
+            u = i if whole else bu[i]
+            if patches[f, u] > level:
+                p = c + lin[u] if whole else bp[i]
+                if fg[p] and not covered[p]:
+                    covered[p] = True
+                    new += 1
         if new > 0:
             chosen[n_chosen] = f
             n_chosen += 1
@@ -308,34 +336,25 @@ def _cover(shape, ext, fg, pixels, patches, order, level):  # pragma: no cover -
 
 
 @numba.njit(cache=True, nogil=True)
-def _members(shape, ext, fg, pixels, patches, rows, level):  # pragma: no cover - compiled
+def _members(shape, ext, lin, fg, pixels, patches, rows, level):  # pragma: no cover - compiled
     """For each of ``rows``, the foreground pixels where its patch is above ``level`` (CSR)."""
-    nz, ny, nx = shape
-    ez, ey, ex = ext
-    rz, ry, rx = ez // 2, ey // 2, ex // 2
     starts = np.zeros(rows.size + 1, np.int64)
-    out = np.empty(rows.size * ez * ey * ex, np.int64)
+    out = np.empty(rows.size * lin.size, np.int64)
+    bu = np.empty(lin.size, np.int64)
+    bp = np.empty(lin.size, np.int64)
     m = 0
     for i in range(rows.size):
         f = rows[i]
         c = pixels[f]
-        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
-        for uz in range(ez):
-            pz = cz + uz - rz
-            if pz < 0 or pz >= nz:
-                continue
-            for uy in range(ey):
-                py = cy + uy - ry
-                if py < 0 or py >= ny:
-                    continue
-                for ux in range(ex):
-                    px = cx + ux - rx
-                    if px < 0 or px >= nx:
-                        continue
-                    p = (pz * ny + py) * nx + px
-                    if patches[f, (uz * ey + uy) * ex + ux] > level and fg[p]:
-                        out[m] = p
-                        m += 1
+        n = _window(c, shape, ext, bu, bp)
+        whole = n < 0
+        for j in range(lin.size if whole else n):
+            u = j if whole else bu[j]
+            if patches[f, u] > level:
+                p = c + lin[u] if whole else bp[j]
+                if fg[p]:
+                    out[m] = p
+                    m += 1
         starts[i + 1] = m
     return starts, out[:m]
 
@@ -366,10 +385,13 @@ def _listed(ptr, who, p, a):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _graph(shape, fg, rows, starts, members, ptr, who, offs, cons, valid):  # pragma: no cover
+def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):  # pragma: no cover
     """Edges (a, b, sum, weight) between the patches of ``rows`` from the consensus."""
     nz, ny, nx = shape
     k_count = offs.shape[0]
+    mz = np.abs(offs[:, 0]).max()
+    my = np.abs(offs[:, 1]).max()
+    mx = np.abs(offs[:, 2]).max()
     s = rows.size
     acc = np.zeros(s, np.float64)
     accn = np.zeros(s, np.float64)
@@ -385,14 +407,18 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, cons, valid):  # pr
         for j in range(starts[a], starts[a + 1]):
             p = members[j]
             pz, py, px = p // (ny * nx), (p // nx) % ny, p % nx
+            inner = mz <= pz < nz - mz and my <= py < ny - my and mx <= px < nx - mx
             for k in range(k_count):
                 for sign in (1, -1):
-                    qz = pz + sign * offs[k, 0]
-                    qy = py + sign * offs[k, 1]
-                    qx = px + sign * offs[k, 2]
-                    if qz < 0 or qy < 0 or qx < 0 or qz >= nz or qy >= ny or qx >= nx:
-                        continue
-                    q = (qz * ny + qy) * nx + qx
+                    if inner:
+                        q = p + sign * offl[k]
+                    else:
+                        qz = pz + sign * offs[k, 0]
+                        qy = py + sign * offs[k, 1]
+                        qx = px + sign * offs[k, 2]
+                        if qz < 0 or qy < 0 or qx < 0 or qz >= nz or qy >= ny or qx >= nx:
+                            continue
+                        q = (qz * ny + qy) * nx + qx
                     if not fg[q]:
                         continue
                     slot = p if sign == 1 else q
@@ -607,17 +633,20 @@ def segment_patch_consensus(
     if candidates.size:
         order = candidates[np.argsort(-voting.scores[candidates], kind="stable")]
         fc_level = int(np.floor(fc_threshold * 255.0))
-        chosen = _cover(shape, ext, voting.fg, pixels, patches, order, fc_level)
+        lin = _linear_offsets(shape, patch_offsets(ext))
+        chosen = _cover(shape, ext, lin, voting.fg, pixels, patches, order, fc_level)
         if chosen.size:
-            starts, members = _members(shape, ext, voting.fg, pixels, patches, chosen, fc_level)
+            starts, members = _members(
+                shape, ext, lin, voting.fg, pixels, patches, chosen, fc_level
+            )
             chosen = chosen[_thin_out(starts, members, prob.size)]
         t2 = time.perf_counter()
         th_level = int(np.floor(patch_threshold * 255.0))
-        starts, members = _members(shape, ext, voting.fg, pixels, patches, chosen, th_level)
+        starts, members = _members(shape, ext, lin, voting.fg, pixels, patches, chosen, th_level)
         ptr, who = _invert(starts, members, prob.size)
         ea, eb, es, en = _graph(
             shape, voting.fg, chosen, starts, members, ptr, who,
-            voting.offsets, voting.consensus, voting.valid,
+            voting.offsets, _linear_offsets(shape, voting.offsets), voting.consensus, voting.valid,
         )  # fmt: skip
         if ea.size:
             key = ea * chosen.size + eb
