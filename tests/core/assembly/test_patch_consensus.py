@@ -138,11 +138,17 @@ def test_cheap_knobs_reuse_the_voting_and_agree_with_a_fresh_run():
         assert t["cached_voting"] is True
         pc._CACHE.clear()
         np.testing.assert_array_equal(cached, segment_patch_consensus(arrays, **knobs))
-    t = {}
-    segment_patch_consensus(arrays, patch_threshold=0.7, timings=t)
-    assert t["cached_voting"] is True  # the arrays are cached ...
-    key_thresholds = {k[2] for k in pc._CACHE}
-    assert 0.7 in key_thresholds  # ... but the new threshold voted again
+    segment_patch_consensus(arrays, patch_threshold=0.7)
+    assert {k[1] for k in pc._CACHE[id(arrays["patches"])]} == {0.6, 0.7}  # voted again
+
+
+def test_votes_live_as_long_as_their_patches():
+    arrays = arrays_for(tiles((32, 32), 8), 5)
+    key = id(arrays["patches"])
+    segment_patch_consensus(arrays)
+    assert key in pc._CACHE
+    del arrays
+    assert key not in pc._CACHE
 
 
 def test_min_size_and_mask():

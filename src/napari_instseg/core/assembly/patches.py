@@ -37,8 +37,9 @@ and the pairs the ranking and the graph read are a systematic sample of those th
 reads. Patches are kept as ``uint8`` rows for the decoded pixels only.
 
 Live tuning: the consensus and the ranking depend on ``patch_threshold`` and
-``fg_threshold`` only; they are cached (keyed by the arrays' identity and those two knobs),
-so a change of ``fc_threshold``, ``mws`` or ``min_size`` re-runs steps 3-7 only.
+``fg_threshold`` only; they are cached for as long as the patches array lives (keyed by the
+arrays' identity and those two knobs), so a change of ``fc_threshold``, ``mws`` or
+``min_size`` re-runs steps 3-7 only.
 
 The compiled kernels release the GIL; the two voting steps run in parallel over pixels.
 """
@@ -500,26 +501,36 @@ class Voting:
     seconds: dict
 
 
-_CACHE: dict[tuple, tuple[weakref.ref, Voting]] = {}
-_CACHE_SIZE = 2
+#: Votings by ``id`` of the patches array they came from, each a small dict by knobs. An
+#: entry lives exactly as long as its patches array (a finalizer drops it), so a cached
+#: prediction keeps its votes and nothing outlives the prediction.
+_CACHE: dict[int, dict[tuple, Voting]] = {}
+_PER_ARRAY = 2  # knob settings kept per patches array
+
+
+def _cached(patches: np.ndarray) -> dict[tuple, Voting]:
+    key = id(patches)
+    if key not in _CACHE:
+        _CACHE[key] = {}
+        weakref.finalize(patches, _CACHE.pop, key, None)
+    return _CACHE[key]
 
 
 def _vote(arrays, mask, patch_threshold: float, fg_threshold: float) -> Voting:
     patches = arrays["patches"]
     key = (
-        id(patches),
         id(arrays["foreground"]),
         round(float(patch_threshold), 6),
         round(float(fg_threshold), 6),
         None if mask is None else hash(np.ascontiguousarray(mask, bool).tobytes()),
     )
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is patches:
-        return hit[1]
+    votes = _cached(patches)
+    if key in votes:
+        return votes[key]
     voting = _vote_now(arrays, mask, patch_threshold, fg_threshold)
-    while len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = (weakref.ref(patches), voting)
+    while len(votes) >= _PER_ARRAY:
+        votes.pop(next(iter(votes)))
+    votes[key] = voting
     return voting
 
 
@@ -620,7 +631,7 @@ def segment_patch_consensus(
     if not 0.0 < patch_threshold < 1.0:
         raise ValueError(f"patch_threshold must be in (0, 1), got {patch_threshold}")
     t0 = time.perf_counter()
-    cached = any(v[0]() is arrays["patches"] for v in _CACHE.values())
+    cached = bool(_CACHE.get(id(arrays["patches"])))
     voting = _vote(arrays, mask, patch_threshold, fg_threshold)
     t1 = time.perf_counter()
     shape = _shape3(prob.shape)
