@@ -222,54 +222,52 @@ def _consensus(shape, ext, fg, rowmap, patches, offs, th):  # pragma: no cover -
     return cons, valid
 
 
+def _partners(ext, offsets) -> np.ndarray:
+    """``(P, K)``: the patch element at offset ``k`` from element ``u``, or -1 outside."""
+    elems = patch_offsets(ext)
+    out = np.full((len(elems), len(offsets)), -1, np.int64)
+    half = np.asarray(ext) // 2
+    for k, off in enumerate(np.asarray(offsets).reshape(-1, 3)):
+        pos = elems + off + half
+        inside = np.all((pos >= 0) & (pos < np.asarray(ext)), axis=1)
+        out[inside, k] = np.ravel_multi_index(tuple(pos[inside].T), tuple(ext))
+    return out
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _rank(shape, ext, fg, pixels, patches, offs, cons, valid, th):  # pragma: no cover
-    nz, ny, nx = shape
-    ez, ey, ex = ext
-    rz, ry, rx = ez // 2, ey // 2, ex // 2
-    k_count = offs.shape[0]
+def _rank(shape, ext, lin, partner, fg, pixels, patches, cons, valid, th):  # pragma: no cover
+    """Each patch's mean agreement with the consensus over its own voted pairs."""
+    k_count = partner.shape[1]
     scores = np.full(pixels.size, -np.inf, np.float32)
     scale = 1.0 / 255.0
     for f in prange(pixels.size):
         c = pixels[f]
         if not fg[c]:
             continue
-        cz, cy, cx = c // (ny * nx), (c // nx) % ny, c % nx
+        bu = np.empty(lin.size, np.int64)
+        bp = np.empty(lin.size, np.int64)
+        n = _window(c, shape, ext, bu, bp)
+        whole = n < 0
         total = 0.0
         count = 0.0
-        for uz in range(ez):
-            pz = cz + uz - rz
-            if pz < 0 or pz >= nz:
+        for i in range(lin.size if whole else n):
+            u = i if whole else bu[i]
+            p = c + lin[u] if whole else bp[i]
+            if not fg[p]:
                 continue
-            for uy in range(ey):
-                py = cy + uy - ry
-                if py < 0 or py >= ny:
+            ap = patches[f, u] * scale
+            for k in range(k_count):
+                v = partner[u, k]
+                if v < 0 or not valid[p, k]:
                     continue
-                for ux in range(ex):
-                    px = cx + ux - rx
-                    if px < 0 or px >= nx:
-                        continue
-                    p = (pz * ny + py) * nx + px
-                    if not fg[p]:
-                        continue
-                    ap = patches[f, (uz * ey + uy) * ex + ux] * scale
-                    for k in range(k_count):
-                        vz, vy, vx = uz + offs[k, 0], uy + offs[k, 1], ux + offs[k, 2]
-                        if vz < 0 or vy < 0 or vx < 0 or vz >= ez or vy >= ey or vx >= ex:
-                            continue
-                        if not valid[p, k]:
-                            continue
-                        aq = patches[f, (vz * ey + vy) * ex + vx] * scale
-                        if ap > th and aq > th:
-                            total += 2.0 * cons[p, k]
-                            count += 2.0
-                        elif (ap > th and aq < th) or (aq > th and ap < th):
-                            total -= cons[p, k]
-                            count += 1.0
-        if count > 0:
-            scores[f] = total / count
-        else:
-            scores[f] = -1.0
+                aq = patches[f, v] * scale
+                if ap > th and aq > th:
+                    total += 2.0 * cons[p, k]
+                    count += 2.0
+                elif (ap > th and aq < th) or (aq > th and ap < th):
+                    total -= cons[p, k]
+                    count += 1.0
+        scores[f] = total / count if count > 0 else -1.0
     return scores
 
 
@@ -551,7 +549,9 @@ def _vote_now(arrays, mask, patch_threshold, fg_threshold) -> Voting:
     th = float(patch_threshold)
     cons, valid = _consensus(shape, ext, fg, rowmap, patches, offsets, th)
     t1 = time.perf_counter()
-    scores = _rank(shape, ext, fg, pixels, patches, offsets, cons, valid, th)
+    lin = _linear_offsets(shape, patch_offsets(ext))
+    partner = _partners(ext, offsets)
+    scores = _rank(shape, ext, lin, partner, fg, pixels, patches, cons, valid, th)
     t2 = time.perf_counter()
     return Voting(fg, rowmap, offsets, cons, valid, scores, {"consensus": t1 - t0, "rank": t2 - t1})
 
