@@ -172,54 +172,68 @@ def _shape3(shape) -> tuple[int, int, int]:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _consensus(shape, ext, fg, rowmap, patches, offs, th):  # pragma: no cover - compiled
-    nz, ny, nx = shape
-    ez, ey, ex = ext
-    rz, ry, rx = ez // 2, ey // 2, ex // 2
-    k_count = offs.shape[0]
-    n = nz * ny * nx
-    cons = np.zeros((n, k_count), np.float32)
-    valid = np.zeros((n, k_count), np.bool_)
-    fg_idx = np.flatnonzero(fg)
+def _consensus(shape, ext, lin, partner, fg, pixels, patches, bands, band_order, th):  # noqa: E501  # pragma: no cover
+    """Every foreground patch votes on its foreground pixel pairs at the voted offsets.
+
+    A patch's votes land within its own window, so patches in row bands ``ext[1]`` rows
+    high that are two bands apart never write to the same pixel: even bands run in
+    parallel, then odd ones.
+    """
+    n = fg.size
+    k_count = partner.shape[1]
+    total = np.zeros((n, k_count), np.float32)
+    count = np.zeros((n, k_count), np.uint16)
     th2 = th * th
     norm = 1.0 / (1.0 - th2)
     scale = 1.0 / 255.0
-    for i in prange(fg_idx.size):
-        p = fg_idx[i]
-        pz, py, px = p // (ny * nx), (p // nx) % ny, p % nx
-        for k in range(k_count):
-            qz, qy, qx = pz + offs[k, 0], py + offs[k, 1], px + offs[k, 2]
-            if qz < 0 or qy < 0 or qx < 0 or qz >= nz or qy >= ny or qx >= nx:
-                continue
-            q = (qz * ny + qy) * nx + qx
-            if not fg[q]:
-                continue
-            total = 0.0
-            count = 0.0
-            for cz in range(max(max(pz, qz) - rz, 0), min(min(pz, qz) + rz, nz - 1) + 1):
-                for cy in range(max(max(py, qy) - ry, 0), min(min(py, qy) + ry, ny - 1) + 1):
-                    for cx in range(max(max(px, qx) - rx, 0), min(min(px, qx) + rx, nx - 1) + 1):
-                        c = (cz * ny + cy) * nx + cx
-                        f = rowmap[c]
-                        if f < 0 or not fg[c]:
+    n_bands = bands.size - 1
+    for phase in range(2):
+        for bi in prange((n_bands - phase + 1) // 2):
+            b = 2 * bi + phase
+            bu = np.empty(lin.size, np.int64)
+            bp = np.empty(lin.size, np.int64)
+            where = np.empty(lin.size, np.int64)
+            for j in range(bands[b], bands[b + 1]):
+                f = band_order[j]
+                c = pixels[f]
+                if not fg[c]:
+                    continue
+                m = _window(c, shape, ext, bu, bp)
+                if m < 0:
+                    for u in range(lin.size):
+                        where[u] = c + lin[u]
+                else:
+                    where[:] = -1
+                    for i in range(m):
+                        where[bu[i]] = bp[i]
+                for u in range(lin.size):
+                    p = where[u]
+                    if p < 0 or not fg[p]:
+                        continue
+                    ap = patches[f, u] * scale
+                    for k in range(k_count):
+                        v = partner[u, k]
+                        if v < 0:
                             continue
-                        up = ((pz - cz + rz) * ey + (py - cy + ry)) * ex + (px - cx + rx)
-                        uq = ((qz - cz + rz) * ey + (qy - cy + ry)) * ex + (qx - cx + rx)
-                        ap = patches[f, up] * scale
-                        aq = patches[f, uq] * scale
-                        if ap > th and aq > th:
-                            total += 2.0 * (ap * aq - th2) * norm
-                            count += 2.0
+                        q = where[v]
+                        if q < 0 or not fg[q]:
+                            continue
+                        aq = patches[f, v] * scale
+                        if ap > th and aq > th:  # "same": counted for both orders
+                            total[p, k] += 2.0 * (ap * aq - th2) * norm
+                            count[p, k] += 2
                         elif ap > th and aq < th:
-                            total -= (ap * (1.0 - aq) - th2) * norm
-                            count += 1.0
+                            total[p, k] -= (ap * (1.0 - aq) - th2) * norm
+                            count[p, k] += 1
                         elif aq > th and ap < th:
-                            total -= (aq * (1.0 - ap) - th2) * norm
-                            count += 1.0
-            if count > 0:
-                cons[p, k] = total / count
-                valid[p, k] = True
-    return cons, valid
+                            total[p, k] -= (aq * (1.0 - ap) - th2) * norm
+                            count[p, k] += 1
+    valid = count > 0
+    for i in prange(n):
+        for k in range(k_count):
+            if count[i, k] > 0:
+                total[i, k] /= count[i, k]
+    return total, valid
 
 
 def _partners(ext, offsets) -> np.ndarray:
@@ -491,7 +505,6 @@ class Voting:
     """The expensive, cached part: foreground, consensus and patch scores."""
 
     fg: np.ndarray  # bool, flat
-    rowmap: np.ndarray
     offsets: np.ndarray
     consensus: np.ndarray
     valid: np.ndarray
@@ -540,20 +553,23 @@ def _vote_now(arrays, mask, patch_threshold, fg_threshold) -> Voting:
     pixels = np.asarray(arrays["patch_pixels"], np.int64)
     patches = np.ascontiguousarray(arrays["patches"], np.uint8)
     n = prob.size
-    rowmap = np.full(n, -1, np.int64)
-    rowmap[pixels] = np.arange(pixels.size)
-    fg = (prob.ravel() > fg_threshold) & (rowmap >= 0)
+    decoded = np.zeros(n, bool)
+    decoded[pixels] = True
+    fg = (prob.ravel() > fg_threshold) & decoded  # a foreground pixel needs a patch
     if mask is not None:
         fg &= np.asarray(mask, bool).ravel()
     offsets = pair_offsets(tuple(int(v) for v in arrays["patch_shape"]))
     th = float(patch_threshold)
-    cons, valid = _consensus(shape, ext, fg, rowmap, patches, offsets, th)
-    t1 = time.perf_counter()
     lin = _linear_offsets(shape, patch_offsets(ext))
     partner = _partners(ext, offsets)
+    rows = (pixels // shape[2]) % shape[1]
+    band_order = np.argsort(rows // ext[1], kind="stable")
+    bands = np.searchsorted(rows[band_order] // ext[1], np.arange(-(-shape[1] // ext[1]) + 1))
+    cons, valid = _consensus(shape, ext, lin, partner, fg, pixels, patches, bands, band_order, th)
+    t1 = time.perf_counter()
     scores = _rank(shape, ext, lin, partner, fg, pixels, patches, cons, valid, th)
     t2 = time.perf_counter()
-    return Voting(fg, rowmap, offsets, cons, valid, scores, {"consensus": t1 - t0, "rank": t2 - t1})
+    return Voting(fg, offsets, cons, valid, scores, {"consensus": t1 - t0, "rank": t2 - t1})
 
 
 @numba.njit(cache=True, nogil=True)
