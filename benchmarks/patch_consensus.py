@@ -11,8 +11,9 @@ Two kinds of input, each case in a fresh process so that its peak memory is its 
 
 Columns: foreground pixels with a patch (F), the full assembly (voting + the rest), the
 re-assembly after a change of a cheap knob (median over fc_threshold 0.5 / 0.7 / 0.8, mws
-off / on and min_size 30 / 15, the voting coming from the cache), the peak resident memory
-the assembly adds over what the process held after decoding, the whole process's peak
+off / on, merge_size 30 and min_size 30 / 15, the voting coming from the cache), the peak
+resident memory the assembly adds over what the process held after decoding (Linux VmHWM,
+reset through /proc/self/clear_refs just before the assembly), the whole process's peak
 (``model``: the network, the prediction, the decoded patches and the assembly), and AP@0.5
 against the ground truth. Targets on 2 CPU cores: re-assembly <= 1 s at 512², peak memory
 <= 2 GB at 1024².
@@ -39,6 +40,7 @@ CHEAP = (
     {"fc_threshold": 0.8},
     {"mws": False},
     {"mws": True},
+    {"merge_size": 30},
     {"min_size": 30},
     {"min_size": 15},
 )

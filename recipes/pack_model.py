@@ -26,7 +26,7 @@ import torch
 
 from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.checkpoint import save_model
-from napari_instseg.core.configs import config_to_dict
+from napari_instseg.core.configs import config_to_dict, replace_config
 from napari_instseg.core.data import load_folder, normalise_percentile
 from napari_instseg.core.evaluation import (
     metrics_for_card,
@@ -91,8 +91,8 @@ def main() -> None:
     groups = [d.name for d, v in zip(folders, vals, strict=True) for _ in v]
     grid = parse_grid(args.grid)
     be = model.backend_config()
-    types = {k: type(getattr(be, k)) for k in grid}
-    grid = {k: [types[k](v) for v in vs] for k, vs in grid.items()}
+    # the knob's own type ("false" is False for a bool knob, not a true string)
+    grid = {k: [getattr(replace_config(be, {k: v}), k) for v in vs] for k, vs in grid.items()}
     # Each folder weighs the same in the tuning, whatever its number of images.
     knobs, val_score, trials = tune_knobs(
         model, sum(vals, []), sum(val_preds, []), grid, groups=groups

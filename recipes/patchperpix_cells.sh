@@ -22,5 +22,5 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
 fi
 python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$DATA" --half \
   --notes "$NOTES" \
-  --grid patch_threshold=0.5,0.6 --grid fc_threshold=0.5,0.7 --grid mws=true,false \
-  --grid min_size=100,400
+  --grid patch_threshold=0.5,0.7 --grid fc_threshold=0.5,0.7 --grid mws=true,false \
+  --grid merge_size=0,1000 --grid min_size=200,400

@@ -132,7 +132,7 @@ def test_cheap_knobs_reuse_the_voting_and_agree_with_a_fresh_run():
     first = {}
     segment_patch_consensus(arrays, fc_threshold=0.6, timings=first)
     assert first["cached_voting"] is False
-    for knobs in ({"fc_threshold": 0.8}, {"mws": False}, {"min_size": 50}):
+    for knobs in ({"fc_threshold": 0.8}, {"mws": False}, {"merge_size": 40}, {"min_size": 50}):
         t = {}
         cached = segment_patch_consensus(arrays, timings=t, **knobs)
         assert t["cached_voting"] is True
@@ -161,6 +161,20 @@ def test_min_size_and_mask():
     mask[:, :80] = True
     out = segment_patch_consensus(arrays, mask=mask, min_size=0)
     assert not out[~mask].any() and out[mask & (labels > 0)].all()
+
+
+def test_merge_size_joins_a_fragment_to_its_neighbour():
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:35, 5:30] = 1
+    labels[5:35, 30:55] = 2
+    arrays = arrays_for(labels, 9)
+    rows = np.isin(arrays["patch_pixels"], np.flatnonzero((labels == 2).ravel()))
+    split = labels.copy()
+    split[5:35, 50:55] = 3  # the network says the right object's edge is another object
+    arrays["patches"][rows] = patches_from_labels(split, (9, 9), arrays["patch_pixels"][rows])
+    assert segment_patch_consensus(arrays, min_size=0).max() == 3
+    merged = segment_patch_consensus(arrays, merge_size=200, min_size=0)
+    assert same_partition(merged, labels)
 
 
 def test_bad_inputs_get_clear_messages():
