@@ -89,7 +89,7 @@ def test_both_variants_train_and_decode_from_a_tiled_prediction(code_units):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.7 * first
+    assert float(loss.detach()) < 0.7 * first
     raw = run(
         predict_tiled(net, x[0].numpy(), config=PredictConfig(tile_size=16, halo=4), multiple=2)
     )
