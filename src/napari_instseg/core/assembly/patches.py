@@ -400,14 +400,6 @@ def _invert(starts, members, n_pixels):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _listed(ptr, who, p, a):  # pragma: no cover - compiled
-    for t in range(ptr[p], ptr[p + 1]):
-        if who[t] == a:
-            return True
-    return False
-
-
-@numba.njit(cache=True, nogil=True)
 def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):  # pragma: no cover
     """Edges (a, b, sum, weight) between the patches of ``rows`` from the consensus."""
     nz, ny, nx = shape
@@ -424,11 +416,14 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):
     eb = np.empty(cap, np.int64)
     es = np.empty(cap, np.float64)
     en = np.empty(cap, np.float64)
+    stamp = np.full(s, -1, np.int64)  # stamp[b] == j: patch b holds the pixel members[j]
     n_edges = 0
     for a in range(s):
         n_touched = 0
         for j in range(starts[a], starts[a + 1]):
             p = members[j]
+            for t in range(ptr[p], ptr[p + 1]):
+                stamp[who[t]] = j
             pz, py, px = p // (ny * nx), (p // nx) % ny, p % nx
             inner = mz <= pz < nz - mz and my <= py < ny - my and mx <= px < nx - mx
             for k in range(k_count):
@@ -442,19 +437,24 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):
                         if qz < 0 or qy < 0 or qx < 0 or qz >= nz or qy >= ny or qx >= nx:
                             continue
                         q = (qz * ny + qy) * nx + qx
-                    if not fg[q]:
-                        continue
+                    first, last = ptr[q], ptr[q + 1]
+                    if last == first or (last == first + 1 and who[first] == a):
+                        continue  # no other patch holds q (most pairs: skip them fast)
                     slot = p if sign == 1 else q
-                    if not valid[slot, k]:
+                    if not fg[q] or not valid[slot, k]:
                         continue
                     value = cons[slot, k]
-                    q_in_a = _listed(ptr, who, q, a)
-                    for t in range(ptr[q], ptr[q + 1]):
+                    q_in_a = False
+                    for t in range(first, last):
+                        if who[t] == a:
+                            q_in_a = True
+                            break
+                    for t in range(first, last):
                         b = who[t]
                         if b == a:
                             continue
                         # a pair inside both patches counts a fifth
-                        w = 0.2 if q_in_a and _listed(ptr, who, p, b) else 1.0
+                        w = 0.2 if q_in_a and stamp[b] == j else 1.0
                         if accn[b] == 0.0:
                             touched[n_touched] = b
                             n_touched += 1
