@@ -384,7 +384,7 @@ def _members(shape, ext, lin, fg, pixels, patches, rows, level):  # pragma: no c
 
 @numba.njit(cache=True, nogil=True)
 def _invert(starts, members, n_pixels):  # pragma: no cover - compiled
-    """Pixel -> the patches (indices into the CSR rows) that hold it, as CSR."""
+    """Pixel -> the patches (indices into the CSR rows) that hold it, as CSR, ascending."""
     counts = np.zeros(n_pixels + 1, np.int64)
     for j in range(members.size):
         counts[members[j] + 1] += 1
@@ -401,7 +401,11 @@ def _invert(starts, members, n_pixels):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):  # pragma: no cover
-    """Edges (a, b, sum, weight) between the patches of ``rows`` from the consensus."""
+    """Edges (a < b, sum, weight) between the patches of ``rows`` from the consensus.
+
+    Every pixel pair with one end in ``a`` and the other in ``b`` is met in ``a``'s loop
+    (offsets are taken in both directions), so ``b``'s loop skips it.
+    """
     nz, ny, nx = shape
     k_count = offs.shape[0]
     mz = np.abs(offs[:, 0]).max()
@@ -438,8 +442,8 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):
                             continue
                         q = (qz * ny + qy) * nx + qx
                     first, last = ptr[q], ptr[q + 1]
-                    if last == first or (last == first + 1 and who[first] == a):
-                        continue  # no other patch holds q (most pairs: skip them fast)
+                    if last == first or who[last - 1] <= a:
+                        continue  # no later patch holds q (``who`` is ascending per pixel)
                     slot = p if sign == 1 else q
                     if not fg[q] or not valid[slot, k]:
                         continue
@@ -451,7 +455,7 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):
                             break
                     for t in range(first, last):
                         b = who[t]
-                        if b == a:
+                        if b <= a:  # the pair (a, b) is counted in a's loop only
                             continue
                         # a pair inside both patches counts a fifth
                         w = 0.2 if q_in_a and stamp[b] == j else 1.0
