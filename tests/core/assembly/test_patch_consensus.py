@@ -151,6 +151,16 @@ def test_votes_live_as_long_as_their_patches():
     assert key not in pc._CACHE
 
 
+def test_the_patch_graph_split_over_threads_gives_the_same_labels(monkeypatch):
+    arrays = arrays_for(tiles((96, 96), 6), 7, noise=0.15, seed=2)  # 256 touching objects
+    timings = {}
+    monkeypatch.setattr(pc.numba, "get_num_threads", lambda: 1)
+    one = segment_patch_consensus(arrays, min_size=0, timings=timings)
+    assert timings["patches_chosen"] >= 4 * 64  # enough patches for four runs
+    monkeypatch.setattr(pc.numba, "get_num_threads", lambda: 4)
+    np.testing.assert_array_equal(segment_patch_consensus(arrays, min_size=0), one)
+
+
 def test_min_size_and_mask():
     labels = disks()
     arrays = arrays_for(labels, 25)

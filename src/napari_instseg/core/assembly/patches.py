@@ -53,6 +53,7 @@ import itertools
 import time
 import weakref
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -400,8 +401,8 @@ def _invert(starts, members, n_pixels):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):  # pragma: no cover
-    """Edges (a < b, sum, weight) between the patches of ``rows`` from the consensus.
+def _graph(shape, fg, starts, members, ptr, who, offs, offl, cons, valid, a0, a1):  # noqa: E501  # pragma: no cover
+    """Edges (a < b, sum, weight) from the consensus, for the patches ``a0 <= a < a1``.
 
     Every pixel pair with one end in ``a`` and the other in ``b`` is met in ``a``'s loop
     (offsets are taken in both directions), so ``b``'s loop skips it.
@@ -411,7 +412,7 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):
     mz = np.abs(offs[:, 0]).max()
     my = np.abs(offs[:, 1]).max()
     mx = np.abs(offs[:, 2]).max()
-    s = rows.size
+    s = starts.size - 1
     acc = np.zeros(s, np.float64)
     accn = np.zeros(s, np.float64)
     touched = np.empty(s, np.int64)
@@ -422,7 +423,7 @@ def _graph(shape, fg, rows, starts, members, ptr, who, offs, offl, cons, valid):
     en = np.empty(cap, np.float64)
     stamp = np.full(s, -1, np.int64)  # stamp[b] == j: patch b holds the pixel members[j]
     n_edges = 0
-    for a in range(s):
+    for a in range(a0, a1):
         n_touched = 0
         for j in range(starts[a], starts[a + 1]):
             p = members[j]
@@ -610,6 +611,25 @@ def _thin_out(starts, members, n_pixels):  # pragma: no cover - compiled
     return np.flatnonzero(keep)
 
 
+def _patch_graph(shape, voting: Voting, starts, members, ptr, who):
+    """:func:`_graph` over all patches, in as many threads as numba uses (it releases the
+    GIL); the patches are split into runs holding about the same number of pixels."""
+    offl = _linear_offsets(shape, voting.offsets)
+    n = starts.size - 1
+    parts = max(1, min(numba.get_num_threads(), n // 64))
+    cuts = np.searchsorted(starts, np.linspace(0, starts[-1], parts + 1)[1:-1])
+    bounds = [0, *sorted(set(cuts.tolist()) - {0, n}), n]
+    args = (shape, voting.fg, starts, members, ptr, who, voting.offsets, offl)
+    args += (voting.consensus, voting.valid)
+    if len(bounds) == 2:
+        return _graph(*args, 0, n)
+    with ThreadPoolExecutor(len(bounds) - 1) as pool:
+        runs = list(
+            pool.map(lambda ab: _graph(*args, *ab), zip(bounds[:-1], bounds[1:], strict=True))
+        )
+    return tuple(np.concatenate(column) for column in zip(*runs, strict=True))
+
+
 def _partition(n: int, ea, eb, weight, mws: bool) -> np.ndarray:
     """Component id 1..K of each of ``n`` patches."""
     if not mws:
@@ -686,10 +706,7 @@ def segment_patch_consensus(
         th_level = int(np.floor(patch_threshold * 255.0))
         starts, members = _members(shape, ext, lin, voting.fg, pixels, patches, chosen, th_level)
         ptr, who = _invert(starts, members, prob.size)
-        ea, eb, es, en = _graph(
-            shape, voting.fg, chosen, starts, members, ptr, who,
-            voting.offsets, _linear_offsets(shape, voting.offsets), voting.consensus, voting.valid,
-        )  # fmt: skip
+        ea, eb, es, en = _patch_graph(shape, voting, starts, members, ptr, who)
         if ea.size:
             key = ea * chosen.size + eb
             uniq, inv = np.unique(key, return_inverse=True)
