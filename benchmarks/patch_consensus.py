@@ -61,39 +61,6 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def _tiled_images(n_tiles: int):
-    """DSB test images (256²) and masks tiled like ``_common.tiled_truth``."""
-    import csv
-
-    import numpy as np
-    import tifffile
-    from _common import DATA, TILE
-
-    with open(DATA / "metadata.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    names = sorted(
-        r["name"]
-        for r in rows
-        if r["split"] == "test" and int(r["height"]) == TILE and int(r["width"]) == TILE
-    )
-    grid_i, grid_m, offset = [], [], 0
-    for i in range(n_tiles):
-        row_i, row_m = [], []
-        for j in range(n_tiles):
-            name = names[(i * n_tiles + j) % len(names)]
-            image = tifffile.imread(DATA / "images" / f"{name}.tif").astype(np.float32)
-            if image.ndim == 3:
-                image = image[..., :3].mean(-1) if image.shape[-1] <= 4 else image[0]
-            mask = tifffile.imread(DATA / "masks" / f"{name}.tif").astype(np.int64)
-            lo, hi = np.percentile(image, (1, 99.8))
-            row_i.append((image - lo) / max(hi - lo, 1e-6))  # each tile on one scale
-            row_m.append(np.where(mask > 0, mask + offset, 0))
-            offset += int(mask.max())
-        grid_i.append(row_i)
-        grid_m.append(row_m)
-    return np.block(grid_i).astype(np.float32), np.block(grid_m)
-
-
 def _cells_image(size: int):
     import csv
     from pathlib import Path
@@ -114,6 +81,7 @@ def _cells_image(size: int):
 def child(case: str, size: int, noise: float) -> dict:
     """One measurement (runs in its own process)."""
     import numpy as np
+    from _common import tiled_images, tiled_truth
 
     from napari_instseg.core.assembly.patches import (
         patches_from_labels,
@@ -134,7 +102,7 @@ def child(case: str, size: int, noise: float) -> dict:
     )
     out: dict = {"case": case, "size": size}
     if case == "truth":
-        _, truth = _tiled_images(size // 256)
+        truth, _ = tiled_truth(size // 256)
         rng = np.random.default_rng(0)
         pixels = np.flatnonzero(truth.ravel() > 0)
         patches = np.empty((pixels.size, 625), np.uint8)
@@ -157,7 +125,7 @@ def child(case: str, size: int, noise: float) -> dict:
         name, rest = case.split(":")
         model = load_model(name)
         if rest == "dsb":
-            image, truth = _tiled_images(size // 256)
+            image, (truth, _) = tiled_images(size // 256), tiled_truth(size // 256)
         else:
             image, truth = _cells_image(size)
         t0 = time.perf_counter()
@@ -189,7 +157,7 @@ def child(case: str, size: int, noise: float) -> dict:
     out["process_peak_mb"] = max(before, _status_mb("VmHWM"))
     out["F"] = int(len(arrays["patch_pixels"]))
     out["ap50"] = average_precision_dsb(truth, labels, iou_threshold=0.5)
-    out["objects"] = [int(truth.max() and len(np.unique(truth)) - 1), int(labels.max())]
+    out["objects"] = [int(np.unique(truth[truth > 0]).size), int(labels.max())]
     return out
 
 
@@ -232,8 +200,9 @@ def main() -> None:
                 continue
             r = json.loads(res.stdout.strip().splitlines()[-1])
             shape = "x".join(map(str, r.get("shape", [size, size])))
+            predict = f"{r['predict_s']:.2f}" if "predict_s" in r else "-"
             print(
-                f"| {r['case']} | {shape} | {r['F']} | {r.get('predict_s', float('nan')):.2f} "
+                f"| {r['case']} | {shape} | {r['F']} | {predict} "
                 f"| {r['full_s']:.2f} ({r['voting_s']:.2f}) "
                 f"| {r['reassembly_s']:.2f} ({r['reassembly_max_s']:.2f}) "
                 f"| {r['assembly_mb']:.0f} | {r['process_peak_mb']:.0f} | {r['ap50']:.3f} "

@@ -138,7 +138,9 @@ def test_cheap_knobs_reuse_the_voting_and_agree_with_a_fresh_run():
         assert t["cached_voting"] is True
         pc._CACHE.clear()
         np.testing.assert_array_equal(cached, segment_patch_consensus(arrays, **knobs))
-    segment_patch_consensus(arrays, patch_threshold=0.7)
+    t = {}
+    segment_patch_consensus(arrays, patch_threshold=0.7, timings=t)
+    assert t["cached_voting"] is False
     assert {k[1] for k in pc._CACHE[id(arrays["patches"])]} == {0.6, 0.7}  # voted again
 
 

@@ -43,7 +43,8 @@ Live tuning: the consensus and the ranking depend on ``patch_threshold`` and
 arrays' identity and those two knobs), so a change of ``fc_threshold``, ``mws``,
 ``merge_size`` or ``min_size`` re-runs steps 3-7 only.
 
-The compiled kernels release the GIL; the two voting steps run in parallel over pixels.
+The compiled kernels release the GIL. The voting runs in parallel (over row bands, then over
+patches) and the patch graph in threads over runs of patches.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ from numba import prange
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..arrays import LABEL_DTYPE, relabel_consecutive
 from .mutex import _label_roots, _solve, _sort_edges, merge_small_segments
+from .watershed import _finish
 
 
 @dataclass(frozen=True)
@@ -183,17 +184,16 @@ def _shape3(shape) -> tuple[int, int, int]:
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _consensus(shape, ext, lin, partner, fg, pixels, patches, bands, band_order, th):  # noqa: E501  # pragma: no cover
+def _consensus(shape, ext, lin, partner, fg, pixels, patches, bands, band_order, th, count):  # noqa: E501  # pragma: no cover
     """Every foreground patch votes on its foreground pixel pairs at the voted offsets.
 
     A patch's votes land within its own window, so patches in row bands ``ext[1]`` rows
     high that are two bands apart never write to the same pixel: even bands run in
-    parallel, then odd ones.
+    parallel, then odd ones. ``count`` (pixels x offsets, zeros) receives the vote counts.
     """
     n = fg.size
     k_count = partner.shape[1]
     total = np.zeros((n, k_count), np.float32)
-    count = np.zeros((n, k_count), np.uint16)
     th2 = th * th
     norm = 1.0 / (1.0 - th2)
     scale = 1.0 / 255.0
@@ -478,8 +478,8 @@ def _graph(shape, fg, starts, members, ptr, who, offs, offl, cons, valid, a0, a1
                 es2[:n_edges] = es[:n_edges]
                 en2[:n_edges] = en[:n_edges]
                 ea, eb, es, en = ea2, eb2, es2, en2
-            ea[n_edges] = min(a, b)
-            eb[n_edges] = max(a, b)
+            ea[n_edges] = a
+            eb[n_edges] = b
             es[n_edges] = acc[b]
             en[n_edges] = accn[b]
             n_edges += 1
@@ -542,7 +542,8 @@ def _cached(patches: np.ndarray) -> dict[tuple, Voting]:
     return _CACHE[key]
 
 
-def _vote(arrays, mask, patch_threshold: float, fg_threshold: float) -> Voting:
+def _vote(arrays, mask, patch_threshold: float, fg_threshold: float) -> tuple[Voting, bool]:
+    """The voting for these arrays and knobs, and whether it came from the cache."""
     patches = arrays["patches"]
     key = (
         id(arrays["foreground"]),
@@ -552,12 +553,12 @@ def _vote(arrays, mask, patch_threshold: float, fg_threshold: float) -> Voting:
     )
     votes = _cached(patches)
     if key in votes:
-        return votes[key]
+        return votes[key], True
     voting = _vote_now(arrays, mask, patch_threshold, fg_threshold)
     while len(votes) >= _PER_ARRAY:
         votes.pop(next(iter(votes)))
     votes[key] = voting
-    return voting
+    return voting, False
 
 
 def _vote_now(arrays, mask, patch_threshold, fg_threshold) -> Voting:
@@ -580,7 +581,12 @@ def _vote_now(arrays, mask, patch_threshold, fg_threshold) -> Voting:
     rows = (pixels // shape[2]) % shape[1]
     band_order = np.argsort(rows // ext[1], kind="stable")
     bands = np.searchsorted(rows[band_order] // ext[1], np.arange(-(-shape[1] // ext[1]) + 1))
-    cons, valid = _consensus(shape, ext, lin, partner, fg, pixels, patches, bands, band_order, th)
+    # a pair gets at most 2 votes from each of the P patches holding it
+    count = np.zeros((n, len(offsets)), np.uint16 if 2 * lin.size <= 65535 else np.uint32)
+    cons, valid = _consensus(
+        shape, ext, lin, partner, fg, pixels, patches, bands, band_order, th, count
+    )
+    del count
     t1 = time.perf_counter()
     scores = _rank(shape, ext, lin, partner, fg, pixels, patches, cons, valid, th)
     t2 = time.perf_counter()
@@ -682,8 +688,7 @@ def segment_patch_consensus(
     if not 0.0 < patch_threshold < 1.0:
         raise ValueError(f"patch_threshold must be in (0, 1), got {patch_threshold}")
     t0 = time.perf_counter()
-    cached = bool(_CACHE.get(id(arrays["patches"])))
-    voting = _vote(arrays, mask, patch_threshold, fg_threshold)
+    voting, cached = _vote(arrays, mask, patch_threshold, fg_threshold)
     t1 = time.perf_counter()
     shape = _shape3(prob.shape)
     ext = _shape3(arrays["patch_shape"])
@@ -707,14 +712,7 @@ def segment_patch_consensus(
         starts, members = _members(shape, ext, lin, voting.fg, pixels, patches, chosen, th_level)
         ptr, who = _invert(starts, members, prob.size)
         ea, eb, es, en = _patch_graph(shape, voting, starts, members, ptr, who)
-        if ea.size:
-            key = ea * chosen.size + eb
-            uniq, inv = np.unique(key, return_inverse=True)
-            total = np.bincount(inv, es)
-            weight = np.bincount(inv, en)
-            ea, eb, w = uniq // chosen.size, uniq % chosen.size, total / weight
-        else:
-            w = np.zeros(0)
+        w = es / en  # each pair (a, b) comes once, from a's loop
         t3 = time.perf_counter()
         component = _partition(chosen.size, ea, eb, w, mws)
         labels = _fill(prob.size, pixels, patches, chosen, starts, members, shape, ext, component)
@@ -726,10 +724,7 @@ def segment_patch_consensus(
     labels = labels.reshape(prob.shape)
     if merge_size > 0:
         labels = merge_small_segments(labels, merge_size)
-    if min_size > 0 and labels.any():
-        sizes = np.bincount(labels.ravel())
-        labels[sizes[labels] < min_size] = 0
-    out = relabel_consecutive(labels).astype(LABEL_DTYPE)
+    out = _finish(labels, min_size)
     if timings is not None:
         timings.update(seconds)
         timings["cached_voting"] = cached

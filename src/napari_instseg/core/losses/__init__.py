@@ -8,13 +8,14 @@ from .discriminative import (
     soft_dice,
 )
 from .lovasz import lovasz_hinge_flat
-from .masking import masked_cross_entropy, masked_mean
+from .masking import known_instances, masked_cross_entropy, masked_mean
 
 __all__ = [
     "DiscriminativeWeights",
     "consistency_term",
     "discriminative_terms",
     "kernel_scale",
+    "known_instances",
     "lovasz_hinge_flat",
     "masked_cross_entropy",
     "masked_mean",

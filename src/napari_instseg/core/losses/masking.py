@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def known_instances(labels, known) -> dict:
+    """Targets of the instance methods: object ids where known (0 elsewhere) and the
+    known-pixel mask."""
+    known = np.asarray(known, bool)
+    return {"instances": np.where(known, labels, 0).astype(np.int64), "known": known}
 
 
 def masked_mean(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

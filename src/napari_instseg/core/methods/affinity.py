@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import masked_mean
+from ..losses import known_instances, masked_mean
 from ..losses.affinity import affinities_numpy, affinity_loss, offsets_from_shifts
 from ..nets import UNetConfig, build_unet
 from ..nets.momentum import perturb
@@ -91,9 +91,8 @@ def build_net(cfg: AffinityConfig) -> nn.Module:
 
 
 def make_targets(labels: np.ndarray, known: np.ndarray, cfg: AffinityConfig) -> dict:
-    """Object ids (0 for background and unknown) and the known-pixel mask."""
-    known = np.asarray(known, bool)
-    return {"instances": np.where(known, labels, 0).astype(np.int64), "known": known}
+    """Object ids where known (0 elsewhere) and the known-pixel mask."""
+    return known_instances(labels, known)
 
 
 def make_loss(cfg: AffinityConfig):

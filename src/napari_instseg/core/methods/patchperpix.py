@@ -49,10 +49,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 from torch import nn
 
 from ..assembly.patches import patch_offsets
-from ..losses import masked_mean
+from ..losses import known_instances, masked_mean
 from ..nets import UNetConfig, build_unet
 from .base import Method
 
@@ -158,19 +159,17 @@ def build_net(cfg: PatchPerPixConfig) -> nn.Module:
 
 
 def make_targets(labels: np.ndarray, known: np.ndarray, cfg: PatchPerPixConfig) -> dict:
-    """Object ids (0 for background and unknown) and the known-pixel mask."""
-    known = np.asarray(known, bool)
-    return {"instances": np.where(known, labels, 0).astype(np.int64), "known": known}
+    """Object ids where known (0 elsewhere) and the known-pixel mask."""
+    return known_instances(labels, known)
 
 
-def sample_centres(instances: torch.Tensor, n: int, generator=None) -> torch.Tensor:
+def sample_centres(instances: torch.Tensor, n: int) -> torch.Tensor:
     """Up to ``n`` random object pixels per image: ``(M, 1 + ndim)`` (batch index, coords)."""
     rows = []
     for b in range(instances.shape[0]):
         where = torch.nonzero(instances[b] > 0)
         if len(where) > n:
-            pick = torch.randperm(len(where), generator=generator, device="cpu")[:n]
-            where = where[pick.to(where.device)]
+            where = where[torch.randperm(len(where), device=where.device)[:n]]
         rows.append(torch.cat([torch.full_like(where[:, :1], b), where], dim=1))
     return torch.cat(rows) if rows else torch.zeros((0, instances.ndim), dtype=torch.long)
 
@@ -224,13 +223,9 @@ def make_loss(cfg: PatchPerPixConfig):
     return loss
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def decode(raw, cfg: PatchPerPixConfig, *, chunk: int = 65536) -> dict[str, np.ndarray]:
     """Foreground probability and the patches of the pixels that may be foreground."""
-    fg = _sigmoid(np.asarray(raw["foreground"], np.float32)[0]).astype(np.float32)
+    fg = expit(np.asarray(raw["foreground"], np.float32)[0])
     pixels = np.flatnonzero(fg.ravel() >= cfg.decode_min_fg)
     patches = np.empty((len(pixels), cfg.patch_len), np.uint8)
     if cfg.code_units:

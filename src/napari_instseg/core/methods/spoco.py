@@ -34,7 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses import DiscriminativeWeights, consistency_term, discriminative_terms, masked_mean
+from ..losses import (
+    DiscriminativeWeights,
+    consistency_term,
+    discriminative_terms,
+    known_instances,
+    masked_mean,
+)
 from ..nets import MomentumPair, UNetConfig, build_unet
 from .base import Method
 
@@ -85,10 +91,8 @@ def build_net(cfg: SpocoConfig) -> torch.nn.Module:
 
 
 def make_targets(labels: np.ndarray, known: np.ndarray, cfg: SpocoConfig) -> dict:
-    """Annotated object ids (0 elsewhere) and the known-pixel mask."""
-    labels = np.asarray(labels)
-    known = np.asarray(known, bool)
-    return {"instances": np.where(known, labels, 0).astype(np.int64), "known": known}
+    """Object ids where known (0 elsewhere) and the known-pixel mask."""
+    return known_instances(labels, known)
 
 
 def make_loss(cfg: SpocoConfig):
