@@ -87,7 +87,8 @@ class PatchConsensusConfig:
             "min": 0.0,
             "max": 1.0,
             "step": 0.01,
-            "tooltip": "foreground probability cut (re-runs the voting)",
+            "tooltip": "foreground probability cut (re-runs the voting); only pixels with a "
+            "decoded patch count",
         },
     ] = 0.5
     fc_threshold: Annotated[
