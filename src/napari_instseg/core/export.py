@@ -323,6 +323,55 @@ def _multiscales(
     ]
 
 
+def ome_axes_and_scales(
+    spacing: tuple[float, ...], *, has_channel: bool, levels: int
+) -> tuple[list[dict], list[list[float]]]:
+    """OME-Zarr axes (``c`` first when there is a channel axis) and the scale of each
+    pyramid level: Y and X halve per level, Z keeps its spacing."""
+    n_spatial = len(spacing)
+    axes = [{"name": "c", "type": "channel"}] if has_channel else []
+    axes += [{"name": n, "type": "space"} for n in _SPATIAL_NAMES[-n_spatial:]]
+    scales = []
+    for level in range(levels):
+        factor = [1.0] * (n_spatial - 2) + [2.0**level] * 2
+        spatial = [round(s * f, 12) for s, f in zip(spacing, factor, strict=True)]
+        scales.append([1.0] * has_channel + spatial)
+    return axes, scales
+
+
+def image_attrs(name: str, axes: list[dict], scales: list[list[float]]) -> dict:
+    """Root attributes of an OME-Zarr 0.5 image pyramid (2x2 block means per level)."""
+    return {
+        "ome": {
+            "version": OME_VERSION,
+            "multiscales": _multiscales(
+                name, axes, scales, "mean", "2x2 block mean over y and x per level"
+            ),
+        }
+    }
+
+
+def label_image_attrs(
+    key: str, axes: list[dict], scales: list[list[float]], ours: Mapping[str, Any]
+) -> dict:
+    """Attributes of an OME-Zarr 0.5 label image ``labels/<key>`` (every other pixel per
+    level), with our own metadata under :data:`ATTRS_KEY`."""
+    return {
+        "ome": {
+            "version": OME_VERSION,
+            "multiscales": _multiscales(
+                key, axes, scales, "nearest", "every other pixel over y and x"
+            ),
+            "image-label": {
+                "version": OME_VERSION,
+                "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}],
+                "source": {"image": "../../"},
+            },
+        },
+        ATTRS_KEY: _jsonable(dict(ours)),
+    }
+
+
 def write_ome_zarr(
     path: str | Path,
     image: np.ndarray | None,
@@ -435,15 +484,9 @@ def write_ome_zarr(
         raise InputError(f"spacing needs {n_spatial} positive numbers, got {spacing}")
 
     has_channel = channel_axis is not None
-    axes = [{"name": "c", "type": "channel"}] if has_channel else []
-    axes += [{"name": n, "type": "space"} for n in _SPATIAL_NAMES[-n_spatial:]]
+    axes, scales = ome_axes_and_scales(spacing, has_channel=has_channel, levels=n_levels)
     names = [a["name"] for a in axes]
     lead = 1 if has_channel else 0
-    scales = []
-    for level in range(n_levels):
-        factor = [1.0] * (n_spatial - 2) + [2.0**level] * 2
-        spatial = [round(s * f, 12) for s, f in zip(spacing, factor, strict=True)]
-        scales.append([1.0] * lead + spatial)
 
     def store(group, key, data):
         arr = group.create_array(
@@ -459,12 +502,7 @@ def write_ome_zarr(
 
     with _staged(path, overwrite=overwrite, folder=True) as staged:
         root = zarr.open_group(str(staged), mode="w", zarr_format=3)
-        root.attrs["ome"] = {
-            "version": OME_VERSION,
-            "multiscales": _multiscales(
-                str(image_name), axes, scales, "mean", "2x2 block mean over y and x per level"
-            ),
-        }
+        root.attrs.update(image_attrs(str(image_name), axes, scales))
         level_image = image
         for level in range(n_levels):
             if level:
@@ -474,22 +512,7 @@ def write_ome_zarr(
         labels_group.attrs["ome"] = {"version": OME_VERSION, "labels": list(label_arrays)}
         for key, arr in label_arrays.items():
             group = labels_group.create_group(key)
-            group.attrs.update(
-                {
-                    "ome": {
-                        "version": OME_VERSION,
-                        "multiscales": _multiscales(
-                            key, axes, scales, "nearest", "every other pixel over y and x"
-                        ),
-                        "image-label": {
-                            "version": OME_VERSION,
-                            "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}],
-                            "source": {"image": "../../"},
-                        },
-                    },
-                    ATTRS_KEY: label_attrs[key],
-                }
-            )
+            group.attrs.update(label_image_attrs(key, axes, scales, label_attrs[key]))
             level_labels = arr[None] if has_channel else arr
             for level in range(n_levels):
                 if level:

@@ -1,0 +1,810 @@
+"""Blockwise segmentation of images larger than memory on dask.distributed.
+
+:func:`segment_large` is a stoppable job (like every job of the library) that
+
+1. opens the image lazily and takes the normalisation statistics and the modality once for
+   the whole image;
+2. plans blocks (core + halo; cores a whole multiple of the output shards);
+3. **segments** every block on a worker: read, normalise, predict, assemble with the model's
+   own back-end, write the block's labels to its own slot of a block store and a small
+   done-marker with its object table;
+4. **matches** the views of neighbouring blocks in their shared regions (workers);
+5. **resolves** global ids on the client from the object tables only;
+6. **composes** each block core into the output (one writer per shard), with the pyramid
+   levels of an OME-Zarr;
+
+and reports progress per block. The model travels to workers as its card path and weights
+checksum and is loaded once per worker process, never pickled. Stopped or failed runs leave
+the block store and markers in ``<output>.blocks``; running again with the same settings
+picks up from the blocks already done.
+
+By default a ``LocalCluster`` is started on this machine (one single-threaded worker per
+core) and closed at the end; ``client`` may be a scheduler address (``"tcp://host:8786"``)
+or a ``distributed.Client`` the caller owns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..arrays import LABEL_DTYPE, InputError
+from ..jobs import Job, Progress, stop_requested
+from ..predict import PredictConfig
+from .plan import BlockPlan, intersect, plan_blocks, shift
+from .source import LazyImage, SourceSpec, global_stats, open_source
+from .stitch import BlockObjects, compose, describe_block, lookup, match_views, resolve
+
+#: Default block core per axis: 2048² in 2D (about 20 MB of uint32 labels), 64x512x512 in 3D.
+DEFAULT_CORE = {2: (2048, 2048), 3: (64, 512, 512)}
+#: Context (pixels) the networks need around an object on top of its own extent.
+NETWORK_CONTEXT = 32
+#: Seconds between progress events while waiting for workers (how fast Stop is seen).
+POLL_SECONDS = 0.25
+
+
+# -- what a worker runs on each block ---------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSegmenter:
+    """Segments a block with a model loaded from its files (card path + weights checksum).
+
+    ``low``/``high`` are the whole image's normalisation values per channel and
+    ``modality`` its modality, both taken once on the client.
+    """
+
+    card_path: str
+    weights_sha256: str
+    backend: str
+    knobs: dict
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    modality: str = ""
+    predict: PredictConfig = PredictConfig()
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        from ..jobs import run
+        from ..pipeline import assemble_decoded
+        from ..predict import predict_tiled
+
+        model = _worker_model(self.card_path, self.weights_sha256)
+        model.card.check_input(image)
+        lo = np.asarray(self.low, np.float32).reshape((-1,) + (1,) * (image.ndim - 1))
+        hi = np.asarray(self.high, np.float32).reshape(lo.shape)
+        x = (image - lo) / np.maximum(hi - lo, 1e-6)
+        raw = run(
+            predict_tiled(
+                model.net,
+                x.astype(np.float32, copy=False),
+                config=self.predict,
+                multiple=model.size_multiple,
+                head_kinds=model.method.head_kinds,
+            )
+        )
+        decoded = model.method.decode(raw, model.config)
+        return assemble_decoded(
+            model, decoded, backend=self.backend, knobs=self.knobs, modality=self.modality
+        )
+
+
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def _worker_model(card_path: str, sha256: str):
+    """The model for ``card_path``, loaded once per process; refuses changed weights."""
+    key = (card_path, sha256)
+    if key not in _MODELS:
+        from ..checkpoint import load_model
+        from ..pipeline import Model
+
+        card, net = load_model(card_path)
+        if card.weights_sha256 and sha256 and card.weights_sha256 != sha256:
+            raise InputError(
+                f"the model at {card_path} changed since the run started (weights checksum)"
+            )
+        _MODELS.clear()  # one model per worker at a time
+        _MODELS[key] = Model.from_card(card, net, source=card_path)
+    return _MODELS[key]
+
+
+def _use_worker_threads() -> None:
+    """Keep torch and numba to the threads dask gave this worker (no oversubscription)."""
+    try:
+        from distributed import get_worker
+
+        threads = int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except (ImportError, ValueError):
+        pass
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run keeps its pieces (all paths are strings so they pickle everywhere)."""
+
+    work: str  # <output>.blocks
+    store: str  # block store: one slot (shard) per block
+    output: str  # output zarr store
+    labels: tuple[str, ...]  # label array key per pyramid level inside ``output``
+    image: tuple[str, ...] = ()  # image array key per level, when the image is copied too
+    channel_axis_out: int | None = None  # channel axis of the copied image / label arrays
+
+    def marker(self, index: int) -> Path:
+        return Path(self.work) / "blocks" / f"{index}.npz"
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmenter, index: int):
+    """Worker task: segment one block's read region, store it, return its object table."""
+    import zarr
+
+    t0 = time.perf_counter()
+    _use_worker_threads()
+    block = plan.blocks[index]
+    image = LazyImage(source).read(block.read)
+    if not np.all(np.isfinite(image)):
+        raise InputError(
+            f"block {index} holds NaN or infinite values; fill or mask them before segmenting"
+        )
+    labels = np.asarray(segmenter(image)).astype(LABEL_DTYPE, copy=False)
+    if labels.shape != plan.read_shape:
+        raise ValueError(f"the segmenter returned {labels.shape}, expected {plan.read_shape}")
+    zarr.open_array(files.store, mode="r+")[index] = labels
+    table = describe_block(labels, block, plan.shape)
+    marker = files.marker(index)
+    tmp = marker.with_suffix(".tmp.npz")
+    np.savez(tmp, **table.to_arrays())
+    os.replace(tmp, marker)  # the marker appears only once the slot is written
+    return {
+        "index": index,
+        "seconds": time.perf_counter() - t0,
+        "objects": int(table.ids.size),
+        "peak_rss_mb": _peak_rss_mb(),
+        "pid": os.getpid(),
+    }
+
+
+def match_blocks(files: RunFiles, plan: BlockPlan, a: int, b: int, *_after):
+    """Worker task: the agreeing views of blocks ``a`` and ``b`` in their shared region."""
+    import zarr
+
+    store = zarr.open_array(files.store, mode="r")
+    ba, bb = plan.blocks[a], plan.blocks[b]
+    region = intersect(ba.read, bb.read)
+    la = store[(a, *shift(region, ba.read))]
+    lb = store[(b, *shift(region, bb.read))]
+    ids_a, ids_b, _ = match_views(la, lb)
+    return a, b, ids_a, ids_b
+
+
+def compose_block(files: RunFiles, plan: BlockPlan, index: int, luts: dict, image_source):
+    """Worker task: write the final labels of block ``index``'s core (and its pyramid)."""
+    import zarr
+
+    from ..export import _halve_mean, _halve_stride
+
+    t0 = time.perf_counter()
+    store = zarr.open_array(files.store, mode="r")
+    block = plan.blocks[index]
+    own = store[(index, *block.core_in_read())]
+    others = []
+    for other in plan.overlapping(block.core):
+        if other.index == index:
+            continue
+        region = intersect(other.read, block.core)
+        labels = store[(other.index, *shift(region, other.read))]
+        others.append((labels, luts[other.index], shift(region, block.core)))
+    labels = compose(own, luts[index], others)
+    lead = labels[None] if files.channel_axis_out is not None else labels
+    _write_levels(files, files.labels, block.core, lead, _halve_stride)
+    if files.image:
+        image = LazyImage(image_source).read(block.core, raw=True)
+        if image_source.channel_axis is None:
+            image = image[0]
+        _write_levels(files, files.image, block.core, image, _halve_mean)
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    return {
+        "index": index,
+        "ids": ids.astype(LABEL_DTYPE),
+        "counts": counts.astype(np.int64),
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _write_levels(files: RunFiles, keys, core, data: np.ndarray, halve) -> None:
+    """Write ``data`` (a block core at level 0, leading axes first) and its ``halve``-d
+    copies into the pyramid arrays ``keys``."""
+    import zarr
+
+    root = zarr.open_group(files.output, mode="r+")
+    nd = len(core)
+    lead = (slice(None),) * (data.ndim - nd)
+    for level, key in enumerate(keys):
+        if level:
+            data = halve(data)
+        f = level_factors(nd, level)
+        region = tuple(
+            slice(s.start // k, s.start // k + n)
+            for s, k, n in zip(core, f, data.shape[-nd:], strict=True)
+        )
+        arr = root[key]
+        arr[lead + region] = data.astype(arr.dtype, copy=False)
+
+
+def relabel_block(files: RunFiles, plan: BlockPlan, index: int, remap: np.ndarray):
+    """Worker task: renumber the block core's labels (all levels) through ``remap``."""
+    import zarr
+
+    root = zarr.open_group(files.output, mode="r+")
+    core = plan.blocks[index].core
+    nd = len(core)
+    for level, key in enumerate(files.labels):
+        arr = root[key]
+        f = level_factors(nd, level)
+        region = tuple(
+            slice(-(-s.start // k), min(-(-s.stop // k), n))
+            for s, k, n in zip(core, f, arr.shape[-nd:], strict=True)
+        )
+        region = (slice(None),) * (arr.ndim - nd) + region
+        arr[region] = lookup(remap, arr[region])
+
+
+# -- the job --------------------------------------------------------------------------------
+@dataclass
+class LargeResult:
+    """What a blockwise run made and how it went."""
+
+    output: Path
+    labels_key: str
+    n_objects: int
+    plan: dict
+    stats: dict[str, int]
+    seconds: dict[str, float]
+    blocks: list[dict] = field(default_factory=list)  # per segmented block: seconds, rss, ...
+    resumed_blocks: int = 0
+    workers: int = 0
+
+    def summary(self) -> str:
+        s = self.stats
+        return (
+            f"{self.n_objects} objects in {self.plan['blocks']} blocks "
+            f"({self.resumed_blocks} resumed); {s.get('joined_objects', 0)} seen by several "
+            f"blocks, {s.get('wider_than_halo', 0)} wider than the halo"
+        )
+
+
+def auto_halo(object_size: float | None, ndim: int) -> tuple[int, ...]:
+    """Halo from the model's typical object diameter: one diameter plus the network's
+    context, rounded up to 16 (64 for nuclei of 17 px, 112 for cells of 66 px)."""
+    size = float(object_size or 32.0)
+    h = int(16 * math.ceil((size + NETWORK_CONTEXT) / 16))
+    return (h,) * ndim
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class _Cluster:
+    """A dask client: the caller's, one connected to an address, or a fresh LocalCluster."""
+
+    def __init__(self, client=None, *, n_workers: int | None = None, memory_limit="auto"):
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        self._own: list = []
+        if client is None:
+            cluster = LocalCluster(
+                n_workers=n_workers or _default_workers(),
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                memory_limit=memory_limit,
+                silence_logs=logging.ERROR,
+            )
+            self.client = Client(cluster)
+            self._own = [self.client, cluster]
+        elif isinstance(client, str):
+            try:
+                self.client = Client(client, timeout="30s")
+            except OSError as err:
+                raise InputError(f"cannot reach the dask scheduler at {client}: {err}") from err
+            self._own = [self.client]
+        else:
+            self.client = client
+
+    def close(self) -> None:
+        for thing in self._own:
+            try:
+                thing.close()
+            except Exception:  # closing a half-started cluster may fail in several ways
+                pass
+
+
+def _identity(plan, source, segmenter, labels_name) -> dict:
+    seg = asdict(segmenter) if hasattr(segmenter, "__dataclass_fields__") else repr(segmenter)
+    return json.loads(
+        json.dumps(
+            {
+                "plan": plan.describe(),
+                "source": asdict(source),
+                "segmenter": seg,
+                "labels": labels_name,
+            },
+            default=str,
+        )
+    )
+
+
+def _slot_chunk(n: int) -> int:
+    """Inner chunk of a block-store slot axis: a divisor of ``n`` from 128 to 512, or ``n``."""
+    for size in range(min(n, 512), 127, -1):
+        if n % size == 0:
+            return size
+    return n
+
+
+def _prepare_work(work: Path, identity: dict, plan: BlockPlan, *, resume: bool) -> set[int]:
+    """Create (or reuse) the block store; return the blocks already done."""
+    import zarr
+
+    run_file = work / "run.json"
+    if work.exists():
+        old = json.loads(run_file.read_text()) if run_file.exists() else None
+        if resume and old == identity:
+            done = set()
+            for marker in (work / "blocks").glob("*.npz"):
+                if marker.name.endswith(".tmp.npz"):
+                    continue
+                try:
+                    done.add(int(marker.stem))
+                except ValueError:
+                    continue
+            return done
+        if not resume or old is None or old != identity:
+            if (work / "store.zarr").exists() or run_file.exists():
+                shutil.rmtree(work)
+            else:
+                raise InputError(f"{work} exists and is not a block store of ours")
+    (work / "blocks").mkdir(parents=True)
+    zarr.create_array(
+        store=str(work / "store.zarr"),
+        shape=(len(plan), *plan.read_shape),
+        dtype=LABEL_DTYPE,
+        chunks=(1, *(_slot_chunk(n) for n in plan.read_shape)),
+        shards=(1, *plan.read_shape),
+        fill_value=0,
+        zarr_format=3,
+    )
+    run_file.write_text(json.dumps(identity, indent=1))
+    return set()
+
+
+def level_factors(ndim: int, level: int) -> tuple[int, ...]:
+    """Downsampling of pyramid ``level``: Y and X halve per level, Z is kept."""
+    return (1,) * (ndim - 2) + (2**level,) * 2
+
+
+def level_shape(shape: tuple[int, ...], level: int) -> tuple[int, ...]:
+    return tuple(-(-s // f) for s, f in zip(shape, level_factors(len(shape), level), strict=True))
+
+
+def _pyramid_levels(plan: BlockPlan) -> int:
+    """OME-Zarr levels for the image, as many as keep every block core on whole pixels."""
+    from ..export import default_levels
+
+    levels = default_levels(plan.shape)
+    while levels > 1 and any(c % 2 ** (levels - 1) for c in plan.core[-2:]):
+        levels -= 1
+    return levels
+
+
+def _sharded_array(group, key, plan: BlockPlan, level: int, dtype, lead: tuple, names):
+    """An empty array of pyramid ``level`` sharded by the block cores (one writer each)."""
+    f = level_factors(len(plan.shape), level)
+    shape = level_shape(plan.shape, level)
+    shard = tuple(min(s, -(-c // k)) for s, c, k in zip(shape, plan.core, f, strict=True))
+    chunk = tuple(math.gcd(s, c) for s, c in zip(shard, plan.chunk, strict=True))
+    return group.create_array(
+        key,
+        shape=lead + shape,
+        dtype=dtype,
+        chunks=(1,) * len(lead) + chunk,
+        shards=lead + shard,
+        fill_value=0,
+        dimension_names=names,
+        overwrite=True,
+    )
+
+
+def _check_target(output: Path, overwrite: bool) -> None:
+    from ..export import _is_zarr_store
+
+    if output.exists() and not overwrite:
+        raise InputError(f"{output} exists; pass overwrite (--overwrite) to replace it")
+    if output.exists() and not _is_zarr_store(output):
+        raise InputError(f"{output} exists and is not a zarr store; not replacing it")
+
+
+def _create_output(
+    output: Path,
+    plan: BlockPlan,
+    image: LazyImage,
+    *,
+    labels_name: str,
+    attrs: dict,
+    overwrite: bool,
+) -> RunFiles:
+    """Create the (empty, sharded) output arrays and say where they are.
+
+    ``.zarr``: a group with one ``labels`` array. ``.ome.zarr``: the image pyramid copied
+    plus ``labels/<name>`` with the same levels; or, when ``output`` is the source
+    OME-Zarr, just the labels next to its image.
+    """
+    import zarr
+
+    from ..export import image_attrs, is_ome_zarr, label_image_attrs, ome_axes_and_scales
+
+    work = output.with_name(output.name + ".blocks")
+    store = str(work / "store.zarr")
+    ndim = len(plan.shape)
+    lower = output.name.lower()
+    if not lower.endswith(".zarr"):
+        raise InputError(f"write large labels to a .zarr or .ome.zarr folder, not {output}")
+    if not lower.endswith(".ome.zarr"):
+        _check_target(output, overwrite)
+        root = zarr.open_group(str(output), mode="w", zarr_format=3)
+        root.attrs["napari_instseg"] = attrs
+        _sharded_array(root, "labels", plan, 0, LABEL_DTYPE, (), list("zyx"[-ndim:]))
+        return RunFiles(str(work), store, str(output), ("labels",))
+
+    has_channel = image.spec.channel_axis is not None
+    lead = (1,) if has_channel else ()
+    if output.exists() and Path(image.spec.path).resolve() == output.resolve():
+        # Labels next to the source OME-Zarr's own image, with as many levels as match.
+        if not is_ome_zarr(output):
+            raise InputError(f"{output} is not an OME-Zarr image")
+        root = zarr.open_group(str(output), mode="r+")
+        ms = dict(root.attrs).get("ome", dict(root.attrs))["multiscales"][0]
+        axes = ms["axes"]
+        levels = 1
+        for k, d in enumerate(ms["datasets"][1:], start=1):
+            same = tuple(root[d["path"]].shape[len(lead) :]) == level_shape(plan.shape, k)
+            if not same or any(c % 2**k for c in plan.core[-2:]):
+                break
+            levels += 1
+        scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"][:levels]]
+        image_keys: tuple[str, ...] = ()
+    else:
+        _check_target(output, overwrite)
+        levels = _pyramid_levels(plan)
+        axes, scales = ome_axes_and_scales((1.0,) * ndim, has_channel=has_channel, levels=levels)
+        root = zarr.open_group(str(output), mode="w", zarr_format=3)
+        root.attrs.update(image_attrs(Path(image.spec.path).name.split(".")[0], axes, scales))
+        names = [a["name"] for a in axes]
+        image_keys = tuple(str(k) for k in range(levels))
+        channels = (image.channels,) if has_channel else ()
+        for k in range(levels):
+            _sharded_array(root, str(k), plan, k, image.array.dtype, channels, names)
+    labels_group = root.require_group("labels")
+    listed = list(dict(labels_group.attrs).get("ome", {}).get("labels", []))
+    if labels_name in listed and not overwrite:
+        raise InputError(
+            f"{output} already has labels {labels_name!r}; pass overwrite to replace them"
+        )
+    labels_group.attrs["ome"] = {
+        "version": "0.5",
+        "labels": listed + [labels_name] * (labels_name not in listed),
+    }
+    group = labels_group.require_group(labels_name)
+    group.attrs.update(label_image_attrs(labels_name, axes, scales[:levels], attrs))
+    names = [a["name"] for a in axes]
+    for k in range(levels):
+        _sharded_array(group, str(k), plan, k, LABEL_DTYPE, lead, names)
+    keys = tuple(f"labels/{labels_name}/{k}" for k in range(levels))
+    return RunFiles(str(work), store, str(output), keys, image_keys, 0 if has_channel else None)
+
+
+def _poll(client, futures: dict, stage: str, total: int, done_before: int = 0):
+    """Wait for ``futures`` (key -> future), yielding progress; returns their results by key,
+    or None when the job was asked to stop (pending work is then cancelled)."""
+    from distributed import wait
+
+    results: dict = {}
+    pending = dict(futures)
+    command = yield Progress(stage, done_before, total)
+    while pending:
+        if stop_requested(command):
+            client.cancel(list(pending.values()))
+            return None
+        try:
+            wait(list(pending.values()), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            pass
+        for key, fut in list(pending.items()):
+            if fut.status == "finished":
+                results[key] = fut.result()
+                del pending[key]
+            elif fut.status in ("error", "cancelled"):
+                client.cancel(list(pending.values()))
+                try:
+                    fut.result()
+                except Exception as err:
+                    raise RuntimeError(f"{stage} {key} failed: {err}") from err
+                raise RuntimeError(f"{stage} {key} was cancelled by the cluster")
+        command = yield Progress(stage, done_before + len(results), total)
+    return results
+
+
+def _resolve_model(model):
+    """(Model, card path, weights checksum) from a Model, a model name or a card path."""
+    from ..checkpoint import resolve_model_files, sha256_file
+    from ..pipeline import Model, load_model
+    from ..zoo import find_model_path
+
+    loaded = model if isinstance(model, Model) else load_model(str(model))
+    if not loaded.source:
+        raise InputError("this model has no files to load on workers; save it first")
+    card_path, weights = resolve_model_files(find_model_path(loaded.source))
+    sha = loaded.card.weights_sha256 or sha256_file(weights)
+    return loaded, str(card_path.resolve()), sha
+
+
+def segment_large(
+    source,
+    output: str | Path,
+    model=None,
+    *,
+    segmenter=None,
+    backend: str | None = None,
+    knobs: dict | None = None,
+    core: int | tuple[int, ...] | None = None,
+    halo: int | tuple[int, ...] | str = "auto",
+    shard: int | tuple[int, ...] | None = None,
+    predict: PredictConfig = PredictConfig(),
+    channel_axis: int | None = None,
+    client=None,
+    n_workers: int | None = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    labels_name: str = "labels",
+    keep_work: bool = False,
+) -> Job[LargeResult | None]:
+    """Segment an image of any size block by block on dask.distributed.
+
+    Parameters
+    ----------
+    source : str, Path or LazyImage
+        A TIFF, zarr array (v2/v3) or OME-Zarr image, read lazily.
+    output : str or Path
+        ``NAME.zarr`` for a zarr v3 labels array (``labels`` in that group), or
+        ``NAME.ome.zarr`` for OME-Zarr: a new image + labels pyramid, or, when it is the
+        source OME-Zarr itself, labels added next to its image.
+    model : Model, str or Path
+        The model (shipped name, card path or loaded Model with files). Its back-end and
+        knobs are used unless ``backend``/``knobs`` say otherwise.
+    segmenter : callable, optional
+        Instead of a model: a picklable ``f(image (C, *read) float32) -> labels``.
+    core, halo, shard : int or tuple
+        Block plan (see :func:`~napari_instseg.core.large.plan.plan_blocks`). ``halo="auto"``
+        takes it from the model's typical object size (:func:`auto_halo`).
+    predict : PredictConfig
+        Tiling and device of the network inside each block.
+    client : None, str or distributed.Client
+        None: a LocalCluster with ``n_workers`` single-threaded workers (default: one per
+        core), closed at the end. A string: a scheduler address. A Client: used as is.
+    resume : bool
+        Reuse the blocks a stopped or failed run with the same settings already did.
+    overwrite : bool
+        Replace an existing output (or labels of the same name in the source OME-Zarr).
+
+    Yields
+    ------
+    Progress for the stages ``start``, ``segment``, ``match``, ``compose`` (and ``relabel``).
+
+    Returns
+    -------
+    LargeResult, or None when stopped (the block store is kept for resuming).
+    """
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    output = Path(output)
+    image = (
+        source if isinstance(source, LazyImage) else open_source(source, channel_axis=channel_axis)
+    )
+    ndim = image.ndim
+    attrs: dict[str, Any] = {"source": image.spec.path}
+    if segmenter is None:
+        if model is None:
+            raise InputError("give a model (or a segmenter) for blockwise segmentation")
+        loaded, card_path, sha = _resolve_model(model)
+        if loaded.card.ndim != ndim:
+            raise InputError(
+                f"{loaded.card.name} is a {loaded.card.ndim}D model but the image has {ndim} "
+                f"spatial axes (shape {image.spatial_shape})"
+            )
+        if loaded.card.in_channels != image.channels:
+            raise InputError(
+                f"{loaded.card.name} takes {loaded.card.in_channels} channel(s), the image has "
+                f"{image.channels}; choose the channel axis or another model"
+            )
+        name = backend or loaded.card.backend
+        cfg = loaded.backend_config(name, knobs)  # refuses bad knobs before any work
+        norm = loaded.card.normalisation or {}
+        lo, hi, sample = global_stats(image, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
+        if norm.get("kind", "percentile") == "none":
+            lo, hi = np.zeros_like(lo), np.ones_like(hi)
+        from ..configs import config_to_dict
+        from ..modality import detect_modality
+
+        looks = (
+            detect_modality(sample, channel_axis=0 if image.channels > 1 else None)
+            if (image.channels > 1)
+            else detect_modality(sample[0])
+        )
+        segmenter = ModelSegmenter(
+            card_path,
+            sha,
+            name,
+            dict(knobs or {}),
+            tuple(float(v) for v in lo),
+            tuple(float(v) for v in hi),
+            looks.modality,
+            predict,
+        )
+        if halo == "auto":
+            halo = auto_halo(loaded.card.object_size, ndim)
+        attrs.update(
+            {
+                "model": loaded.card.name,
+                "method": loaded.method.name,
+                "backend": name,
+                "knobs": config_to_dict(cfg),
+                "modality": looks.modality,
+                "normalisation": {"low": list(lo), "high": list(hi)},
+            }
+        )
+    elif halo == "auto":
+        halo = auto_halo(None, ndim)
+    plan = plan_blocks(image.spatial_shape, core=core or DEFAULT_CORE[ndim], halo=halo, shard=shard)
+    attrs["blocks"] = plan.describe()
+    work = output.with_name(output.name + ".blocks")
+    identity = _identity(plan, image.spec, segmenter, labels_name)
+    resuming = (
+        resume
+        and (work / "run.json").exists()
+        and (json.loads((work / "run.json").read_text()) == identity)
+    )
+    files = _create_output(
+        output, plan, image, labels_name=labels_name, attrs=attrs, overwrite=overwrite or resuming
+    )
+    done = _prepare_work(work, identity, plan, resume=resume)
+    seconds["plan"] = time.perf_counter() - t_start
+
+    with ExitStack() as stack:
+        yield Progress("start", 0, 1)
+        t0 = time.perf_counter()
+        cluster = _Cluster(client, n_workers=n_workers)
+        stack.callback(cluster.close)
+        dask = cluster.client
+        n_running = len(dask.scheduler_info().get("workers", {}))
+        seconds["start"] = time.perf_counter() - t0
+
+        # 1. segment every block not done yet
+        t0 = time.perf_counter()
+        todo = [b.index for b in plan.blocks if b.index not in done]
+        futures = {
+            i: dask.submit(
+                segment_block,
+                files,
+                plan,
+                image.spec,
+                segmenter,
+                i,
+                key=f"segment-{i}-{os.urandom(4).hex()}",
+                pure=False,
+            )
+            for i in todo
+        }
+        block_info = yield from _poll(dask, futures, "segment", len(plan), len(done))
+        if block_info is None:
+            return None
+        seconds["segment"] = time.perf_counter() - t0
+
+        # 2. match the views of neighbouring blocks
+        t0 = time.perf_counter()
+        tables = {
+            b.index: BlockObjects.from_arrays(np.load(files.marker(b.index))) for b in plan.blocks
+        }
+        pairs = plan.pairs()
+        futures = {
+            (a, b): dask.submit(match_blocks, files, plan, a, b, pure=False) for a, b in pairs
+        }
+        matches = yield from _poll(dask, futures, "match", len(pairs))
+        if matches is None:
+            return None
+        resolution = resolve(plan, tables, list(matches.values()))
+        seconds["match"] = time.perf_counter() - t0
+
+        # 3. compose each block core into the output (one writer per shard)
+        t0 = time.perf_counter()
+        futures = {}
+        for b in plan.blocks:
+            near = {o.index: resolution.luts[o.index] for o in plan.overlapping(b.core)}
+            futures[b.index] = dask.submit(
+                compose_block, files, plan, b.index, near, image.spec, pure=False
+            )
+        composed = yield from _poll(dask, futures, "compose", len(plan))
+        if composed is None:
+            return None
+        seconds["compose"] = time.perf_counter() - t0
+
+        # 4. ids that no pixel kept (all painted over) leave gaps: renumber if any
+        counts = np.zeros(resolution.n_objects + 1, np.int64)
+        for info in composed.values():
+            counts[info["ids"]] += info["counts"]
+        present = counts[1:] > 0
+        n_objects = int(present.sum())
+        if n_objects != resolution.n_objects:
+            t0 = time.perf_counter()
+            remap = np.zeros(resolution.n_objects + 1, LABEL_DTYPE)
+            remap[1:][present] = np.arange(1, n_objects + 1, dtype=LABEL_DTYPE)
+            futures = {
+                b.index: dask.submit(relabel_block, files, plan, b.index, remap, pure=False)
+                for b in plan.blocks
+            }
+            if (yield from _poll(dask, futures, "relabel", len(plan))) is None:
+                return None
+            seconds["relabel"] = time.perf_counter() - t0
+
+    import zarr
+
+    root = zarr.open_group(files.output, mode="r+")
+    label_node = (
+        root
+        if len(files.labels) == 1 and files.labels[0] == "labels"
+        else (root[files.labels[0].rsplit("/", 1)[0]])
+    )
+    stats = dict(resolution.stats, objects=n_objects)
+    meta = dict(label_node.attrs.get("napari_instseg", {}))
+    meta.update({"objects": n_objects, "stitching": stats})
+    label_node.attrs["napari_instseg"] = json.loads(json.dumps(meta, default=str))
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds["total"] = time.perf_counter() - t_start
+    return LargeResult(
+        output=output,
+        labels_key=files.labels[0],
+        n_objects=n_objects,
+        plan=plan.describe(),
+        stats=stats,
+        seconds=seconds,
+        blocks=sorted(block_info.values(), key=lambda d: d["index"]),
+        resumed_blocks=len(done),
+        workers=n_running,
+    )
