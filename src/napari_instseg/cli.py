@@ -117,6 +117,8 @@ def cmd_segment(args) -> int:
     pconf = PredictConfig(
         tile_size=args.tile_size, halo=args.halo, device=args.device, tta=args.tta
     )
+    if args.large or args.scheduler or args.workers:
+        return _segment_blockwise(args, inputs, model, knobs, pconf, out)
     for path in inputs:
         image = read_image(path)
         result = _progress_driver(
@@ -159,6 +161,55 @@ def cmd_segment(args) -> int:
         note = mismatch_note(result.prediction.info, model.card)
         if note:
             print(f"note: {path.name} {note}", file=sys.stderr)
+    return 0
+
+
+def _size(text: str | None) -> int | tuple[int, ...] | None:
+    """``2048`` or ``64,512,512`` (per axis)."""
+    if text is None or text == "auto":
+        return text
+    parts = tuple(int(p) for p in text.split(","))
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _segment_blockwise(args, inputs, model, knobs, pconf, out: Path) -> int:
+    """`segment --large`: every input through the blockwise dask engine, one cluster."""
+    from .core.large.engine import _Cluster, segment_large
+
+    suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
+    cluster = _Cluster(args.scheduler, n_workers=args.workers)
+    where = args.scheduler or f"a local cluster of {len(cluster.client.nthreads())} workers"
+    print(f"blockwise on {where}")
+    try:
+        for path in inputs:
+            stem = path.name.split(".")[0]
+            target = out / f"{stem}{suffix}"
+            result = _progress_driver(
+                segment_large(
+                    path,
+                    target,
+                    model,
+                    backend=args.backend,
+                    knobs=knobs,
+                    core=_size(args.block),
+                    halo=_size(args.block_halo) or "auto",
+                    predict=pconf,
+                    channel_axis=args.channel_axis,
+                    client=cluster.client,
+                    resume=not args.no_resume,
+                    overwrite=args.overwrite,
+                ),
+                desc=path.name,
+            )
+            print(f"{path.name}: {result.summary()} -> {target} ({result.seconds['total']:.1f} s)")
+            if result.stats.get("wider_than_halo", 0) > 0.001 * max(result.n_objects, 1):
+                print(
+                    f"note: {result.stats['wider_than_halo']} objects were wider than the "
+                    "halo and stitched from parts; a larger --block-halo is safer",
+                    file=sys.stderr,
+                )
+    finally:
+        cluster.close()
     return 0
 
 
@@ -541,6 +592,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="test-time augmentation: average over flips and 90-degree rotations",
     )
+    big = s.add_argument_group(
+        "large images (blockwise on dask.distributed; on by --large, --workers or --scheduler)"
+    )
+    big.add_argument("--large", action="store_true", help="segment block by block")
+    big.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
+    big.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
+    big.add_argument("--block", help="block core, e.g. 2048 or 64,512,512 (default 2048 / 64,512²)")
+    big.add_argument("--block-halo", help="context around each block (default: auto from model)")
+    big.add_argument(
+        "--format", choices=["ome-zarr", "zarr"], default="ome-zarr", help="output per image"
+    )
+    big.add_argument("--no-resume", action="store_true", help="redo blocks a stopped run did")
+    big.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     s.set_defaults(func=cmd_segment)
 
     e = sub.add_parser("evaluate", help="compare predicted and ground-truth label folders")

@@ -239,7 +239,6 @@ def _write_levels(files: RunFiles, keys, core, data: np.ndarray, halve) -> None:
     copies into the pyramid arrays ``keys``."""
     import zarr
 
-    root = zarr.open_group(files.output, mode="r+")
     nd = len(core)
     lead = (slice(None),) * (data.ndim - nd)
     for level, key in enumerate(keys):
@@ -250,7 +249,7 @@ def _write_levels(files: RunFiles, keys, core, data: np.ndarray, halve) -> None:
             slice(s.start // k, s.start // k + n)
             for s, k, n in zip(core, f, data.shape[-nd:], strict=True)
         )
-        arr = root[key]
+        arr = zarr.open_array(files.output, path=key or None, mode="r+")
         arr[lead + region] = data.astype(arr.dtype, copy=False)
 
 
@@ -258,11 +257,10 @@ def relabel_block(files: RunFiles, plan: BlockPlan, index: int, remap: np.ndarra
     """Worker task: renumber the block core's labels (all levels) through ``remap``."""
     import zarr
 
-    root = zarr.open_group(files.output, mode="r+")
     core = plan.blocks[index].core
     nd = len(core)
     for level, key in enumerate(files.labels):
-        arr = root[key]
+        arr = zarr.open_array(files.output, path=key or None, mode="r+")
         f = level_factors(nd, level)
         region = tuple(
             slice(-(-s.start // k), min(-(-s.stop // k), n))
@@ -425,21 +423,26 @@ def _pyramid_levels(plan: BlockPlan) -> int:
 
 
 def _sharded_array(group, key, plan: BlockPlan, level: int, dtype, lead: tuple, names):
-    """An empty array of pyramid ``level`` sharded by the block cores (one writer each)."""
+    """An empty array of pyramid ``level`` sharded by the block cores (one writer each):
+    ``group[key]``, or a store of its own at ``group`` when ``key`` is None."""
+    import zarr
+
     f = level_factors(len(plan.shape), level)
     shape = level_shape(plan.shape, level)
     shard = tuple(min(s, -(-c // k)) for s, c, k in zip(shape, plan.core, f, strict=True))
     chunk = tuple(math.gcd(s, c) for s, c in zip(shard, plan.chunk, strict=True))
-    return group.create_array(
-        key,
-        shape=lead + shape,
-        dtype=dtype,
-        chunks=(1,) * len(lead) + chunk,
-        shards=lead + shard,
-        fill_value=0,
-        dimension_names=names,
-        overwrite=True,
-    )
+    spec = {
+        "shape": lead + shape,
+        "dtype": dtype,
+        "chunks": (1,) * len(lead) + chunk,
+        "shards": lead + shard,
+        "fill_value": 0,
+        "dimension_names": names,
+        "overwrite": True,
+    }
+    if key is None:
+        return zarr.create_array(store=group, zarr_format=3, **spec)
+    return group.create_array(key, **spec)
 
 
 def _check_target(output: Path, overwrite: bool) -> None:
@@ -478,10 +481,11 @@ def _create_output(
         raise InputError(f"write large labels to a .zarr or .ome.zarr folder, not {output}")
     if not lower.endswith(".ome.zarr"):
         _check_target(output, overwrite)
-        root = zarr.open_group(str(output), mode="w", zarr_format=3)
-        root.attrs["napari_instseg"] = attrs
-        _sharded_array(root, "labels", plan, 0, LABEL_DTYPE, (), list("zyx"[-ndim:]))
-        return RunFiles(str(work), store, str(output), ("labels",))
+        if output.exists():
+            shutil.rmtree(output)
+        arr = _sharded_array(str(output), None, plan, 0, LABEL_DTYPE, (), list("zyx"[-ndim:]))
+        arr.attrs["napari_instseg"] = attrs
+        return RunFiles(str(work), store, str(output), ("",))
 
     has_channel = image.spec.channel_axis is not None
     lead = (1,) if has_channel else ()
@@ -784,11 +788,11 @@ def segment_large(
 
     import zarr
 
-    root = zarr.open_group(files.output, mode="r+")
+    key = files.labels[0]
     label_node = (
-        root
-        if len(files.labels) == 1 and files.labels[0] == "labels"
-        else (root[files.labels[0].rsplit("/", 1)[0]])
+        zarr.open_array(files.output, mode="r+")
+        if not key
+        else zarr.open_group(files.output, path=key.rsplit("/", 1)[0], mode="r+")
     )
     stats = dict(resolution.stats, objects=n_objects)
     meta = dict(label_node.attrs.get("napari_instseg", {}))
