@@ -174,10 +174,10 @@ def _size(text: str | None) -> int | tuple[int, ...] | None:
 
 def _segment_blockwise(args, inputs, model, knobs, pconf, out: Path) -> int:
     """`segment --large`: every input through the blockwise dask engine, one cluster."""
-    from .core.large.engine import _Cluster, segment_large
+    from .core.large.engine import DaskClient, segment_large
 
     suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
-    cluster = _Cluster(args.scheduler, n_workers=args.workers)
+    cluster = DaskClient(args.scheduler, n_workers=args.workers)
     where = args.scheduler or f"a local cluster of {len(cluster.client.nthreads())} workers"
     print(f"blockwise on {where}")
     try:

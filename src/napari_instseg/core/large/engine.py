@@ -76,6 +76,7 @@ class ModelSegmenter:
         from ..predict import predict_tiled
 
         model = _worker_model(self.card_path, self.weights_sha256)
+        _use_worker_threads()  # again: loading a model's modules may reset torch's threads
         model.card.check_input(image)
         lo = np.asarray(self.low, np.float32).reshape((-1,) + (1,) * (image.ndim - 1))
         hi = np.asarray(self.high, np.float32).reshape(lo.shape)
@@ -190,13 +191,14 @@ def match_blocks(files: RunFiles, plan: BlockPlan, a: int, b: int, *_after):
     """Worker task: the agreeing views of blocks ``a`` and ``b`` in their shared region."""
     import zarr
 
+    t0 = time.perf_counter()
     store = zarr.open_array(files.store, mode="r")
     ba, bb = plan.blocks[a], plan.blocks[b]
     region = intersect(ba.read, bb.read)
     la = store[(a, *shift(region, ba.read))]
     lb = store[(b, *shift(region, bb.read))]
     ids_a, ids_b, _ = match_views(la, lb)
-    return a, b, ids_a, ids_b
+    return a, b, ids_a, ids_b, time.perf_counter() - t0
 
 
 def compose_block(files: RunFiles, plan: BlockPlan, index: int, luts: dict, image_source):
@@ -306,7 +308,7 @@ def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-class _Cluster:
+class DaskClient:
     """A dask client: the caller's, one connected to an address, or a fresh LocalCluster."""
 
     def __init__(self, client=None, *, n_workers: int | None = None, memory_limit="auto"):
@@ -316,15 +318,23 @@ class _Cluster:
 
         self._own: list = []
         if client is None:
-            cluster = LocalCluster(
-                n_workers=n_workers or _default_workers(),
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                memory_limit=memory_limit,
-                silence_logs=logging.ERROR,
-            )
+            import dask
+
+            # dask sets MALLOC_TRIM_THRESHOLD_=65536 in workers to return memory eagerly;
+            # with torch's large short-lived buffers that makes inference ~1.6x slower
+            # (page faults; benchmarks/large.py). Workers here keep glibc's default.
+            with dask.config.set(
+                {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+            ):
+                cluster = LocalCluster(
+                    n_workers=n_workers or _default_workers(),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    memory_limit=memory_limit,
+                    silence_logs=logging.ERROR,
+                )
             self.client = Client(cluster)
             self._own = [self.client, cluster]
         elif isinstance(client, str):
@@ -713,7 +723,7 @@ def segment_large(
     with ExitStack() as stack:
         yield Progress("start", 0, 1)
         t0 = time.perf_counter()
-        cluster = _Cluster(client, n_workers=n_workers)
+        cluster = DaskClient(client, n_workers=n_workers)
         stack.callback(cluster.close)
         dask = cluster.client
         n_running = len(dask.scheduler_info().get("workers", {}))
@@ -752,7 +762,7 @@ def segment_large(
         matches = yield from _poll(dask, futures, "match", len(pairs))
         if matches is None:
             return None
-        resolution = resolve(plan, tables, list(matches.values()))
+        resolution = resolve(plan, tables, [m[:4] for m in matches.values()])
         seconds["match"] = time.perf_counter() - t0
 
         # 3. compose each block core into the output (one writer per shard)
@@ -767,6 +777,12 @@ def segment_large(
         if composed is None:
             return None
         seconds["compose"] = time.perf_counter() - t0
+        # Compute time of every task of this run (one worker thread each).
+        seconds["tasks"] = (
+            sum(d["seconds"] for d in block_info.values())
+            + sum(m[4] for m in matches.values())
+            + sum(d["seconds"] for d in composed.values())
+        )
 
         # 4. ids that no pixel kept (all painted over) leave gaps: renumber if any
         counts = np.zeros(resolution.n_objects + 1, np.int64)

@@ -1,0 +1,270 @@
+"""Blockwise segmentation on dask.distributed vs whole-image segmentation, for every shipped
+model, on ~4096² mosaics of real images, printed as one table from one run.
+
+For each model:
+
+* **whole**: ``segment_image`` on the whole mosaic in this process, one thread (torch and
+  numba), as the reference;
+* **blockwise**: ``segment_large`` on a LocalCluster of 2 single-threaded workers (block core
+  2048, the model's automatic halo) writing sharded zarr v3;
+* agreement of the two (whole-image labels as the reference): AP_dsb@0.5, adjusted Rand
+  index, the share of reference objects crossing a block-core border that the blockwise
+  result splits (their pixels carry two ids with >= 10 % each) or merges with another
+  (one blockwise id covers >= 50 % of two reference objects), AP@0.5 of both against the
+  ground truth;
+* compute overhead: the summed seconds of all blockwise tasks (segment + match + compose,
+  one thread each) over the whole-image seconds (one thread);
+* memory: peak RSS of a worker for a 1024² and a 2048² crop (4x the pixels) with the same
+  plan (core 512; every block reads the same shape), on fresh workers after a warm-up.
+
+Mosaics: nuclei models get 17 x 17 DSB test images of 256² cropped to 4096² at (128, 128),
+so block borders fall inside tiles; cell models get Usiigaci test and validation images
+(1022 x 1024, flipped in turn) cropped to 4096² at (500, 500).
+
+    python benchmarks/large.py [--models NAME ...] [--size 4096] [--json results.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, tiled_images, tiled_truth  # noqa: E402
+
+CELLS = DATA.parent / "usiigaci_phase"
+
+
+def cells_mosaic(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Usiigaci test+val images and masks tiled (flipped in turn) and cropped to ``size``²."""
+    with open(CELLS / "metadata.csv", newline="") as f:
+        names = sorted(r["name"] for r in csv.DictReader(f) if r["split"] in ("test", "val"))
+    n = size // 1000 + 2
+    rows_i, rows_m, offset = [], [], 0
+    for i in range(n):
+        row_i, row_m = [], []
+        for j in range(n):
+            name = names[(i * n + j) % len(names)]
+            image = tifffile.imread(CELLS / "images" / f"{name}.tif").astype(np.float32)
+            mask = tifffile.imread(CELLS / "masks" / f"{name}.tif").astype(np.uint32)
+            if (i + j) % 2:
+                image, mask = image[:, ::-1], mask[:, ::-1]
+            lo, hi = np.percentile(image, (1, 99.8))
+            row_i.append((image - lo) / max(hi - lo, 1e-6))
+            row_m.append(np.where(mask > 0, mask + offset, 0))
+            offset += int(mask.max())
+        rows_i.append(np.concatenate(row_i, axis=1))
+        rows_m.append(np.concatenate(row_m, axis=1))
+    crop = (slice(500, 500 + size), slice(500, 500 + size))
+    return np.concatenate(rows_i)[crop].astype(np.float32), np.concatenate(rows_m)[crop]
+
+
+def nuclei_mosaic(size: int) -> tuple[np.ndarray, np.ndarray]:
+    n = size // 256 + 1
+    crop = (slice(128, 128 + size), slice(128, 128 + size))
+    return tiled_images(n)[crop], tiled_truth(n)[0][crop]
+
+
+def border_rates(ref: np.ndarray, out: np.ndarray, core: int) -> tuple[int, float, float]:
+    """(reference objects crossing a core border, share split, share merged)."""
+    from scipy import ndimage as ndi
+
+    n = int(ref.max())
+    boxes = ndi.find_objects(ref)
+    crossing = [
+        i + 1
+        for i, b in enumerate(boxes)
+        if b is not None and any(s.start // core != (s.stop - 1) // core for s in b)
+    ]
+    if not crossing:
+        return 0, 0.0, 0.0
+    fg = (ref > 0) & (out > 0)
+    pairs, inter = np.unique(
+        ref[fg].astype(np.int64) * (int(out.max()) + 1) + out[fg], return_counts=True
+    )
+    r, o = np.divmod(pairs, int(out.max()) + 1)
+    area = np.bincount(ref.ravel(), minlength=n + 1)
+    share = inter / area[r]
+    split = np.zeros(n + 1, int)
+    np.add.at(split, r[share >= 0.1], 1)
+    big = share >= 0.5
+    covered = np.bincount(o[big], minlength=int(out.max()) + 1)
+    merged = np.zeros(n + 1, bool)
+    merged[r[big & (covered[o] >= 2)]] = True
+    crossing = np.array(crossing)
+    return (
+        int(crossing.size),
+        float(np.mean(split[crossing] >= 2)),
+        float(np.mean(merged[crossing])),
+    )
+
+
+def whole_image(name: str, path: str, out: str) -> float:
+    """Worker task: segment the whole image at once (one thread); save labels, return s."""
+    import numba
+    import torch
+
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.pipeline import load_model, segment_image
+
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    model = load_model(name)
+    image = tifffile.imread(path)
+    run(segment_image(model, image[:512, :512]))  # warm-up: numba compiled, buffers touched
+    t0 = time.perf_counter()
+    labels = run(segment_image(model, image)).labels
+    seconds = time.perf_counter() - t0
+    np.save(out, labels)
+    return seconds
+
+
+def run_model(name: str, size: int, work: Path) -> dict:
+    import zarr
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.large.engine import DaskClient, segment_large
+    from napari_instseg.core.metrics import average_precision_dsb
+
+    cells = "cells" in name
+    image, truth = cells_mosaic(size) if cells else nuclei_mosaic(size)
+    path = work / f"{name}.tif"
+    tifffile.imwrite(path, image, tile=(512, 512))
+
+    # The reference runs in a worker process too (same environment, one thread).
+    cluster = DaskClient(n_workers=1)
+    try:
+        t_whole = cluster.client.submit(
+            whole_image, name, str(path), str(work / "whole.npy"), pure=False
+        ).result()
+    finally:
+        cluster.close()
+    whole = np.load(work / "whole.npy")
+
+    def blockwise(src, core, out_name):
+        # Fresh workers for each measurement (their peak RSS is a process-lifetime peak),
+        # warmed up on a 512² crop (model loaded, numba compiled) before the clock starts.
+        cluster = DaskClient(n_workers=2)
+        try:
+            warm = work / "warm.tif"
+            tifffile.imwrite(warm, image[:512, :512])
+            job = segment_large(warm, work / "warm.zarr", name, core=512, client=cluster.client)
+            run(job)
+            t = time.perf_counter()
+            job = segment_large(
+                src, work / out_name, name, core=core, client=cluster.client, overwrite=True
+            )
+            res = run(job)
+            return res, time.perf_counter() - t
+        finally:
+            cluster.close()
+            shutil.rmtree(work / "warm.zarr", ignore_errors=True)
+
+    res, wall = blockwise(path, 2048, f"{name}.zarr")
+    out = zarr.open_array(str(work / f"{name}.zarr"), mode="r")[...]
+    task_seconds = res.seconds["tasks"]
+    compose_match = res.seconds["match"] + res.seconds["compose"]
+    p = res.plan
+    read_ratio = p["blocks"] * np.prod(p["read_shape"]) / np.prod(p["shape"])
+    n_cross, split, merged = border_rates(whole, out, 2048)
+
+    peaks = {}
+    for side in (1024, 2048):
+        crop = work / f"{name}-{side}.tif"
+        tifffile.imwrite(crop, image[:side, :side], tile=(512, 512))
+        r, _ = blockwise(crop, 512, f"{name}-{side}.zarr")
+        peaks[side] = max(b["peak_rss_mb"] for b in r.blocks)
+    return {
+        "model": name,
+        "size": list(image.shape),
+        "blocks": res.plan["blocks"],
+        "halo": res.plan["halo"][0],
+        "objects_whole": int(whole.max()),
+        "objects_block": res.n_objects,
+        "crossing": n_cross,
+        "ap50_vs_whole": average_precision_dsb(whole, out, iou_threshold=0.5),
+        "ari_vs_whole": adjusted_rand_score(whole.ravel(), out.ravel()),
+        "split": split,
+        "merged": merged,
+        "ap50_gt_whole": average_precision_dsb(truth, whole, iou_threshold=0.5),
+        "ap50_gt_block": average_precision_dsb(truth, out, iou_threshold=0.5),
+        "whole_s": t_whole,
+        "block_task_s": task_seconds,
+        "stitch_wall_s": compose_match,
+        "block_wall_s": wall,
+        "overhead": task_seconds / t_whole,
+        "read_ratio": float(read_ratio),
+        "peak_1024_mb": peaks[1024],
+        "peak_2048_mb": peaks[2048],
+        "peak_ratio": peaks[2048] / peaks[1024],
+        "wider_than_halo": res.stats.get("wider_than_halo", 0),
+        "stages": {k: round(v, 2) for k, v in res.seconds.items()},
+        "block_seconds": [round(b["seconds"], 2) for b in res.blocks],
+    }
+
+
+COLUMNS = [
+    ("model", "{}", 20),
+    ("objects_whole", "{}", 7),
+    ("crossing", "{}", 6),
+    ("ap50_vs_whole", "{:.3f}", 7),
+    ("ari_vs_whole", "{:.4f}", 7),
+    ("split", "{:.2%}", 7),
+    ("merged", "{:.2%}", 7),
+    ("ap50_gt_whole", "{:.3f}", 7),
+    ("ap50_gt_block", "{:.3f}", 7),
+    ("whole_s", "{:.0f}", 6),
+    ("block_task_s", "{:.0f}", 6),
+    ("overhead", "{:.2f}", 6),
+    ("read_ratio", "{:.2f}", 6),
+    ("block_wall_s", "{:.0f}", 6),
+    ("peak_1024_mb", "{:.0f}", 6),
+    ("peak_2048_mb", "{:.0f}", 6),
+    ("peak_ratio", "{:.3f}", 6),
+]
+HEADER = [
+    "model", "objects", "cross", "AP50/w", "ARI/w", "split", "merged", "APgt w", "APgt b",
+    "whole", "tasks", "ratio", "read", "wall", "MB 1k", "MB 2k", "MB 4x",
+]  # fmt: skip
+
+
+def print_table(rows: list[dict]) -> None:
+    print(" ".join(f"{h:>{w}}" for h, (_, _, w) in zip(HEADER, COLUMNS, strict=True)))
+    for row in rows:
+        print(" ".join(f"{fmt.format(row[k]):>{w}}" for k, fmt, w in COLUMNS))
+
+
+def main() -> None:
+    from napari_instseg.core.zoo import list_models
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*")
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--json", help="append each model's row to this JSON-lines file")
+    args = parser.parse_args()
+    names = args.models or [c.name for c, _ in list_models()]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            row = run_model(name, args.size, Path(tmp))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
