@@ -565,10 +565,9 @@ def _poll(client, futures: dict, stage: str, total: int, done_before: int = 0):
                 results[key] = fut.result()
                 del pending[key]
             elif fut.status in ("error", "cancelled"):
-                client.cancel(list(pending.values()))
-                try:
-                    fut.result()
-                except Exception as err:
+                err = fut.exception() if fut.status == "error" else None
+                client.cancel([f for k, f in pending.items() if k != key])
+                if err is not None:
                     raise RuntimeError(f"{stage} {key} failed: {err}") from err
                 raise RuntimeError(f"{stage} {key} was cancelled by the cluster")
         command = yield Progress(stage, done_before + len(results), total)
