@@ -598,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     big.add_argument("--large", action="store_true", help="segment block by block")
     big.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
     big.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
-    big.add_argument("--block", help="block core, e.g. 2048 or 64,512,512 (default 2048 / 64,512²)")
+    big.add_argument("--block", help="block core, e.g. 2048 or 64,512,512 (default: from the halo)")
     big.add_argument("--block-halo", help="context around each block (default: auto from model)")
     big.add_argument(
         "--format", choices=["ome-zarr", "zarr"], default="ome-zarr", help="output per image"

@@ -12,8 +12,10 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -129,6 +131,7 @@ class SegmentWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.tune = TunePanel()
+        self.large = LargeImageBox()
 
         form = QFormLayout()
         form.addRow("model", self.model_box)
@@ -145,6 +148,7 @@ class SegmentWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.large)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -244,6 +248,9 @@ class SegmentWidget(QWidget):
             self._say("choose an image layer and a model first")
             return
         card, path = entry
+        if self.large.isChecked():
+            self.run_large(layer, card, path)
+            return
         try:
             image, where = image_for_model(
                 layer.data,
@@ -295,7 +302,73 @@ class SegmentWidget(QWidget):
         if isinstance(event, Progress):
             self.progress.setMaximum(event.total)
             self.progress.setValue(event.step)
-            self.progress.setFormat(f"{event.stage} %v/%m tiles")
+            unit = "tiles" if event.stage == "predict" else "blocks"
+            self.progress.setFormat(f"{event.stage} %v/%m {unit}")
+
+    # -- large images: blockwise on dask.distributed ----------------------------------------
+    def run_large(self, layer, card, path) -> None:
+        """Segment ``layer`` block by block into an OME-Zarr next to its source, in a
+        worker; the result opens as a (multiscale, lazy) labels layer."""
+        from pathlib import Path
+
+        from napari_instseg.core.large.engine import segment_large
+        from napari_instseg.core.large.source import open_source, stage_array
+
+        output = Path(self.large.output_for(layer))
+        cax = self.channel_axis.currentData()
+        data = layer.data[0] if layer.multiscale else layer.data
+        file = getattr(layer.source, "path", None)
+        settings = self.large.settings(card.ndim)
+        config = PredictConfig(tile_size=self.tile_size.value(), device=self.device.currentText())
+        image_name = layer.name
+
+        def job():
+            source = None
+            if file and Path(file).suffix.lower() in (".tif", ".tiff", ".zarr"):
+                try:
+                    opened = open_source(file, channel_axis=cax)
+                    same = opened.array.shape == tuple(data.shape)
+                    source = opened if same else None
+                except InputError:
+                    source = None
+            if source is None:  # in memory (or not a file we read): stage it for the workers
+                staged = output.with_name(output.name + ".input.zarr")
+                source = stage_array(data, staged, channel_axis=cax)
+            return (yield from segment_large(source, output, str(path), predict=config, **settings))
+
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self._say(f"segmenting {image_name} block by block with {card.name} into {output} ...")
+        self.job = start_job(
+            job,
+            on_event=self._on_event,
+            on_done=lambda res: self._finished_large(res, image_name, card.name, output),
+            on_error=self._failed,
+        )
+
+    def _finished_large(self, result, image_name: str, model_name: str, output) -> None:
+        from .reader import read_ome_zarr_layers
+
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if result is None:
+            self._say(
+                f"cancelled; the blocks already done are kept in {output}.blocks and the next "
+                "run with the same settings resumes from them"
+            )
+            return
+        name = f"{image_name} [{model_name}]"
+        for data, meta, kind in read_ome_zarr_layers(str(output)):
+            if kind != "labels" or meta["name"] != "labels":
+                continue
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            meta = {**meta, "name": name}
+            meta["metadata"] = {**meta["metadata"], "source_image": image_name}
+            meta.pop("scale", None)
+            self.labels_layer = self.viewer.add_labels(data, **meta)
+        self._say(f"{result.summary()}; written to {output} ({result.seconds['total']:.0f} s)")
 
     def _failed(self, err: BaseException) -> None:
         self.run_button.setEnabled(True)
@@ -401,3 +474,76 @@ class SegmentWidget(QWidget):
                 self.viewer.layers[name].data = data
             else:
                 self.viewer.add_image(data, name=name, blending="additive", visible=False, **kwargs)
+
+
+class LargeImageBox(QGroupBox):
+    """Settings of "large image" mode: blockwise on dask.distributed into an OME-Zarr."""
+
+    def __init__(self, parent=None):
+        super().__init__("large image: block by block (dask) into OME-Zarr", parent)
+        self.setCheckable(True)
+        self.setChecked(False)
+        self.setToolTip(
+            "for images larger than memory: the image is read block by block, each block is "
+            "segmented on a dask worker and objects are stitched across blocks. Progress per "
+            "block; Cancel keeps the blocks done and the next run resumes from them."
+        )
+        self.output = QLineEdit()
+        self.output.setPlaceholderText("next to the image: NAME.ome.zarr")
+        self.output.setToolTip("an .ome.zarr folder (image + labels pyramids) or a .zarr array")
+        self.block = QSpinBox()
+        self.block.setRange(0, 16384)
+        self.block.setSingleStep(256)
+        self.block.setSpecialValueText("auto")
+        self.block.setValue(0)
+        self.block.setToolTip(
+            "block core per axis (Y and X). auto: wide enough that the halos (from the "
+            "model's object size) add at most 25 % work"
+        )
+        self.workers = QSpinBox()
+        self.workers.setRange(1, 256)
+        import os
+
+        self.workers.setValue(max(1, os.cpu_count() or 1))
+        self.workers.setToolTip("workers of the local cluster (one thread each)")
+        self.scheduler = QLineEdit()
+        self.scheduler.setPlaceholderText("local cluster")
+        self.scheduler.setToolTip("address of a running dask scheduler, e.g. tcp://host:8786")
+        self.overwrite = QCheckBox("replace an existing output")
+        form = QFormLayout(self)
+        form.addRow("output", self.output)
+        form.addRow("block", self.block)
+        form.addRow("workers", self.workers)
+        form.addRow("scheduler", self.scheduler)
+        form.addRow(self.overwrite)
+
+    def output_for(self, layer) -> str:
+        """The output path: as typed, or ``<image name>.ome.zarr`` next to the layer's file
+        (or in the home folder for layers without one)."""
+        from pathlib import Path
+
+        text = self.output.text().strip()
+        if text:
+            return text
+        file = getattr(layer.source, "path", None)
+        folder = Path(file).parent if file else Path.home()
+        stem = Path(file).name.split(".")[0] if file else layer.name
+        return str(folder / f"{stem}.ome.zarr")
+
+    def settings(self, ndim: int = 2) -> dict:
+        """Keyword arguments of :func:`~napari_instseg.core.large.engine.segment_large`.
+        In 3D the block is 64 planes of a quarter of the Y/X side (64 x 512 x 512 for 2048)."""
+        scheduler = self.scheduler.text().strip()
+        side = self.block.value()
+        if side == 0:
+            core = None
+        elif ndim == 2:
+            core = side
+        else:
+            core = (64, max(16, side // 4), max(16, side // 4))
+        return {
+            "core": core,
+            "client": scheduler or None,
+            "n_workers": self.workers.value(),
+            "overwrite": self.overwrite.isChecked(),
+        }

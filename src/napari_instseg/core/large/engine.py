@@ -44,10 +44,10 @@ from .plan import BlockPlan, intersect, plan_blocks, shift
 from .source import LazyImage, SourceSpec, global_stats, open_source
 from .stitch import BlockObjects, compose, describe_block, lookup, match_views, resolve
 
-#: Default block core per axis: 2048² in 2D (about 20 MB of uint32 labels), 64x512x512 in 3D.
-DEFAULT_CORE = {2: (2048, 2048), 3: (64, 512, 512)}
+#: Block core in 3D (in 2D :func:`auto_core` picks it from the halo).
+DEFAULT_CORE = {3: (64, 512, 512)}
 #: Context (pixels) the networks need around an object on top of its own extent.
-NETWORK_CONTEXT = 32
+NETWORK_CONTEXT = 24
 #: Seconds between progress events while waiting for workers (how fast Stop is seen).
 POLL_SECONDS = 0.25
 
@@ -151,7 +151,25 @@ class RunFiles:
         return Path(self.work) / "blocks" / f"{index}.npz"
 
 
+def _reset_peak_rss() -> None:
+    """Start a new peak-RSS window for this process (Linux: VmHWM via clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process since :func:`_reset_peak_rss` (Linux), else
+    since it started."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -162,6 +180,7 @@ def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmente
     import zarr
 
     t0 = time.perf_counter()
+    _reset_peak_rss()  # the peak reported is this block's (with the worker's baseline)
     _use_worker_threads()
     block = plan.blocks[index]
     image = LazyImage(source).read(block.read)
@@ -208,6 +227,7 @@ def compose_block(files: RunFiles, plan: BlockPlan, index: int, luts: dict, imag
     from ..export import _halve_mean, _halve_stride
 
     t0 = time.perf_counter()
+    _reset_peak_rss()
     store = zarr.open_array(files.store, mode="r")
     block = plan.blocks[index]
     own = store[(index, *block.core_in_read())]
@@ -297,11 +317,22 @@ class LargeResult:
 
 
 def auto_halo(object_size: float | None, ndim: int) -> tuple[int, ...]:
-    """Halo from the model's typical object diameter: one diameter plus the network's
-    context, rounded up to 16 (64 for nuclei of 17 px, 112 for cells of 66 px)."""
+    """Halo from the model's typical object diameter: one diameter plus context for the
+    network, rounded up to 16 and at least 48 (48 for nuclei of 17 px, 96 for cells of
+    66 px). Objects wider than the halo are still stitched, from matched parts."""
     size = float(object_size or 32.0)
-    h = int(16 * math.ceil((size + NETWORK_CONTEXT) / 16))
+    h = max(48, int(16 * math.ceil((size + NETWORK_CONTEXT) / 16)))
     return (h,) * ndim
+
+
+def auto_core(halo: tuple[int, ...]) -> tuple[int, ...]:
+    """Block core for a halo: in 2D the smallest multiple of 1024 at least 17 halos wide,
+    so the halos add at most 25 % to the pixels read ((1 + 2h/c)² <= 1.25); in 3D
+    64 x 512 x 512 (see DEFAULT_CORE)."""
+    if len(halo) == 3:
+        return DEFAULT_CORE[3]
+    side = 1024 * max(1, math.ceil(17 * max(halo) / 1024))
+    return (side, side)
 
 
 def _default_workers() -> int:
@@ -625,7 +656,8 @@ def segment_large(
         Instead of a model: a picklable ``f(image (C, *read) float32) -> labels``.
     core, halo, shard : int or tuple
         Block plan (see :func:`~napari_instseg.core.large.plan.plan_blocks`). ``halo="auto"``
-        takes it from the model's typical object size (:func:`auto_halo`).
+        takes it from the model's typical object size (:func:`auto_halo`); the default core
+        keeps the halos' share of the work under 25 % (:func:`auto_core`).
     predict : PredictConfig
         Tiling and device of the network inside each block.
     client : None, str or distributed.Client
@@ -704,7 +736,8 @@ def segment_large(
         )
     elif halo == "auto":
         halo = auto_halo(None, ndim)
-    plan = plan_blocks(image.spatial_shape, core=core or DEFAULT_CORE[ndim], halo=halo, shard=shard)
+    halo_t = (int(halo),) * ndim if isinstance(halo, int | float) else tuple(halo)
+    plan = plan_blocks(image.spatial_shape, core=core or auto_core(halo_t), halo=halo, shard=shard)
     attrs["blocks"] = plan.describe()
     work = output.with_name(output.name + ".blocks")
     identity = _identity(plan, image.spec, segmenter, labels_name)
