@@ -309,6 +309,7 @@ class SegmentWidget(QWidget):
     def run_large(self, layer, card, path) -> None:
         """Segment ``layer`` block by block into an OME-Zarr next to its source, in a
         worker; the result opens as a (multiscale, lazy) labels layer."""
+        import shutil
         from pathlib import Path
 
         from napari_instseg.core.large.engine import segment_large
@@ -331,10 +332,14 @@ class SegmentWidget(QWidget):
                     source = opened if same else None
                 except InputError:
                     source = None
+            staged = None
             if source is None:  # in memory (or not a file we read): stage it for the workers
                 staged = output.with_name(output.name + ".input.zarr")
                 source = stage_array(data, staged, channel_axis=cax)
-            return (yield from segment_large(source, output, str(path), predict=config, **settings))
+            result = yield from segment_large(source, output, str(path), predict=config, **settings)
+            if result is not None and staged is not None:
+                shutil.rmtree(staged, ignore_errors=True)  # the OME-Zarr holds the image now
+            return result
 
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)

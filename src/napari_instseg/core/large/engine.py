@@ -206,7 +206,7 @@ def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmente
     }
 
 
-def match_blocks(files: RunFiles, plan: BlockPlan, a: int, b: int, *_after):
+def match_blocks(files: RunFiles, plan: BlockPlan, a: int, b: int):
     """Worker task: the agreeing views of blocks ``a`` and ``b`` in their shared region."""
     import zarr
 
@@ -425,11 +425,9 @@ def _prepare_work(work: Path, identity: dict, plan: BlockPlan, *, resume: bool) 
                 except ValueError:
                     continue
             return done
-        if not resume or old is None or old != identity:
-            if (work / "store.zarr").exists() or run_file.exists():
-                shutil.rmtree(work)
-            else:
-                raise InputError(f"{work} exists and is not a block store of ours")
+        if not ((work / "store.zarr").exists() or run_file.exists()):
+            raise InputError(f"{work} exists and is not a block store of ours")
+        shutil.rmtree(work)  # another run's blocks, or resume=False
     (work / "blocks").mkdir(parents=True)
     zarr.create_array(
         store=str(work / "store.zarr"),
@@ -506,7 +504,7 @@ def _create_output(
 ) -> RunFiles:
     """Create the (empty, sharded) output arrays and say where they are.
 
-    ``.zarr``: a group with one ``labels`` array. ``.ome.zarr``: the image pyramid copied
+    ``.zarr``: one labels array. ``.ome.zarr``: the image pyramid copied
     plus ``labels/<name>`` with the same levels; or, when ``output`` is the source
     OME-Zarr, just the labels next to its image.
     """
@@ -646,7 +644,7 @@ def segment_large(
     source : str, Path or LazyImage
         A TIFF, zarr array (v2/v3) or OME-Zarr image, read lazily.
     output : str or Path
-        ``NAME.zarr`` for a zarr v3 labels array (``labels`` in that group), or
+        ``NAME.zarr`` for one sharded zarr v3 uint32 labels array, or
         ``NAME.ome.zarr`` for OME-Zarr: a new image + labels pyramid, or, when it is the
         source OME-Zarr itself, labels added next to its image.
     model : Model, str or Path
@@ -707,11 +705,10 @@ def segment_large(
         from ..configs import config_to_dict
         from ..modality import detect_modality
 
-        looks = (
-            detect_modality(sample, channel_axis=0 if image.channels > 1 else None)
-            if (image.channels > 1)
-            else detect_modality(sample[0])
-        )
+        if image.channels > 1:
+            looks = detect_modality(sample, channel_axis=0)
+        else:
+            looks = detect_modality(sample[0])
         segmenter = ModelSegmenter(
             card_path,
             sha,
@@ -753,7 +750,8 @@ def segment_large(
     seconds["plan"] = time.perf_counter() - t_start
 
     with ExitStack() as stack:
-        yield Progress("start", 0, 1)
+        if stop_requested((yield Progress("start", 0, 1))):
+            return None
         t0 = time.perf_counter()
         cluster = DaskClient(client, n_workers=n_workers)
         stack.callback(cluster.close)
