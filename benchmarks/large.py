@@ -21,6 +21,7 @@ so block borders fall inside tiles; cell models get Usiigaci test and validation
 (1022 x 1024, flipped in turn) cropped to 4096² at (500, 500).
 
     python benchmarks/large.py [--models NAME ...] [--size 4096] [--json results.jsonl]
+    python benchmarks/large.py --table results.jsonl      # the table of saved rows
 """
 
 from __future__ import annotations
@@ -151,11 +152,12 @@ def run_model(name: str, size: int, work: Path) -> dict:
         ).result()
         warm = work / "warm.tif"
         tifffile.imwrite(warm, image[:512, :512])
-        run(segment_large(warm, work / "warm.zarr", name, core=512, client=client))
+        run(segment_large(warm, work / "warm.zarr", name, core=512, client=client, overwrite=True))
         t = time.perf_counter()
-        res = run(segment_large(path, work / f"{name}.zarr", name, client=client))
+        res = run(segment_large(path, work / f"{name}.zarr", name, client=client, overwrite=True))
         wall = time.perf_counter() - t
-        res_half = run(segment_large(half, work / f"{name}-half.zarr", name, client=client))
+        job = segment_large(half, work / f"{name}-half.zarr", name, client=client, overwrite=True)
+        res_half = run(job)
     finally:
         cluster.close()
     whole = np.load(work / "whole.npy")
@@ -236,7 +238,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="*")
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--json", help="append each model's row to this JSON-lines file")
+    parser.add_argument("--table", help="only print the table of rows saved with --json")
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print_table([json.loads(line) for line in f if line.strip()])
+        return
     names = args.models or [c.name for c, _ in list_models()]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

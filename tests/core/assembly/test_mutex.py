@@ -541,3 +541,28 @@ def test_backend_tiny_shapes_and_long_offsets(shape):
         {"affinities": aff, "affinity_offsets": offsets, "foreground": np.zeros(shape)}, min_size=0
     )
     assert empty.shape == shape and not empty.any()
+
+
+def test_strides_count_from_the_image_origin_in_a_block():
+    """A block of a larger image with its origin keeps exactly the whole image's edges."""
+    from napari_instseg.core.assembly.mutex import _build_edges
+
+    rng = np.random.default_rng(4)
+    weights = rng.random((4, 40, 50)).astype(np.float32)
+    offsets = np.array([[-1, 0], [0, -1], [-9, 0], [0, -9]])
+    y0, x0 = 7, 13
+    whole = _build_edges(weights, offsets, n_attractive=2, strides=5)
+    block = _build_edges(weights[:, y0:, x0:], offsets, n_attractive=2, strides=5, origin=(y0, x0))
+
+    def pairs(edges, shape, origin):
+        u, v, _, rep = edges
+        uy, ux = np.divmod(u[rep], shape[1])
+        vy, vx = np.divmod(v[rep], shape[1])
+        return set(zip(uy + origin[0], ux + origin[1], vy + origin[0], vx + origin[1], strict=True))
+
+    inside = {
+        e for e in pairs(whole, (40, 50), (0, 0)) if min(e[0], e[2]) >= y0 and min(e[1], e[3]) >= x0
+    }
+    assert pairs(block, (40 - y0, 50 - x0), (y0, x0)) == inside
+    without = _build_edges(weights[:, y0:, x0:], offsets, n_attractive=2, strides=5)
+    assert pairs(without, (40 - y0, 50 - x0), (y0, x0)) != inside

@@ -32,7 +32,7 @@ class Threshold:
     def __init__(self, delay: float = 0.0, fail_above: float | None = None):
         self.delay, self.fail_above = delay, fail_above
 
-    def __call__(self, image):
+    def __call__(self, image, origin=()):
         if self.fail_above is not None and image.max() > self.fail_above:
             raise ValueError("this block is cursed")
         time.sleep(self.delay)

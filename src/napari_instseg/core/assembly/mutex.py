@@ -125,6 +125,7 @@ def _build_edges(
     strides: Sequence[int] | int | None = None,
     randomize_strides: bool = False,
     rng: np.random.Generator | None = None,
+    origin: Sequence[int] | None = None,
 ):
     """All edges of the graph, in edge order: channel-major, then source pixel (raster order).
 
@@ -135,6 +136,7 @@ def _build_edges(
     ndim = len(shape)
     n = int(np.prod(shape))
     steps = _axis_strides(strides, ndim)
+    origin = (0,) * ndim if origin is None else tuple(int(o) for o in origin)
     keep_p = 1.0 / float(np.prod(steps))
     if randomize_strides and rng is None:
         rng = np.random.default_rng(0)
@@ -149,7 +151,8 @@ def _build_edges(
             o = int(offset[d])
             lo, hi = max(0, -o), min(shape[d], shape[d] - o)
             step = steps[d] if repulsive and not randomize_strides else 1
-            lo = -(-lo // step) * step  # first multiple of the stride inside the range
+            # first pixel inside the range whose image coordinate is a multiple of the stride
+            lo += (-(lo + origin[d])) % step
             if hi <= lo:
                 break
             src.append(slice(lo, hi, step))
@@ -473,6 +476,7 @@ def mutex_watershed(
     strides: Sequence[int] | int | None = None,
     randomize_strides: bool = False,
     rng: np.random.Generator | None = None,
+    origin: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Partition the pixels with the mutex watershed on affinities.
 
@@ -495,6 +499,9 @@ def mutex_watershed(
         Keep each repulsive edge with probability ``1 / prod(strides)`` instead.
     rng : numpy.random.Generator, optional
         Draws the random subset; default ``np.random.default_rng(0)``.
+    origin : sequence of int, optional
+        Image coordinates of the array's first pixel (default 0): strides count from the
+        image's origin, so a block of a larger image keeps the whole image's edges.
 
     Returns
     -------
@@ -519,6 +526,7 @@ def mutex_watershed(
         strides=strides,
         randomize_strides=randomize_strides,
         rng=rng,
+        origin=origin,
     )
     n = int(np.prod(weights.shape[1:]))
     parent = _solve(*_sort_edges(u, v, priority, repulsive), n)
@@ -667,7 +675,8 @@ def segment_mutex_watershed(
         ``affinities`` (C, *spatial) in [0, 1] and ``affinity_offsets`` (C, ndim) ints;
         channel c links pixel p with p + offsets[c]; the first ndim channels are attractive,
         the others repulsive. An optional ``foreground`` probability map restricts the
-        segmentation to pixels above ``fg_threshold``.
+        segmentation to pixels above ``fg_threshold``; an optional ``origin`` (image
+        coordinates of the first pixel, for a block of a larger image) anchors the strides.
     mask : ndarray of bool, optional
         Pixels allowed to be foreground.
     fg_threshold : float
@@ -700,6 +709,7 @@ def segment_mutex_watershed(
         n_attractive=len(shape),
         mask=keep,
         strides=max(int(stride), 1),
+        origin=arrays.get("origin"),
     )
     if merge_size > 0:
         labels = merge_small_segments(labels, merge_size, mask=keep)

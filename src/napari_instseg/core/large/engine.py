@@ -70,7 +70,7 @@ class ModelSegmenter:
     modality: str = ""
     predict: PredictConfig = PredictConfig()
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, origin: tuple[int, ...] = ()) -> np.ndarray:
         from ..jobs import run
         from ..pipeline import assemble_decoded
         from ..predict import predict_tiled
@@ -91,6 +91,8 @@ class ModelSegmenter:
             )
         )
         decoded = model.method.decode(raw, model.config)
+        if origin:  # grid-based back-ends (the mutex watershed's strides) count from here
+            decoded["origin"] = np.asarray(origin, np.int64)
         return assemble_decoded(
             model, decoded, backend=self.backend, knobs=self.knobs, modality=self.modality
         )
@@ -188,7 +190,8 @@ def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmente
         raise InputError(
             f"block {index} holds NaN or infinite values; fill or mask them before segmenting"
         )
-    labels = np.asarray(segmenter(image)).astype(LABEL_DTYPE, copy=False)
+    origin = tuple(s.start for s in block.read)
+    labels = np.asarray(segmenter(image, origin)).astype(LABEL_DTYPE, copy=False)
     if labels.shape != plan.read_shape:
         raise ValueError(f"the segmenter returned {labels.shape}, expected {plan.read_shape}")
     zarr.open_array(files.store, mode="r+")[index] = labels
@@ -651,7 +654,8 @@ def segment_large(
         The model (shipped name, card path or loaded Model with files). Its back-end and
         knobs are used unless ``backend``/``knobs`` say otherwise.
     segmenter : callable, optional
-        Instead of a model: a picklable ``f(image (C, *read) float32) -> labels``.
+        Instead of a model: a picklable ``f(image, origin) -> labels`` for a block's read
+        window (``(C, *read)`` float32, and its first pixel's image coordinates).
     core, halo, shard : int or tuple
         Block plan (see :func:`~napari_instseg.core.large.plan.plan_blocks`). ``halo="auto"``
         takes it from the model's typical object size (:func:`auto_halo`); the default core
