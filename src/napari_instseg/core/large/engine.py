@@ -31,7 +31,7 @@ import os
 import shutil
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class ModelSegmenter:
     def __call__(self, image: np.ndarray, origin: tuple[int, ...] = ()) -> np.ndarray:
         from ..jobs import run
         from ..pipeline import assemble_decoded
-        from ..predict import predict_tiled
+        from ..predict import fitted_tile, predict_tiled
 
         model = _worker_model(self.card_path, self.weights_sha256)
         _use_worker_threads()  # again: loading a model's modules may reset torch's threads
@@ -81,11 +81,19 @@ class ModelSegmenter:
         lo = np.asarray(self.low, np.float32).reshape((-1,) + (1,) * (image.ndim - 1))
         hi = np.asarray(self.high, np.float32).reshape(lo.shape)
         x = (image - lo) / np.maximum(hi - lo, 1e-6)
+        # Tiles fitted to the block (up to 1024 px, or the tile size asked for when larger):
+        # 512-pixel tiles over a 1120-pixel block would cost 1.9x the pixels, fitted ones 1.1x.
+        tile = fitted_tile(
+            image.shape[1:],
+            tile_max=max(1024, self.predict.tile_size),
+            halo=self.predict.halo,
+            multiple=model.size_multiple,
+        )
         raw = run(
             predict_tiled(
                 model.net,
                 x.astype(np.float32, copy=False),
-                config=self.predict,
+                config=replace(self.predict, tile_size=tile),
                 multiple=model.size_multiple,
                 head_kinds=model.method.head_kinds,
             )
