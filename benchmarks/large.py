@@ -24,6 +24,8 @@ so block borders fall inside tiles; cell models get Usiigaci test and validation
 
     python benchmarks/large.py [--models NAME ...] [--size 4096] [--json results.jsonl]
     python benchmarks/large.py --table results.jsonl      # the table of saved rows
+    python benchmarks/large.py --floor --models NAME      # whole image: 512 vs 608 tiles
+    python benchmarks/large.py --memory --models NAME     # memory pair on 1024-px cores
 """
 
 from __future__ import annotations
@@ -112,13 +114,14 @@ def border_rates(ref: np.ndarray, out: np.ndarray, core: int) -> tuple[int, floa
     )
 
 
-def whole_image(name: str, path: str, out: str) -> float:
+def whole_image(name: str, path: str, out: str, tile: int = 512) -> float:
     """Worker task: segment the whole image at once (one thread); save labels, return s."""
     import numba
     import torch
 
     from napari_instseg.core.jobs import run
     from napari_instseg.core.pipeline import load_model, segment_image
+    from napari_instseg.core.predict import PredictConfig
 
     torch.set_num_threads(1)
     numba.set_num_threads(1)
@@ -126,10 +129,74 @@ def whole_image(name: str, path: str, out: str) -> float:
     image = tifffile.imread(path)
     run(segment_image(model, image[:512, :512]))  # warm-up: numba compiled, buffers touched
     t0 = time.perf_counter()
-    labels = run(segment_image(model, image)).labels
+    labels = run(segment_image(model, image, config=PredictConfig(tile_size=tile))).labels
     seconds = time.perf_counter() - t0
     np.save(out, labels)
     return seconds
+
+
+def tiling_floor(name: str, size: int, work: Path, tile: int = 608) -> dict:
+    """How much two whole-image runs differ when only the tile size changes (512 vs
+    ``tile``, the size fitted blocks use): the agreement no blockwise run can beat."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_instseg.core.large.engine import DaskClient
+    from napari_instseg.core.metrics import average_precision_dsb
+
+    image, _ = cells_mosaic(size) if "cells" in name else nuclei_mosaic(size)
+    path = work / f"{name}.tif"
+    tifffile.imwrite(path, image, tile=(512, 512))
+    cluster = DaskClient(n_workers=1)
+    try:
+        for t, out in ((512, "a.npy"), (tile, "b.npy")):
+            cluster.client.submit(
+                whole_image, name, str(path), str(work / out), t, pure=False
+            ).result()
+    finally:
+        cluster.close()
+    a, b = np.load(work / "a.npy"), np.load(work / "b.npy")
+    return {
+        "model": name,
+        "tile": tile,
+        "ap50": average_precision_dsb(a, b, iou_threshold=0.5),
+        "ari": adjusted_rand_score(a.ravel(), b.ravel()),
+    }
+
+
+def memory_pair(name: str, size: int, work: Path, core: int = 1024) -> dict:
+    """Peak worker RSS per block for the mosaic and its top-left quarter, both on ``core``
+    cores (the quarter still has interior blocks, so both read the same window shape)."""
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.large.engine import DaskClient, segment_large
+
+    image, _ = cells_mosaic(size) if "cells" in name else nuclei_mosaic(size)
+    peaks = {}
+    cluster = DaskClient(n_workers=1)
+    try:
+        for side in (size // 2, size):
+            path = work / f"{name}-{side}.tif"
+            tifffile.imwrite(path, image[:side, :side], tile=(512, 512))
+            job = segment_large(
+                path,
+                work / f"{name}-{side}.zarr",
+                name,
+                core=core,
+                client=cluster.client,
+                overwrite=True,
+            )
+            res = run(job)
+            peaks[side] = max(b["peak_rss_mb"] for b in res.blocks)
+            read = res.plan["read_shape"]
+    finally:
+        cluster.close()
+    return {
+        "model": name,
+        "core": core,
+        "read_shape": read,
+        "peak_half_mb": peaks[size // 2],
+        "peak_mb": peaks[size],
+        "peak_ratio": peaks[size] / peaks[size // 2],
+    }
 
 
 def run_model(name: str, size: int, work: Path) -> dict:
@@ -243,30 +310,42 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main() -> None:
-    from napari_instseg.core.zoo import list_models
+    from napari_instseg.core.zoo import list_models, zoo_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*")
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--json", help="append each model's row to this JSON-lines file")
     parser.add_argument("--table", help="only print the table of rows saved with --json")
+    parser.add_argument(
+        "--floor", action="store_true", help="only compare whole-image runs with 512 vs 608 tiles"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="only the memory pair, on 1024-px cores"
+    )
     args = parser.parse_args()
     if args.table:
         with open(args.table) as f:
             print_table([json.loads(line) for line in f if line.strip()])
         return
-    names = args.models or [c.name for c, _ in list_models()]
+    shipped = zoo_dir().resolve()
+    names = args.models or [c.name for c, p in list_models() if p.resolve().parent == shipped]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
+            if args.floor or args.memory:
+                extra = (tiling_floor if args.floor else memory_pair)(name, args.size, Path(tmp))
+                print(json.dumps(extra), flush=True)
+                continue
             row = run_model(name, args.size, Path(tmp))
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.json:
                 with open(args.json, "a") as f:
                     f.write(json.dumps(row) + "\n")
-    print()
-    print_table(rows)
+    if rows:
+        print()
+        print_table(rows)
 
 
 if __name__ == "__main__":
