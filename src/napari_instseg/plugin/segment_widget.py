@@ -282,16 +282,19 @@ class SegmentWidget(QWidget):
             tuner = Tuner(model, prediction)
             return tuner, tuner.assemble(model.card.backend)
 
+        self._start(
+            job,
+            f"segmenting {image_name} with {card.name} ...",
+            lambda out: self._finished(out, image_name, where, shape, source),
+        )
+
+    def _start(self, job, text: str, on_done) -> None:
+        """Run ``job`` in a worker with Run disabled and Cancel enabled until it ends."""
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self._say(f"segmenting {image_name} with {card.name} ...")
-        self.job = start_job(
-            job,
-            on_event=self._on_event,
-            on_done=lambda out: self._finished(out, image_name, where, shape, source),
-            on_error=self._failed,
-        )
+        self._say(text)
+        self.job = start_job(job, on_event=self._on_event, on_done=on_done, on_error=self._failed)
 
     def cancel(self) -> None:
         if self.job is not None and self.job.running:
@@ -313,7 +316,7 @@ class SegmentWidget(QWidget):
         from pathlib import Path
 
         from napari_instseg.core.large.engine import segment_large
-        from napari_instseg.core.large.source import open_source, stage_array
+        from napari_instseg.core.large.source import source_for
 
         output = Path(self.large.output_for(layer))
         cax = self.channel_axis.currentData()
@@ -324,32 +327,18 @@ class SegmentWidget(QWidget):
         image_name = layer.name
 
         def job():
-            source = None
-            if file and Path(file).suffix.lower() in (".tif", ".tiff", ".zarr"):
-                try:
-                    opened = open_source(file, channel_axis=cax)
-                    same = opened.array.shape == tuple(data.shape)
-                    source = opened if same else None
-                except InputError:
-                    source = None
-            staged = None
-            if source is None:  # in memory (or not a file we read): stage it for the workers
-                staged = output.with_name(output.name + ".input.zarr")
-                source = stage_array(data, staged, channel_axis=cax)
+            # in memory (or not a file we read): staged next to the output for the workers
+            staging = output.with_name(output.name + ".input.zarr")
+            source, staged = source_for(data, file, staging, channel_axis=cax)
             result = yield from segment_large(source, output, str(path), predict=config, **settings)
             if result is not None and staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)  # the OME-Zarr holds the image now
             return result
 
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        self._say(f"segmenting {image_name} block by block with {card.name} into {output} ...")
-        self.job = start_job(
+        self._start(
             job,
-            on_event=self._on_event,
-            on_done=lambda res: self._finished_large(res, image_name, card.name, output),
-            on_error=self._failed,
+            f"segmenting {image_name} block by block with {card.name} into {output} ...",
+            lambda res: self._finished_large(res, image_name, card.name, output),
         )
 
     def _finished_large(self, result, image_name: str, model_name: str, output) -> None:

@@ -67,3 +67,13 @@ def test_bad_plans_are_refused():
         plan_blocks((10, 10), core=0, halo=1)
     with pytest.raises(InputError, match="one per spatial axis"):
         plan_blocks((10, 10), core=(4, 4, 4), halo=1)
+
+
+def test_overlapping_finds_every_block_whose_read_meets_a_region():
+    plan = plan_blocks((700, 530), core=64, halo=50)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        y, x = rng.integers(0, 700), rng.integers(0, 530)
+        region = (slice(y, min(700, y + int(rng.integers(1, 200)))), slice(x, min(530, x + 30)))
+        expected = [b.index for b in plan.blocks if intersect(b.read, region) is not None]
+        assert [b.index for b in plan.overlapping(region)] == expected

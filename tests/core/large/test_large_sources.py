@@ -89,3 +89,17 @@ def test_bad_sources_are_refused(tmp_path):
     tifffile.imwrite(tmp_path / "d.tif", nan)
     with pytest.raises(InputError, match="NaN"):
         global_stats(open_source(tmp_path / "d.tif"))
+
+
+def test_source_for_reads_the_layer_file_or_stages_a_copy(tmp_path, image):
+    from napari_instseg.core.large.source import source_for
+
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, image)
+    src, staged = source_for(image, str(path), tmp_path / "s.zarr")
+    assert staged is None and src.spec.path == str(path)
+    edited = image[:200]  # not what the file holds: staged
+    src, staged = source_for(edited, str(path), tmp_path / "s.zarr")
+    assert staged == tmp_path / "s.zarr" and src.spatial_shape == (200, 410)
+    src, staged = source_for(image, None, tmp_path / "t.zarr")
+    np.testing.assert_array_equal(src.read((slice(0, 300), slice(0, 410)), raw=True)[0], image)

@@ -27,6 +27,14 @@ def normalise_percentile(
     image = np.asarray(image, dtype=np.float32)
     flat = image.reshape(image.shape[0], -1)
     lo, hi = np.percentile(flat, [low, high], axis=1)
-    scale = np.maximum(hi - lo, eps)
+    return normalise_with(image, lo, hi, eps=eps)
+
+
+def normalise_with(image: np.ndarray, lo, hi, *, eps: float = 1e-6) -> np.ndarray:
+    """Map per-channel values ``lo`` and ``hi`` to 0 and 1 (statistics taken elsewhere, e.g.
+    once for a whole large image and applied to each of its blocks)."""
+    image = np.asarray(image, dtype=np.float32)
     shape = (-1,) + (1,) * (image.ndim - 1)
-    return ((image - lo.reshape(shape)) / scale.reshape(shape)).astype(np.float32)
+    lo = np.asarray(lo, np.float32).reshape(shape)
+    scale = np.maximum(np.asarray(hi, np.float32).reshape(shape) - lo, eps)
+    return ((image - lo) / scale).astype(np.float32, copy=False)

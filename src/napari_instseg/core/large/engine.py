@@ -45,7 +45,7 @@ from .source import LazyImage, SourceSpec, global_stats, open_source
 from .stitch import BlockObjects, compose, describe_block, lookup, match_views, resolve
 
 #: Block core in 3D (in 2D :func:`auto_core` picks it from the halo).
-DEFAULT_CORE = {3: (64, 512, 512)}
+CORE_3D = (64, 512, 512)
 #: Context (pixels) the networks need around an object on top of its own extent.
 NETWORK_CONTEXT = 24
 #: Seconds between progress events while waiting for workers (how fast Stop is seen).
@@ -71,6 +71,7 @@ class ModelSegmenter:
     predict: PredictConfig = PredictConfig()
 
     def __call__(self, image: np.ndarray, origin: tuple[int, ...] = ()) -> np.ndarray:
+        from ..data.normalise import normalise_with
         from ..jobs import run
         from ..pipeline import assemble_decoded
         from ..predict import fitted_tile, predict_tiled
@@ -78,9 +79,7 @@ class ModelSegmenter:
         model = _worker_model(self.card_path, self.weights_sha256)
         _use_worker_threads()  # again: loading a model's modules may reset torch's threads
         model.card.check_input(image)
-        lo = np.asarray(self.low, np.float32).reshape((-1,) + (1,) * (image.ndim - 1))
-        hi = np.asarray(self.high, np.float32).reshape(lo.shape)
-        x = (image - lo) / np.maximum(hi - lo, 1e-6)
+        x = normalise_with(image, self.low, self.high)
         # Tiles fitted to the block, up to 640 px (or the tile size asked for when larger):
         # 512-pixel tiles over a 1120-pixel block would cost 1.9x the pixels, fitted ones
         # 1.1x. Larger tiles run slower per pixel on CPU (800²: 1.7x, out of cache).
@@ -93,7 +92,7 @@ class ModelSegmenter:
         raw = run(
             predict_tiled(
                 model.net,
-                x.astype(np.float32, copy=False),
+                x,
                 config=replace(self.predict, tile_size=tile),
                 multiple=model.size_multiple,
                 head_kinds=model.method.head_kinds,
@@ -310,7 +309,6 @@ class LargeResult:
     """What a blockwise run made and how it went."""
 
     output: Path
-    labels_key: str
     n_objects: int
     plan: dict
     stats: dict[str, int]
@@ -340,15 +338,11 @@ def auto_halo(object_size: float | None, ndim: int) -> tuple[int, ...]:
 def auto_core(halo: tuple[int, ...]) -> tuple[int, ...]:
     """Block core for a halo: in 2D the smallest multiple of 1024 at least 17 halos wide,
     so the halos add at most 25 % to the pixels read ((1 + 2h/c)² <= 1.25); in 3D
-    64 x 512 x 512 (see DEFAULT_CORE)."""
+    :data:`CORE_3D`."""
     if len(halo) == 3:
-        return DEFAULT_CORE[3]
+        return CORE_3D
     side = 1024 * max(1, math.ceil(17 * max(halo) / 1024))
     return (side, side)
-
-
-def _default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
 
 
 class DaskClient:
@@ -370,7 +364,7 @@ class DaskClient:
                 {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
             ):
                 cluster = LocalCluster(
-                    n_workers=n_workers or _default_workers(),
+                    n_workers=n_workers or max(1, os.cpu_count() or 1),
                     threads_per_worker=1,
                     processes=True,
                     host="127.0.0.1",
@@ -420,14 +414,19 @@ def _slot_chunk(n: int) -> int:
     return n
 
 
+def _same_run(work: Path, identity: dict) -> bool:
+    """Whether ``work`` holds the blocks of a run with exactly these settings."""
+    run_file = work / "run.json"
+    return run_file.exists() and json.loads(run_file.read_text()) == identity
+
+
 def _prepare_work(work: Path, identity: dict, plan: BlockPlan, *, resume: bool) -> set[int]:
     """Create (or reuse) the block store; return the blocks already done."""
     import zarr
 
     run_file = work / "run.json"
     if work.exists():
-        old = json.loads(run_file.read_text()) if run_file.exists() else None
-        if resume and old == identity:
+        if resume and _same_run(work, identity):
             done = set()
             for marker in (work / "blocks").glob("*.npz"):
                 if marker.name.endswith(".tmp.npz"):
@@ -751,11 +750,9 @@ def segment_large(
     attrs["blocks"] = plan.describe()
     work = output.with_name(output.name + ".blocks")
     identity = _identity(plan, image.spec, segmenter, labels_name)
-    resuming = (
-        resume
-        and (work / "run.json").exists()
-        and (json.loads((work / "run.json").read_text()) == identity)
-    )
+    # The output is checked (and made) before the work folder is touched: a refused output
+    # must not cost a stopped run its blocks.
+    resuming = resume and _same_run(work, identity)
     files = _create_output(
         output, plan, image, labels_name=labels_name, attrs=attrs, overwrite=overwrite or resuming
     )
@@ -862,7 +859,6 @@ def segment_large(
     seconds["total"] = time.perf_counter() - t_start
     return LargeResult(
         output=output,
-        labels_key=files.labels[0],
         n_objects=n_objects,
         plan=plan.describe(),
         stats=stats,

@@ -13,6 +13,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..arrays import InputError
 
 
@@ -66,23 +68,26 @@ class BlockPlan:
         return len(self.blocks) * math.prod(self.read_shape) / math.prod(self.shape)
 
     def overlapping(self, region: tuple[slice, ...]) -> list[Block]:
-        """Blocks whose read region intersects ``region``."""
-        return [b for b in self.blocks if intersect(b.read, region) is not None]
+        """Blocks whose read region intersects ``region`` (searched near it on the grid)."""
+        ranges = []
+        for sl, c, r, g in zip(region, self.core, self.read_shape, self.grid_shape, strict=True):
+            # a block's read window lies within one window's length of its core start
+            ranges.append(range(max(0, (sl.start - r) // c), min(g, (sl.stop + r) // c + 1)))
+        out = []
+        for grid in itertools.product(*ranges):
+            block = self.blocks[int(np.ravel_multi_index(grid, self.grid_shape))]
+            if intersect(block.read, region) is not None:
+                out.append(block)
+        return out
 
     def pairs(self) -> list[tuple[int, int]]:
         """Index pairs ``(a, b)``, ``a < b``, of blocks whose read regions overlap."""
-        reach = [max(1, math.ceil(r / c)) for r, c in zip(self.read_shape, self.core, strict=True)]
-        by_grid = {b.grid: b for b in self.blocks}
-        out = []
-        for a in self.blocks:
-            for step in itertools.product(*(range(-k, k + 1) for k in reach)):
-                g = tuple(x + s for x, s in zip(a.grid, step, strict=True))
-                b = by_grid.get(g)
-                if b is None or b.index <= a.index:
-                    continue
-                if intersect(a.read, b.read) is not None:
-                    out.append((a.index, b.index))
-        return out
+        return [
+            (a.index, b.index)
+            for a in self.blocks
+            for b in self.overlapping(a.read)
+            if b.index > a.index
+        ]
 
 
 def intersect(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, ...] | None:

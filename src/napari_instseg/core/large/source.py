@@ -53,9 +53,7 @@ class LazyImage:
             raise InputError(f"{spec.path}: image dtype {self.array.dtype} is not numeric")
         ca = spec.channel_axis
         self.channels = 1 if ca is None else int(self.array.shape[ca])
-        self.spatial_shape = tuple(
-            int(s) for i, s in enumerate(self.array.shape) if i != (ca if ca is not None else -99)
-        )
+        self.spatial_shape = tuple(int(s) for i, s in enumerate(self.array.shape) if i != ca)
         if min(self.spatial_shape) == 0:
             raise InputError(f"{spec.path}: the image is empty (shape {self.spatial_shape})")
 
@@ -194,3 +192,22 @@ def global_stats(
     flat = sample.reshape(sample.shape[0], -1)
     lo, hi = np.percentile(flat, [low, high], axis=1)
     return lo.astype(np.float64), hi.astype(np.float64), sample
+
+
+def source_for(data, file: str | None, staging: str | Path, *, channel_axis: int | None = None):
+    """How workers read an image that is open in memory (e.g. a napari layer's ``data``):
+    ``file`` itself when it is a TIFF or zarr holding exactly ``data``'s array, else a copy
+    staged slab by slab at ``staging``.
+
+    Returns
+    -------
+    (LazyImage, staged path or None)
+    """
+    if file and Path(file).suffix.lower() in (".tif", ".tiff", ".zarr"):
+        try:
+            opened = open_source(file, channel_axis=channel_axis)
+        except InputError:
+            opened = None
+        if opened is not None and tuple(opened.array.shape) == tuple(data.shape):
+            return opened, None
+    return stage_array(data, staging, channel_axis=channel_axis), Path(staging)
