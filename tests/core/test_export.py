@@ -152,6 +152,19 @@ def test_ome_zarr_pyramid_levels_align(tmp_path):
     edge = image[:, 40, 66]  # the last odd row and column pad with themselves
     assert np.array_equal(level1[:, 20, 33], edge)
 
+    # block means are centred between the pixels they average; strided labels are not
+    def transforms(node):
+        return [
+            d["coordinateTransformations"] for d in node.attrs["ome"]["multiscales"][0]["datasets"]
+        ]
+
+    root = zarr.open_group(str(path), mode="r")
+    image_t = transforms(root)
+    assert len(image_t[0]) == 1  # level 0: scale only
+    assert image_t[1][1] == {"type": "translation", "translation": [0.0, 0.25, 0.125]}
+    assert image_t[2][1] == {"type": "translation", "translation": [0.0, 0.75, 0.375]}
+    assert all(len(t) == 1 for t in transforms(root["labels"]["labels"]))
+
 
 @pytest.mark.parametrize(
     ("shape", "levels"),

@@ -306,15 +306,24 @@ def _node_name(name: str) -> str:
 def _multiscales(
     name: str, axes: list[dict], scales: list[list[float]], kind: str, how: str
 ) -> list[dict]:
+    """One multiscales entry; a block-mean level also gets the translation of its pixel
+    centres (pixel 0 of level k averages pixels 0 .. 2^k - 1 of level 0: its centre lies
+    (2^k - 1) / 2 level-0 pixels in), a strided level ("nearest") none: its pixel 0 *is*
+    level 0's pixel 0."""
+
+    def transforms(scale: list[float]) -> list[dict]:
+        out = [{"type": "scale", "scale": scale}]
+        if kind == "mean" and scale != scales[0]:
+            shift = [round((s - s0) / 2, 12) for s, s0 in zip(scale, scales[0], strict=True)]
+            out.append({"type": "translation", "translation": shift})
+        return out
+
     return [
         {
             "name": name,
             "axes": axes,
             "datasets": [
-                {
-                    "path": str(level),
-                    "coordinateTransformations": [{"type": "scale", "scale": scale}],
-                }
+                {"path": str(level), "coordinateTransformations": transforms(scale)}
                 for level, scale in enumerate(scales)
             ],
             "type": kind,
