@@ -9,7 +9,8 @@ object unless ``split_disconnected`` is off; objects under ``min_size`` pixels a
 - ``meanshift``: :func:`..meanshift.mean_shift` with the bandwidth ``delta_var`` the network
   was trained with (flat or Gaussian kernel).
 - ``hdbscan``: the hdbscan package on a random subsample of the foreground pixels; every other
-  pixel takes the cluster of its nearest subsampled pixel (noise stays background).
+  pixel takes the cluster of its nearest subsampled pixel (a k-d tree query; noise stays
+  background).
 - ``consistency``: SPOCO's consistency clustering: mean-shift on f's embedding, then each
   cluster is checked against g's embedding of a perturbed view (``pixel_embedding_g``): for
   random anchor pixels of the cluster, the pixels within ``bandwidth`` of the anchor in g form
@@ -27,7 +28,7 @@ import torch
 from skimage.measure import label as label_regions
 
 from ..arrays import LABEL_DTYPE, relabel_consecutive
-from .meanshift import mean_shift, nearest, row_chunks
+from .meanshift import mean_shift, row_chunks
 from .watershed import remove_small_objects
 
 _FG = {"min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "foreground probability threshold"}
@@ -201,10 +202,11 @@ def cluster_hdbscan(
     sample_labels = clusterer.fit_predict(sample.astype(np.float64))
     if sample is points:
         cluster = sample_labels
-    else:
-        with torch.no_grad():
-            idx, _ = nearest(torch.from_numpy(points), torch.from_numpy(sample))
-        cluster = sample_labels[idx.numpy()]
+    else:  # a k-d tree of the sample: ~8x faster here than a dense (pixels x sample) argmin
+        from scipy.spatial import cKDTree
+
+        _, idx = cKDTree(sample).query(points, k=1, workers=max(1, torch.get_num_threads()))
+        cluster = sample_labels[idx]
     return _to_labels(keep, cluster, min_size, split_disconnected)
 
 
