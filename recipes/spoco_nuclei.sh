@@ -16,10 +16,10 @@ RATIO=${RATIO:-0.1}
 DATA=${DATA:-../shared/data/dsb2018_fluo}
 if [ "$RATIO" = "1.0" ]; then
   NAME=spoco-nuclei-full
-  NOTES="Fully supervised twin of spoco-nuclei: same recipe, network, loss and schedule, every instance annotated. Trained on 2 CPU cores: 6000 iterations, then resumed to 18000 (warm restart of the cosine), side by side with spoco-nuclei, ~2.3 it/s each. The embedding is still loose for touching nuclei (on DSB test: spread around a nucleus's mean 0.34, median distance between the means of touching nuclei 1.7, against SPOCO's margins 0.5 and 4): mean-shift tuning on val picks bandwidth 2.0 and split_disconnected does part of the work. The hdbscan back-end scores higher on test (metrics.test_by_backend)."
+  NOTES="Fully supervised twin of spoco-nuclei: same recipe, network, loss and schedule, every instance annotated. Trained on 2 CPU cores: 6000 iterations, then resumed to 18000 (warm restart of the cosine), side by side with spoco-nuclei, ~2.3 it/s each. The embedding is still loose for touching nuclei (on DSB test: spread around a nucleus's mean 0.34, median distance between the means of touching nuclei 1.7, against SPOCO's margins 0.5 and 4): mean-shift tuning on val picks bandwidth 2.0 and split_disconnected does part of the work. merge_distance (tuned on val) joins touching pieces of one nucleus whose mean embeddings are close. The hdbscan back-end scores higher on test (metrics.test_by_backend)."
 else
   NAME=spoco-nuclei
-  NOTES="Sparse annotation: 10% of the nuclei of each training image (at least one) kept whole, background within 8 px of a kept nucleus known, all else unlabelled. Trained on 2 CPU cores: 6000 iterations, then resumed to 18000 (warm restart of the cosine), side by side with its fully supervised twin, ~2.5 it/s each (SPOCO's reference trains 80k iterations on a GPU). The embedding is loose for touching nuclei: mean-shift tuning on val picks a bandwidth well above SPOCO's 0.5 and split_disconnected splits distant nuclei that share an embedding. The hdbscan back-end scores higher on test (metrics.test_by_backend)."
+  NOTES="Sparse annotation: 10% of the nuclei of each training image (at least one) kept whole, background within 8 px of a kept nucleus known, all else unlabelled. Trained on 2 CPU cores: 6000 iterations, then resumed to 18000 (warm restart of the cosine), side by side with its fully supervised twin, ~2.5 it/s each (SPOCO's reference trains 80k iterations on a GPU). The embedding is loose for touching nuclei: mean-shift tuning on val picks a bandwidth well above SPOCO's 0.5 and split_disconnected splits distant nuclei that share an embedding. merge_distance (tuned on val) joins touching pieces of one nucleus whose mean embeddings are close. The hdbscan back-end scores higher on test (metrics.test_by_backend)."
 fi
 OUT=${OUT:-runs/$NAME}
 # Two stages: a cosine schedule to STAGE1 iterations, then a warm restart of the same cosine
@@ -39,6 +39,7 @@ train() {
 train --iterations "$STAGE1"
 train --iterations "$ITER" --resume
 # Pack: tune the mean-shift knobs on val (dense labels), measure test, write the zoo files.
+# merge_distance joins touching fragments (benchmarks/merge_fragments.py).
 python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$DATA" --half --notes "$NOTES" \
-  --grid bandwidth=0.5,0.8,1.2,1.6,2.0 --grid fg_threshold=0.4,0.5 \
+  --grid bandwidth=0.5,0.8,1.2,1.6,2.0 --grid fg_threshold=0.4,0.5 --grid merge_distance=0,2,3,4 \
   --compare-backend hdbscan --compare-backend consistency

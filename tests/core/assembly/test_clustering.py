@@ -10,6 +10,7 @@ from napari_instseg.core.assembly.clustering import (
     cluster_consistency,
     cluster_hdbscan,
     cluster_meanshift,
+    merge_touching,
 )
 
 
@@ -81,7 +82,10 @@ def test_backends_registered_with_their_knobs():
         "min_size",
         "split_disconnected",
         "gaussian",
+        "merge_distance",
     )
+    for name in ("meanshift", "hdbscan", "consistency"):
+        assert "merge_distance" in get_backend(name).knob_names()
     assert "pixel_embedding_g" in get_backend("consistency").requires
 
 
@@ -110,3 +114,37 @@ def test_non_finite_embedding_is_refused():
     arrays["pixel_embedding"][0, 3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         cluster_meanshift(arrays)
+
+
+def _fragmented_pair(rng, dim=8):
+    """Two touching objects; the left one's halves sit 1.0 apart in embedding space (two
+    modes at bandwidth 0.5), the right one 5 away from both."""
+    truth = np.zeros((20, 40), np.uint32)
+    truth[2:18, 2:20], truth[2:18, 20:38] = 1, 2
+    emb = rng.normal(0, 0.02, (dim, *truth.shape)).astype(np.float32)
+    emb[0][truth == 2] += 5.0
+    emb[1][(truth == 1) & (np.arange(40) < 11)[None, :]] += 1.0
+    return truth, {"pixel_embedding": emb, "foreground": (truth > 0).astype(np.float32)}
+
+
+def test_merge_distance_joins_the_fragments_of_one_object_only():
+    truth, arrays = _fragmented_pair(np.random.default_rng(0))
+    split = cluster_meanshift(arrays, bandwidth=0.5, min_size=1)
+    assert split.max() == 3  # object 1 in two pieces
+    for fn in (cluster_meanshift, cluster_consistency):
+        if fn is cluster_consistency:
+            arrays["pixel_embedding_g"] = arrays["pixel_embedding"].copy()
+        joined = fn(arrays, bandwidth=0.5, min_size=1, merge_distance=2.0)
+        assert _same_partition(joined, truth)
+    # a distance above the gap between the objects' means joins them too (single linkage)
+    assert cluster_meanshift(arrays, bandwidth=0.5, min_size=1, merge_distance=6.0).max() == 1
+
+
+def test_merge_touching_needs_contact_and_works_in_3d():
+    lab = np.zeros((3, 4, 6), np.uint32)
+    lab[:, :, :2], lab[:, :, 2:3], lab[:, :, 4:] = 1, 2, 3  # 3 does not touch 2
+    emb = np.zeros((2, *lab.shape), np.float32)  # all three embedded alike
+    merged = merge_touching(lab, emb, 1.0)
+    assert merged.dtype == lab.dtype
+    assert _same_partition(merged, np.where(lab == 2, 1, lab))
+    assert merge_touching(lab, emb, 0.0) is lab

@@ -4,7 +4,9 @@ The back-ends read ``pixel_embedding`` (E, *spatial): a learnt embedding in whic
 one object gather together (SPOCO and any method with such an output). When a ``foreground``
 probability is given, only pixels above ``fg_threshold`` are clustered; otherwise every pixel
 in the mask is. Clusters become objects, each spatially connected piece of a cluster its own
-object unless ``split_disconnected`` is off; objects under ``min_size`` pixels are dropped.
+object unless ``split_disconnected`` is off; with ``merge_distance`` > 0, touching objects whose
+mean embeddings are closer than it are joined (single linkage), which puts back the fragments
+that a diffuse embedding splits off an object; objects under ``min_size`` pixels are dropped.
 
 - ``meanshift``: :func:`..meanshift.mean_shift` with the bandwidth ``delta_var`` the network
   was trained with (flat or Gaussian kernel).
@@ -42,6 +44,12 @@ _MIN_SIZE = {"min": 0, "max": 100000, "tooltip": "objects smaller than this (pix
 #: Pixels on which consistency clustering measures IoUs (a random sample on large images).
 IOU_SAMPLE = 20000
 _SPLIT = {"tooltip": "a cluster's spatially disconnected pieces become separate objects"}
+_MERGE = {
+    "min": 0.0,
+    "max": 8.0,
+    "step": 0.05,
+    "tooltip": "touching objects whose mean embeddings are closer than this are joined (0: off)",
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class MeanShiftConfig:
     gaussian: Annotated[
         bool, {"tooltip": "Gaussian kernel (sigma = bandwidth) instead of the flat one"}
     ] = False
+    merge_distance: Annotated[float, _MERGE] = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class HdbscanConfig:
     max_points: Annotated[
         int, {"min": 500, "max": 200000, "tooltip": "pixels given to HDBSCAN (subsample)"}
     ] = 4000
+    merge_distance: Annotated[float, _MERGE] = 0.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class ConsistencyConfig:
     fg_threshold: Annotated[float, _FG] = 0.5
     min_size: Annotated[int, _MIN_SIZE] = 10
     split_disconnected: Annotated[bool, _SPLIT] = True
+    merge_distance: Annotated[float, _MERGE] = 0.0
 
 
 def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
@@ -120,9 +131,69 @@ def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
     return emb, keep
 
 
-def _to_labels(keep: np.ndarray, cluster: np.ndarray, min_size: int, split: bool) -> np.ndarray:
+def merge_touching(labels: np.ndarray, emb: np.ndarray, distance: float) -> np.ndarray:
+    """Join touching objects (face neighbours) whose mean embeddings are closer than
+    ``distance``, transitively (single linkage on the objects' adjacency graph).
+
+    Mean-shift on a diffuse embedding can leave several modes inside one object; their pieces
+    touch and their means stay close, unlike those of two touching objects.
+
+    Examples
+    --------
+    >>> lab = np.array([[1, 1, 2, 3]])
+    >>> emb = np.array([[[0.0, 0.0, 0.5, 5.0]]])
+    >>> merge_touching(lab, emb, 1.0)
+    array([[1, 1, 1, 2]], dtype=uint32)
+    """
+    from scipy.sparse import coo_matrix, csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = int(labels.max())
+    if n < 2 or distance <= 0:
+        return labels
+    flat = labels.ravel()
+    inside = np.flatnonzero(flat)
+    ids = flat[inside].astype(np.int64)
+    # per-object sums as one sparse product: (E, pixels) @ (pixels, objects)
+    member = csr_matrix(
+        (np.ones(ids.size, np.float32), (np.arange(ids.size), ids - 1)), shape=(ids.size, n)
+    )
+    sums = (member.T @ emb.reshape(emb.shape[0], -1)[:, inside].T).T  # (E, n)
+    means = sums / np.maximum(np.bincount(ids - 1, minlength=n), 1)
+    keys = []
+    for ax in range(labels.ndim):
+        a = np.moveaxis(labels, ax, 0)
+        lo, hi = a[:-1], a[1:]
+        edge = (lo != hi) & (lo > 0) & (hi > 0)
+        lo, hi = lo[edge].astype(np.int64), hi[edge].astype(np.int64)
+        keys.append(np.minimum(lo, hi) * (n + 1) + np.maximum(lo, hi))
+    keys = np.unique(np.concatenate(keys))
+    if not keys.size:
+        return labels
+    first, second = keys // (n + 1), keys % (n + 1)
+    d = np.linalg.norm(means[:, first - 1] - means[:, second - 1], axis=0)
+    close = d < distance
+    graph = coo_matrix(
+        (np.ones(int(close.sum())), (first[close], second[close])), shape=(n + 1, n + 1)
+    )
+    _, component = connected_components(graph, directed=False)
+    lut = (component + 1).astype(LABEL_DTYPE)
+    lut[0] = 0
+    return relabel_consecutive(lut[labels])
+
+
+def _to_labels(
+    keep: np.ndarray,
+    cluster: np.ndarray,
+    min_size: int,
+    split: bool,
+    emb: np.ndarray | None = None,
+    merge_distance: float = 0.0,
+) -> np.ndarray:
     """Cluster indices (0..M-1, -1 = none) of the kept pixels to a label image; with ``split``
-    each spatially connected piece of a cluster (face neighbours) becomes its own object.
+    each spatially connected piece of a cluster (face neighbours) becomes its own object;
+    with ``merge_distance`` touching objects with close mean embeddings are then joined
+    (:func:`merge_touching`) before small objects are dropped.
 
     Clustering sees embeddings only, so two far-apart objects that the network happened to
     embed alike would otherwise share one id.
@@ -131,6 +202,8 @@ def _to_labels(keep: np.ndarray, cluster: np.ndarray, min_size: int, split: bool
     labels[keep] = (cluster + 1).astype(LABEL_DTYPE)
     if split and labels.any():
         labels = label_regions(labels, background=0, connectivity=1).astype(LABEL_DTYPE)
+    if merge_distance > 0 and emb is not None:
+        labels = merge_touching(labels, emb, merge_distance)
     return relabel_consecutive(remove_small_objects(labels, min_size))
 
 
@@ -144,6 +217,7 @@ def cluster_meanshift(
     min_size: int = 10,
     gaussian: bool = False,
     split_disconnected: bool = True,
+    merge_distance: float = 0.0,
 ) -> np.ndarray:
     """Mean-shift clusters of the foreground pixels' embeddings as instances."""
     emb, keep = _selected(arrays, mask, fg_threshold)
@@ -155,7 +229,7 @@ def cluster_meanshift(
         kernel="gaussian" if gaussian else "flat",
         rng=np.random.default_rng(0) if rng is None else rng,
     )
-    return _to_labels(keep, cluster, min_size, split_disconnected)
+    return _to_labels(keep, cluster, min_size, split_disconnected, emb, merge_distance)
 
 
 def cluster_hdbscan(
@@ -170,6 +244,7 @@ def cluster_hdbscan(
     min_size: int = 10,
     max_points: int = 4000,
     split_disconnected: bool = True,
+    merge_distance: float = 0.0,
 ) -> np.ndarray:
     """HDBSCAN clusters of a subsample of the foreground embeddings, spread to all pixels.
 
@@ -207,7 +282,7 @@ def cluster_hdbscan(
 
         _, idx = cKDTree(sample).query(points, k=1, workers=max(1, torch.get_num_threads()))
         cluster = sample_labels[idx]
-    return _to_labels(keep, cluster, min_size, split_disconnected)
+    return _to_labels(keep, cluster, min_size, split_disconnected, emb, merge_distance)
 
 
 def cluster_consistency(
@@ -221,6 +296,7 @@ def cluster_consistency(
     fg_threshold: float = 0.5,
     min_size: int = 10,
     split_disconnected: bool = True,
+    merge_distance: float = 0.0,
 ) -> np.ndarray:
     """Mean-shift on f's embedding; clusters that g's embedding does not reproduce are dropped.
 
@@ -275,4 +351,4 @@ def cluster_consistency(
         median[c] = np.median(ious[owner == c])
     dropped = median < iou_threshold
     cluster = np.where(dropped[cluster], -1, cluster)
-    return _to_labels(keep, cluster, min_size, split_disconnected)
+    return _to_labels(keep, cluster, min_size, split_disconnected, emb, merge_distance)
