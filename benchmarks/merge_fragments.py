@@ -53,14 +53,13 @@ def main() -> None:
         }
         truth_objects = sum(int(s.labels.max()) for s in split["test"])
         for backend in args.backends:
-            base = dict(model.card.backend_config) if backend == model.card.backend else {}
-            if backend != model.card.backend:
+            if backend == model.card.backend:
+                base = dict(model.card.backend_config)
+            else:  # the knobs the card scored this back-end with
                 by_backend = model.card.metrics.get("test_by_backend", {}).get(backend, {})
                 base = dict(by_backend.get("knobs", {}))
             grid = {**{k: [v] for k, v in base.items()}, "merge_distance": list(GRID)}
-            best, val_best, trials = tune_knobs(
-                model, split["val"], preds["val"], grid, backend=backend
-            )
+            best, _, trials = tune_knobs(model, split["val"], preds["val"], grid, backend=backend)
             val_of = {t[0]["merge_distance"]: t[1] for t in trials}
             for merge in dict.fromkeys((0.0, best["merge_distance"])):
                 knobs = {**base, "merge_distance": merge}

@@ -107,3 +107,22 @@ def face_neighbours(ndim: int):
         lo[axis] = slice(None, -1)
         hi[axis] = slice(1, None)
         yield tuple(lo), tuple(hi)
+
+
+def adjacent_pairs(labels: np.ndarray):
+    """``(a, b, count)``: face-adjacent pairs of different non-zero ids, ``a < b``, and the
+    number of pixel faces they share."""
+    a_parts, b_parts = [], []
+    for lo_slice, hi_slice in face_neighbours(labels.ndim):
+        lo, hi = labels[lo_slice], labels[hi_slice]
+        touch = (lo != hi) & (lo > 0) & (hi > 0)
+        x, y = lo[touch], hi[touch]
+        a_parts.append(np.minimum(x, y))
+        b_parts.append(np.maximum(x, y))
+    a = np.concatenate(a_parts).astype(np.int64)
+    b = np.concatenate(b_parts).astype(np.int64)
+    if a.size == 0:
+        return a, b, np.zeros(0, np.int64)
+    top = int(b.max()) + 1
+    pairs, counts = np.unique(a * top + b, return_counts=True)
+    return pairs // top, pairs % top, counts

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from skimage.measure import label as label_regions
 
-from ..arrays import LABEL_DTYPE, relabel_consecutive
+from ..arrays import LABEL_DTYPE, adjacent_pairs, relabel_consecutive
 from .meanshift import mean_shift, row_chunks
 from .watershed import remove_small_objects
 
@@ -160,17 +160,9 @@ def merge_touching(labels: np.ndarray, emb: np.ndarray, distance: float) -> np.n
     )
     sums = (member.T @ emb.reshape(emb.shape[0], -1)[:, inside].T).T  # (E, n)
     means = sums / np.maximum(np.bincount(ids - 1, minlength=n), 1)
-    keys = []
-    for ax in range(labels.ndim):
-        a = np.moveaxis(labels, ax, 0)
-        lo, hi = a[:-1], a[1:]
-        edge = (lo != hi) & (lo > 0) & (hi > 0)
-        lo, hi = lo[edge].astype(np.int64), hi[edge].astype(np.int64)
-        keys.append(np.minimum(lo, hi) * (n + 1) + np.maximum(lo, hi))
-    keys = np.unique(np.concatenate(keys))
-    if not keys.size:
+    first, second, _ = adjacent_pairs(labels)
+    if not first.size:
         return labels
-    first, second = keys // (n + 1), keys % (n + 1)
     d = np.linalg.norm(means[:, first - 1] - means[:, second - 1], axis=0)
     close = d < distance
     graph = coo_matrix(

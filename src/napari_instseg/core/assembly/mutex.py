@@ -37,7 +37,7 @@ from typing import Annotated
 import numba
 import numpy as np
 
-from ..arrays import LABEL_DTYPE, face_neighbours
+from ..arrays import LABEL_DTYPE, adjacent_pairs
 from .watershed import _finish
 
 __all__ = [
@@ -538,25 +538,6 @@ def mutex_watershed(
 # post-processing
 
 
-def _adjacent_pairs(labels: np.ndarray):
-    """``(a, b, count)``: face-adjacent pairs of different non-zero ids, ``a < b``, and the
-    number of pixel faces they share."""
-    a_parts, b_parts = [], []
-    for lo_slice, hi_slice in face_neighbours(labels.ndim):
-        lo, hi = labels[lo_slice], labels[hi_slice]
-        touch = (lo != hi) & (lo > 0) & (hi > 0)
-        x, y = lo[touch], hi[touch]
-        a_parts.append(np.minimum(x, y))
-        b_parts.append(np.maximum(x, y))
-    a = np.concatenate(a_parts).astype(np.int64)
-    b = np.concatenate(b_parts).astype(np.int64)
-    if a.size == 0:
-        return a, b, np.zeros(0, np.int64)
-    top = int(b.max()) + 1
-    pairs, counts = np.unique(a * top + b, return_counts=True)
-    return pairs // top, pairs % top, counts
-
-
 def _compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(ids, compact)``: the ids present, 0 first, and ``labels`` renumbered as their index."""
     top = int(labels.max())
@@ -605,7 +586,7 @@ def merge_small_segments(
     inside = labels if mask is None else np.where(np.asarray(mask, bool), labels, 0)
     ids, compact = _compact_ids(inside)
     size = np.bincount(compact.ravel(), minlength=ids.size).astype(np.int64)
-    a, b, counts = _adjacent_pairs(compact)
+    a, b, counts = adjacent_pairs(compact)
     small = np.flatnonzero(size <= max_size)
     small = small[small > 0]
     if small.size == 0 or a.size == 0:
