@@ -97,12 +97,9 @@ def segment(model, image):
     return run(segment_image(model, image)).labels
 
 
-DSB_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
-
-
 def remaining_ap(labels, truth, chosen):
     """AP@0.5, AP@0.7 and the DSB score (mean AP over IoU 0.5:0.95) on the remaining objects."""
-    from napari_instseg.core.metrics import average_precision_annotated
+    from napari_instseg.core.metrics import DSB_THRESHOLDS, average_precision_annotated
 
     rest = np.where(np.isin(truth, chosen), 0, truth)
     ap = {t: average_precision_annotated(rest, labels, iou_threshold=t) for t in DSB_THRESHOLDS}
