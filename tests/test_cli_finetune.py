@@ -42,7 +42,8 @@ def test_finetune_from_files(tmp_path, capsys, parent, pair):
     rc, out, err = run(
         capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
         "--annotations", tmp_path / "ann.tif", "--models-dir", tmp_path / "models",
-        "--output", tmp_path / "run", "--held-out", "0.25", "--anchor-weight", "2", *FAST,
+        "--output", tmp_path / "run", "--held-out", "0.25", "--anchor-weight", "2",
+        "--keep-knobs", *FAST,
     )  # fmt: skip
     assert rc == 0, err
     assert "held-out AP@0.5" in out and "spoco-tiny-finetuned" in out
@@ -51,6 +52,7 @@ def test_finetune_from_files(tmp_path, capsys, parent, pair):
     assert card.parent == "spoco-tiny" and card.training["annotations"][0]["objects"] == n_objects
     assert card.training["finetune_config"]["held_out_fraction"] == 0.25
     assert card.training["finetune_config"]["anchor_weight"] == 2.0
+    assert card.training["finetune_config"]["refit_knobs"] is False
     assert (tmp_path / "run" / "latest.state.safetensors").is_file()
 
 

@@ -323,6 +323,7 @@ def cmd_finetune(args) -> int:
         patch_size=args.patch_size or FinetuneConfig.patch_size,
         held_out_fraction=args.held_out,
         anchor_weight=args.anchor_weight,
+        refit_knobs=not args.keep_knobs,
         val_every=args.val_every or FinetuneConfig.val_every,
         preview_every=0,
         seed=args.seed,
@@ -349,6 +350,9 @@ def cmd_finetune(args) -> int:
     )
     ended = f"{result.run.iterations_done} iterations{', stopped' if result.run.stopped else ''}"
     print(f"{ap}; model {name!r} saved to {result.model_path} ({ended}; checkpoints in {run_dir})")
+    if result.refit and "merge_distance" in result.refit:
+        md = result.refit["merge_distance"]
+        print(f"merge distance re-chosen for it: {md['parent']:g} -> {md['chosen']:g}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -689,6 +693,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="fine-tune: how strongly unannotated pixels keep the base model's output",
+    )
+    t.add_argument(
+        "--keep-knobs",
+        action="store_true",
+        help="fine-tune: publish the base model's knobs as they are (default: re-choose the "
+        "merge distance on the annotations)",
     )
     t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
     t.add_argument("--models-dir", help="fine-tune: where to save the model")

@@ -281,3 +281,70 @@ def test_patchperpix_fine_tunes_with_the_anchor_on(disks, tmp_path, save_tiny_pa
     saved = read_card(result.model_path)
     assert saved.method == "patchperpix" and saved.parent == "patchperpix-tiny"
     assert 0.0 <= result.heldout_after <= 1.0
+
+
+def test_reference_objects_keep_the_users_and_the_parents_away_from_them():
+    from napari_instseg.core.finetune import reference_objects
+
+    annotated = np.zeros((10, 20), np.uint32)
+    annotated[2:6, 2:6] = 1
+    parent = np.zeros_like(annotated)
+    parent[2:6, 3:7] = 5  # the parent's version of the annotated object
+    parent[2:6, 7:9] = 6  # 2 px from it: the user saw it, maybe a wrong neighbour
+    parent[2:6, 14:18] = 7  # far away: left as the parent had it
+    ref = reference_objects(annotated, parent)
+    assert (ref[annotated == 1] == 1).all()
+    assert (ref[parent == 6] == 0).all()
+    far = np.unique(ref[parent == 7])
+    assert far.size == 1 and far[0] > 1
+    assert set(np.unique(ref)) == {0, 1, int(far[0])}
+
+
+def test_merge_distance_is_chosen_to_keep_objects_whole_and_apart():
+    """Two pieces of one object (means 0.8 apart) touch a neighbour 2.2 further on: a
+    merge distance between them gives both reference objects whole, 0 splits the object,
+    the parent's 4 merges it with the neighbour."""
+    from napari_instseg.core.finetune import choose_merge_distance
+
+    emb = np.zeros((2, 24, 40), np.float32)
+    ref = np.zeros((24, 40), np.int64)
+    ref[2:22, 2:22], ref[2:22, 22:38] = 1, 2
+    emb[0, 2:22, 12:22] = 0.8  # the object's second piece
+    emb[0, 2:22, 22:38] = 3.0  # the neighbour
+    fg = (ref > 0).astype(np.float32)
+    knobs = {"bandwidth": 0.4, "merge_distance": 4.0, "min_size": 10}
+    decoded = [{"pixel_embedding": emb, "foreground": fg}]
+    chosen, scores = choose_merge_distance("meanshift", knobs, decoded, [ref])
+    assert chosen == 2.0  # of the perfect 1.0, 1.5 and 2.0, the closest to the parent's
+    assert scores[2.0] == pytest.approx(1.0)
+    assert scores[0.0] < 0.9 and scores[4.0] < 0.9
+
+
+def test_finetune_publishes_a_refitted_merge_distance(spoco_tiny, disks, tmp_path):
+    from dataclasses import replace
+
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    knobs = {"bandwidth": 0.9, "merge_distance": 2.0}
+    parent = replace(spoco_tiny, card=replace(spoco_tiny.card, backend_config=knobs))
+    cards = {}
+    for refit in (True, False):
+        config = FinetuneConfig(
+            iterations=4, batch_size=2, patch_size=32, held_out_fraction=0.0, refit_knobs=refit,
+            device="cpu",
+        )  # fmt: skip
+        out = tmp_path / str(refit)
+        result = run(finetune(parent, [_annotated(disks)], name="m", run_dir=out / "run",
+                              models_dir=out, config=config))  # fmt: skip
+        cards[refit] = (read_card(result.model_path), result)
+    card, result = cards[True]
+    fit = card.metrics["knob_refit"]["merge_distance"]
+    assert fit["parent"] == 2.0 and result.refit == card.metrics["knob_refit"]
+    assert card.backend_config["merge_distance"] == fit["chosen"]
+    assert str(fit["chosen"]) in fit["mean_best_iou"] and len(fit["mean_best_iou"]) == 9
+    assert fit["mean_best_iou"][str(fit["chosen"])] == max(fit["mean_best_iou"].values())
+    card, result = cards[False]
+    assert card.backend_config == knobs and "knob_refit" not in card.metrics
+    assert result.refit is None

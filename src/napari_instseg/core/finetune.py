@@ -6,7 +6,8 @@ images; everything else stays unlabelled and is ignored by the loss of any metho
 never sees them and they score every checkpoint (AP@0.5 on annotated objects only), before
 training (the parent model) and after. The result is published as a new model next to the
 user's others, with a card that names its parent, the annotations it saw (hashes), its knobs
-and its held-out AP.
+(the parent's, with ``merge_distance`` re-chosen by :func:`refit_merge_distance`) and its
+held-out AP.
 
 Examples
 --------
@@ -27,13 +28,16 @@ from typing import Annotated
 import numpy as np
 
 from .arrays import InputError
+from .assembly import get_backend
 from .checkpoint import load_model, save_model
+from .configs import config_from_dict
 from .data.augment import AugmentConfig
 from .data.datasets import Sample
 from .data.sparse import annotation_to_labels, split_objects
-from .jobs import Job, Metric
+from .jobs import Job, Metric, Progress, stop_requested
+from .metrics import iou_matrix
 from .pipeline import Model, prepare_image
-from .train import TrainConfig, TrainResult, segment_with_net, train, validate
+from .train import TrainConfig, TrainResult, decode_with_net, segment_with_net, train, validate
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class FinetuneConfig:
     anchor_weight: Annotated[float, {"min": 0.0, "max": 100.0}] = 1.0
     val_every: Annotated[int, {"min": 1, "max": 10_000}] = 25
     preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
+    # re-choose the published model's merge_distance (see refit_merge_distance)
+    refit_knobs: bool = True
     seed: int = 0
     device: str = "auto"
 
@@ -77,6 +83,7 @@ class FinetuneResult:
     heldout_before: float  # held-out AP@0.5 of the parent model (nan: nothing held out)
     heldout_after: float  # of the published checkpoint
     warnings: tuple[str, ...] = ()
+    refit: dict | None = None  # the re-chosen knobs (card metrics' "knob_refit")
 
 
 def annotation_sha256(annotation: np.ndarray) -> str:
@@ -142,6 +149,77 @@ def make_finetune_samples(
             }
         )
     return train_samples, val_samples, record
+
+
+def reference_objects(annotated: np.ndarray, parent_labels: np.ndarray, gap: int = 2):
+    """The user's objects plus the parent's objects further than ``gap`` px from all of them.
+
+    What a fine-tuned model should reproduce: the annotated objects exactly, and elsewhere
+    what the parent found, which the user looked at and left alone.
+    """
+    from scipy import ndimage as ndi
+
+    near = ndi.binary_dilation(annotated > 0, iterations=gap)
+    close = np.unique(parent_labels[near])
+    kept = np.where(np.isin(parent_labels, close), 0, parent_labels).astype(np.int64)
+    kept[kept > 0] += int(annotated.max())
+    return np.where(annotated > 0, annotated, kept)
+
+
+def choose_merge_distance(
+    backend: str,
+    knobs: dict,
+    decoded: list[dict],
+    references: list[np.ndarray],
+    *,
+    steps: int = 9,
+) -> tuple[float, dict[float, float]]:
+    """The ``merge_distance`` from 0 to ``knobs``' value that best reproduces ``references``.
+
+    Each candidate assembles every decoded output and is scored by the mean best IoU of the
+    reference objects (every object counts once); ties keep the value closest to the
+    starting one. Returns the value and every candidate's score.
+    """
+    be = get_backend(backend)
+    start = float(knobs["merge_distance"])
+    candidates = [round(float(v), 3) for v in np.linspace(0.0, start, steps)]
+    scores = {}
+    for value in candidates:
+        config = config_from_dict(be.config_type, {**knobs, "merge_distance": value}, strict=False)
+        best = []
+        for ref, dec in zip(references, decoded, strict=True):
+            labels = be(dec, config=config, rng=np.random.default_rng(0))
+            ious = iou_matrix(ref, labels)[0]
+            best.extend(ious.max(axis=1) if ious.shape[1] else np.zeros(ious.shape[0]))
+        scores[value] = float(np.mean(best)) if best else 0.0
+    top = max(scores.values())
+    chosen = min((v for v in candidates if scores[v] >= top - 1e-9), key=lambda v: abs(v - start))
+    return chosen, scores
+
+
+def refit_merge_distance(
+    model: Model, net, samples: list[Sample], *, backend: str, knobs: dict, device: str = "auto"
+) -> tuple[float, dict[float, float]]:
+    """Re-choose ``merge_distance`` for a fine-tuned ``net`` of ``model`` on its training samples.
+
+    Fine-tuning moves the annotated objects away from their unannotated neighbours, but not
+    always as far as the parent's ``merge_distance``: at the parent's value the merge step
+    joined many corrected objects back to a neighbour (benchmarks/finetune.py). The value is
+    chosen by :func:`choose_merge_distance` against the :func:`reference_objects` of each
+    sample: the user's objects, and the parent's objects away from them (so that the rest of
+    the image does not fall apart into fragments).
+    """
+    model.net.eval()
+    net.eval()
+    references, decoded = [], []
+    for s in samples:
+        parent = segment_with_net(
+            model.method, model.config, model.net, s.image, backend=backend, knobs=knobs,
+            device=device,
+        )  # fmt: skip
+        references.append(reference_objects(s.labels, parent))
+        decoded.append(decode_with_net(model.method, model.config, net, s.image, device=device))
+    return choose_merge_distance(backend, knobs, decoded, references)
 
 
 def finetune(
@@ -247,6 +325,40 @@ def finetune(
         return FinetuneResult(None, result, before, float("nan"), tuple(warnings))
     card, net = load_model(source)
     after = float(card.metrics.get("val_ap50", float("nan")))
+    refit = {}
+    wants_refit = float(card.backend_config.get("merge_distance", 0) or 0) > 0
+    if (
+        config.refit_knobs
+        and wants_refit
+        and not stop_requested((yield Progress("choose merge distance", 0, 1)))
+    ):
+        chosen, scores = refit_merge_distance(
+            model,
+            net,
+            train_samples,
+            backend=card.backend,
+            knobs=dict(card.backend_config),
+            device=device,
+        )
+        refit = {
+            "merge_distance": {
+                "parent": float(card.backend_config["merge_distance"]),
+                "chosen": chosen,
+                "mean_best_iou": {str(k): round(v, 4) for k, v in scores.items()},
+            }
+        }
+        card = replace(card, backend_config={**card.backend_config, "merge_distance": chosen})
+        if val_samples:  # the held-out objects judge the published knobs too
+            after = validate(
+                model.method,
+                model.config,
+                net,
+                val_samples,
+                backend=card.backend,
+                knobs=card.backend_config,
+                device=device,
+            )
+        yield Progress("choose merge distance", 1, 1)
     first = segment_with_net(
         model.method,
         model.config,
@@ -272,8 +384,9 @@ def finetune(
             "heldout_ap50": after,
             "objects_on_first_image": n_objects,
             "stopped_early": result.stopped,
+            **({"knob_refit": refit} if refit else {}),
         },
         weights_sha256="",
     )
     path = save_model(models_dir or user_model_dir(), name, net, card)
-    return FinetuneResult(str(path), result, before, after, tuple(warnings))
+    return FinetuneResult(str(path), result, before, after, tuple(warnings), refit or None)

@@ -146,10 +146,15 @@ def segment_with_net(
     name = backend or method.default_backend
     be = get_backend(name)
     config = config_from_dict(be.config_type, dict(knobs or {}), strict=False)
+    decoded = decode_with_net(method, cfg, net, image, device=device)
+    return be(decoded, config=config, rng=np.random.default_rng(0))
+
+
+def decode_with_net(method: Method, cfg, net, image: np.ndarray, *, device: str = "auto") -> dict:
+    """The decoded network output (the back-ends' input) for a normalised image."""
     pconf = PredictConfig(tile_size=256, halo=32, device=device)
     multiple = 2 ** (getattr(cfg, "depth", 4) - 1)
-    raw = run(predict_tiled(net, image, config=pconf, multiple=multiple))
-    return be(method.decode(raw, cfg), config=config, rng=np.random.default_rng(0))
+    return method.decode(run(predict_tiled(net, image, config=pconf, multiple=multiple)), cfg)
 
 
 def validate(

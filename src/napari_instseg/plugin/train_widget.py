@@ -18,6 +18,7 @@ import numpy as np
 from qtpy.QtCore import QPointF, Qt, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -160,6 +161,12 @@ class TrainWidget(QWidget):
             "how strongly the pixels you did not annotate keep the base model's output "
             "(0: free to change)"
         )
+        self.refit = QCheckBox("re-choose merge distance")
+        self.refit.setChecked(defaults.refit_knobs)
+        self.refit.setToolTip(
+            "after training, pick the merge distance that keeps your objects whole and apart "
+            "and the base model's objects elsewhere as they were"
+        )
         self.preview_every = QSpinBox()
         self.preview_every.setRange(0, 10_000)
         self.preview_every.setValue(defaults.preview_every)
@@ -188,6 +195,7 @@ class TrainWidget(QWidget):
         form.addRow("patch size", self.patch)
         form.addRow("held-out fraction", self.held_out)
         form.addRow("keep base model", self.anchor)
+        form.addRow("", self.refit)
         form.addRow("preview every", self.preview_every)
         form.addRow("device", self.device)
         buttons = QHBoxLayout()
@@ -273,6 +281,7 @@ class TrainWidget(QWidget):
             patch_size=self.patch.value(),
             held_out_fraction=float(self.held_out.value()),
             anchor_weight=float(self.anchor.value()),
+            refit_knobs=self.refit.isChecked(),
             preview_every=self.preview_every.value(),
             device=self.device.currentText(),
         )
@@ -378,6 +387,8 @@ class TrainWidget(QWidget):
     def _on_event(self, event, preview_name: str) -> None:
         if isinstance(event, Progress) and event.stage == "train":
             self.progress.setValue(event.step)
+        elif isinstance(event, Progress) and event.step == 0:
+            self._say(f"training done; {event.stage} ...")
         elif isinstance(event, Metric):
             if event.name == "loss":
                 self.plot.add("loss", event.step, event.value)
@@ -422,6 +433,12 @@ class TrainWidget(QWidget):
                 f"{ended} at step {run.iterations_done}: {ap}saved as model "
                 f"{Path(result.model_path).stem!r} (in the Segment widget's list)"
             )
+            if result.refit and "merge_distance" in result.refit:
+                md = result.refit["merge_distance"]
+                text += (
+                    f"<br>merge distance re-chosen for it: {md['parent']:g} -> {md['chosen']:g} "
+                    "(best fit to your objects and the base model's elsewhere)"
+                )
             if result.warnings:
                 text += "<br><b>warning:</b> " + "; ".join(result.warnings)
             self._say(text)
