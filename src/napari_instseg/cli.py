@@ -304,7 +304,7 @@ def _annotated_images(args):
 
 def cmd_finetune(args) -> int:
     from .core.checkpoint import CheckpointError
-    from .core.finetune import FinetuneConfig, describe_refit, finetune, unique_model_name
+    from .core.finetune import FinetuneConfig, finetune, unique_model_name
     from .core.pipeline import load_model
     from .core.zoo import list_models, user_model_dir
 
@@ -350,8 +350,9 @@ def cmd_finetune(args) -> int:
     )
     ended = f"{result.run.iterations_done} iterations{', stopped' if result.run.stopped else ''}"
     print(f"{ap}; model {name!r} saved to {result.model_path} ({ended}; checkpoints in {run_dir})")
-    if result.refit:
-        print(f"knobs re-chosen for it: {describe_refit(result.refit)}")
+    if result.refit and "merge_distance" in result.refit:
+        md = result.refit["merge_distance"]
+        print(f"merge distance re-chosen for it: {md['parent']:g} -> {md['chosen']:g}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -697,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-knobs",
         action="store_true",
         help="fine-tune: publish the base model's knobs as they are (default: re-choose the "
-        "merge distance and bandwidth on the annotations)",
+        "merge distance on the annotations)",
     )
     t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
     t.add_argument("--models-dir", help="fine-tune: where to save the model")

@@ -300,11 +300,11 @@ def test_reference_objects_keep_the_users_and_the_parents_away_from_them():
     assert set(np.unique(ref)) == {0, 1, int(far[0])}
 
 
-def test_knobs_are_chosen_to_keep_objects_whole_and_apart():
+def test_merge_distance_is_chosen_to_keep_objects_whole_and_apart():
     """Two pieces of one object (means 0.8 apart) touch a neighbour 2.2 further on: a
     merge distance between them gives both reference objects whole, 0 splits the object,
     the parent's 4 merges it with the neighbour."""
-    from napari_instseg.core.finetune import choose_knobs, knob_candidates
+    from napari_instseg.core.finetune import choose_merge_distance
 
     emb = np.zeros((2, 24, 40), np.float32)
     ref = np.zeros((24, 40), np.int64)
@@ -313,21 +313,14 @@ def test_knobs_are_chosen_to_keep_objects_whole_and_apart():
     emb[0, 2:22, 22:38] = 3.0  # the neighbour
     fg = (ref > 0).astype(np.float32)
     knobs = {"bandwidth": 0.4, "merge_distance": 4.0, "min_size": 10}
-    grid = knob_candidates(knobs)
-    assert grid["merge_distance"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
-    assert grid["bandwidth"][2] == 0.4 and len(grid["bandwidth"]) == 5
-    assert knob_candidates({"bandwidth": 0.4, "merge_distance": 0.0}) == {}
     decoded = [{"pixel_embedding": emb, "foreground": fg}]
-    chosen, scored = choose_knobs("meanshift", knobs, decoded, [ref], grid)
-    # of the perfect merge distances 1.0, 1.5 and 2.0, the closest to the parent's, at the
-    # parent's bandwidth (every bandwidth tried splits the same way here)
-    assert chosen == {"merge_distance": 2.0, "bandwidth": 0.4}
-    score = {tuple(t.values()): v for t, v in scored}
-    assert len(score) == 45 and score[(2.0, 0.4)] == pytest.approx(1.0)
-    assert score[(0.0, 0.4)] < 0.9 and score[(4.0, 0.4)] < 0.9
+    chosen, scores = choose_merge_distance("meanshift", knobs, decoded, [ref])
+    assert chosen == 2.0  # of the perfect 1.0, 1.5 and 2.0, the closest to the parent's
+    assert scores[2.0] == pytest.approx(1.0)
+    assert scores[0.0] < 0.9 and scores[4.0] < 0.9
 
 
-def test_finetune_publishes_refitted_knobs(spoco_tiny, disks, tmp_path):
+def test_finetune_publishes_a_refitted_merge_distance(spoco_tiny, disks, tmp_path):
     from dataclasses import replace
 
     from napari_instseg.core.checkpoint import read_card
@@ -347,13 +340,11 @@ def test_finetune_publishes_refitted_knobs(spoco_tiny, disks, tmp_path):
                               models_dir=out, config=config))  # fmt: skip
         cards[refit] = (read_card(result.model_path), result)
     card, result = cards[True]
-    fit = card.metrics["knob_refit"]
-    assert fit["parent"] == knobs and result.refit == fit
-    assert card.backend_config == {**knobs, **fit["chosen"]}
-    assert len(fit["mean_best_iou"]) == 45
-    best = max(row["score"] for row in fit["mean_best_iou"])
-    chosen_row = [r for r in fit["mean_best_iou"] if {k: r[k] for k in knobs} == fit["chosen"]]
-    assert chosen_row[0]["score"] == best
+    fit = card.metrics["knob_refit"]["merge_distance"]
+    assert fit["parent"] == 2.0 and result.refit == card.metrics["knob_refit"]
+    assert card.backend_config["merge_distance"] == fit["chosen"]
+    assert str(fit["chosen"]) in fit["mean_best_iou"] and len(fit["mean_best_iou"]) == 9
+    assert fit["mean_best_iou"][str(fit["chosen"])] == max(fit["mean_best_iou"].values())
     card, result = cards[False]
     assert card.backend_config == knobs and "knob_refit" not in card.metrics
     assert result.refit is None

@@ -6,8 +6,8 @@ images; everything else stays unlabelled and is ignored by the loss of any metho
 never sees them and they score every checkpoint (AP@0.5 on annotated objects only), before
 training (the parent model) and after. The result is published as a new model next to the
 user's others, with a card that names its parent, the annotations it saw (hashes), its knobs
-(the parent's, with ``merge_distance`` and bandwidth re-chosen by :func:`refit_knobs`) and
-its held-out AP.
+(the parent's, with ``merge_distance`` re-chosen by :func:`refit_merge_distance`) and its
+held-out AP.
 
 Examples
 --------
@@ -54,7 +54,7 @@ class FinetuneConfig:
     anchor_weight: Annotated[float, {"min": 0.0, "max": 100.0}] = 1.0
     val_every: Annotated[int, {"min": 1, "max": 10_000}] = 25
     preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
-    # re-choose the published model's merge distance and bandwidth (see refit_knobs)
+    # re-choose the published model's merge_distance (see refit_merge_distance)
     refit_knobs: bool = True
     seed: int = 0
     device: str = "auto"
@@ -166,79 +166,48 @@ def reference_objects(annotated: np.ndarray, parent_labels: np.ndarray, gap: int
     return np.where(annotated > 0, annotated, kept)
 
 
-#: Bandwidths tried by :func:`choose_knobs`, as multiples of the parent's.
-BANDWIDTH_FACTORS = (2 / 3, 5 / 6, 1.0, 7 / 6, 4 / 3)
-
-
-def knob_candidates(knobs: dict, steps: int = 9) -> dict[str, list[float]]:
-    """The values :func:`choose_knobs` tries: ``merge_distance`` from 0 to the parent's in
-    ``steps``, and (when the back-end has one) the bandwidth at :data:`BANDWIDTH_FACTORS`
-    of the parent's. Empty when the parent does not merge (nothing to re-choose)."""
-    merge = float(knobs.get("merge_distance", 0) or 0)
-    if merge <= 0:
-        return {}
-    grid = {"merge_distance": [round(float(v), 3) for v in np.linspace(0.0, merge, steps)]}
-    if float(knobs.get("bandwidth", 0) or 0) > 0:
-        grid["bandwidth"] = [round(knobs["bandwidth"] * f, 3) for f in BANDWIDTH_FACTORS]
-    return grid
-
-
-def choose_knobs(
+def choose_merge_distance(
     backend: str,
     knobs: dict,
     decoded: list[dict],
     references: list[np.ndarray],
-    grid: dict[str, list[float]],
-) -> tuple[dict, list[tuple[dict, float]]]:
-    """The combination of ``grid`` values that best reproduces ``references``.
+    *,
+    steps: int = 9,
+) -> tuple[float, dict[float, float]]:
+    """The ``merge_distance`` from 0 to ``knobs``' value that best reproduces ``references``.
 
-    Each combination assembles every decoded output and is scored by the mean best IoU of
-    the reference objects (every object counts once); ties keep the combination closest to
-    ``knobs`` (relative change). Returns the chosen values and every combination's score.
+    Each candidate assembles every decoded output and is scored by the mean best IoU of the
+    reference objects (every object counts once); ties keep the value closest to the
+    starting one. Returns the value and every candidate's score.
     """
-    import itertools
-
     be = get_backend(backend)
-    names = list(grid)
-    scored = []
-    for values in itertools.product(*(grid[n] for n in names)):
-        trial = dict(zip(names, values, strict=True))
-        config = config_from_dict(be.config_type, {**knobs, **trial}, strict=False)
+    start = float(knobs["merge_distance"])
+    candidates = [round(float(v), 3) for v in np.linspace(0.0, start, steps)]
+    scores = {}
+    for value in candidates:
+        config = config_from_dict(be.config_type, {**knobs, "merge_distance": value}, strict=False)
         best = []
         for ref, dec in zip(references, decoded, strict=True):
             labels = be(dec, config=config, rng=np.random.default_rng(0))
             ious = iou_matrix(ref, labels)[0]
             best.extend(ious.max(axis=1) if ious.shape[1] else np.zeros(ious.shape[0]))
-        scored.append((trial, float(np.mean(best)) if best else 0.0))
-
-    def change(trial: dict) -> float:
-        return sum(abs(v - knobs[n]) / max(abs(knobs[n]), 1e-9) for n, v in trial.items())
-
-    top = max(score for _, score in scored)
-    chosen = min((t for t, score in scored if score >= top - 1e-9), key=change)
-    return chosen, scored
+        scores[value] = float(np.mean(best)) if best else 0.0
+    top = max(scores.values())
+    chosen = min((v for v in candidates if scores[v] >= top - 1e-9), key=lambda v: abs(v - start))
+    return chosen, scores
 
 
-def describe_refit(refit: dict | None) -> str:
-    """``"bandwidth 1.2 -> 1, merge_distance 4 -> 2.5"`` for a result's ``refit`` ("": none)."""
-    if not refit:
-        return ""
-    old, new = refit["parent"], refit["chosen"]
-    return ", ".join(f"{k} {old[k]:g} -> {new[k]:g}" for k in new)
-
-
-def refit_knobs(
+def refit_merge_distance(
     model: Model, net, samples: list[Sample], *, backend: str, knobs: dict, device: str = "auto"
-) -> tuple[dict, list[tuple[dict, float]]]:
-    """Re-choose the clustering knobs of a fine-tuned ``net`` of ``model`` (its training samples).
+) -> tuple[float, dict[float, float]]:
+    """Re-choose ``merge_distance`` for a fine-tuned ``net`` of ``model`` on its training samples.
 
     Fine-tuning moves the annotated objects away from their unannotated neighbours, but not
     always as far as the parent's ``merge_distance``: at the parent's value the merge step
-    joined many corrected objects back to a neighbour, and the embedding's scale changes
-    (benchmarks/finetune.py). :func:`choose_knobs` picks ``merge_distance`` and bandwidth
-    (:func:`knob_candidates`) against the :func:`reference_objects` of each sample: the
-    user's objects, and the parent's objects away from them, so that the rest of the image
-    does not fall apart into fragments (the user's objects alone over-split it).
+    joined many corrected objects back to a neighbour (benchmarks/finetune.py). The value is
+    chosen by :func:`choose_merge_distance` against the :func:`reference_objects` of each
+    sample: the user's objects, and the parent's objects away from them (so that the rest of
+    the image does not fall apart into fragments).
     """
     model.net.eval()
     net.eval()
@@ -250,7 +219,7 @@ def refit_knobs(
         )  # fmt: skip
         references.append(reference_objects(s.labels, parent))
         decoded.append(decode_with_net(model.method, model.config, net, s.image, device=device))
-    return choose_knobs(backend, knobs, decoded, references, knob_candidates(knobs))
+    return choose_merge_distance(backend, knobs, decoded, references)
 
 
 def finetune(
@@ -357,21 +326,28 @@ def finetune(
     card, net = load_model(source)
     after = float(card.metrics.get("val_ap50", float("nan")))
     refit = {}
-    knobs = dict(card.backend_config)
+    wants_refit = float(card.backend_config.get("merge_distance", 0) or 0) > 0
     if (
         config.refit_knobs
-        and knob_candidates(knobs)
-        and not stop_requested((yield Progress("choose clustering knobs", 0, 1)))
+        and wants_refit
+        and not stop_requested((yield Progress("choose merge distance", 0, 1)))
     ):
-        chosen, scored = refit_knobs(
-            model, net, train_samples, backend=card.backend, knobs=knobs, device=device
+        chosen, scores = refit_merge_distance(
+            model,
+            net,
+            train_samples,
+            backend=card.backend,
+            knobs=dict(card.backend_config),
+            device=device,
         )
         refit = {
-            "parent": {k: knobs[k] for k in chosen},
-            "chosen": chosen,
-            "mean_best_iou": [{**t, "score": round(v, 4)} for t, v in scored],
+            "merge_distance": {
+                "parent": float(card.backend_config["merge_distance"]),
+                "chosen": chosen,
+                "mean_best_iou": {str(k): round(v, 4) for k, v in scores.items()},
+            }
         }
-        card = replace(card, backend_config={**knobs, **chosen})
+        card = replace(card, backend_config={**card.backend_config, "merge_distance": chosen})
         if val_samples:  # the held-out objects judge the published knobs too
             after = validate(
                 model.method,
@@ -382,7 +358,7 @@ def finetune(
                 knobs=card.backend_config,
                 device=device,
             )
-        yield Progress("choose clustering knobs", 1, 1)
+        yield Progress("choose merge distance", 1, 1)
     first = segment_with_net(
         model.method,
         model.config,

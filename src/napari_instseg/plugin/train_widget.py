@@ -40,7 +40,6 @@ from napari_instseg.core.finetune import (
     AnnotatedImage,
     FinetuneConfig,
     FinetuneResult,
-    describe_refit,
     finetune,
     unique_model_name,
 )
@@ -162,11 +161,11 @@ class TrainWidget(QWidget):
             "how strongly the pixels you did not annotate keep the base model's output "
             "(0: free to change)"
         )
-        self.refit = QCheckBox("re-choose clustering knobs")
+        self.refit = QCheckBox("re-choose merge distance")
         self.refit.setChecked(defaults.refit_knobs)
         self.refit.setToolTip(
-            "after training, pick the merge distance and bandwidth that keep your objects whole "
-            "and apart and the base model's objects elsewhere as they were"
+            "after training, pick the merge distance that keeps your objects whole and apart "
+            "and the base model's objects elsewhere as they were"
         )
         self.preview_every = QSpinBox()
         self.preview_every.setRange(0, 10_000)
@@ -434,10 +433,11 @@ class TrainWidget(QWidget):
                 f"{ended} at step {run.iterations_done}: {ap}saved as model "
                 f"{Path(result.model_path).stem!r} (in the Segment widget's list)"
             )
-            if result.refit:
+            if result.refit and "merge_distance" in result.refit:
+                md = result.refit["merge_distance"]
                 text += (
-                    f"<br>knobs re-chosen for it: {describe_refit(result.refit)} (best fit to "
-                    "your objects and the base model's elsewhere)"
+                    f"<br>merge distance re-chosen for it: {md['parent']:g} -> {md['chosen']:g} "
+                    "(best fit to your objects and the base model's elsewhere)"
                 )
             if result.warnings:
                 text += "<br><b>warning:</b> " + "; ".join(result.warnings)
