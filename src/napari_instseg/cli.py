@@ -304,7 +304,7 @@ def _annotated_images(args):
 
 def cmd_finetune(args) -> int:
     from .core.checkpoint import CheckpointError
-    from .core.finetune import FinetuneConfig, finetune, unique_model_name
+    from .core.finetune import FinetuneConfig, describe_refit, finetune, unique_model_name
     from .core.pipeline import load_model
     from .core.zoo import list_models, user_model_dir
 
@@ -350,9 +350,8 @@ def cmd_finetune(args) -> int:
     )
     ended = f"{result.run.iterations_done} iterations{', stopped' if result.run.stopped else ''}"
     print(f"{ap}; model {name!r} saved to {result.model_path} ({ended}; checkpoints in {run_dir})")
-    if result.refit and "merge_distance" in result.refit:
-        md = result.refit["merge_distance"]
-        print(f"merge distance re-chosen for it: {md['parent']:g} -> {md['chosen']:g}")
+    if describe_refit(result.refit):
+        print(f"re-chosen for it: {describe_refit(result.refit)}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

@@ -197,6 +197,14 @@ def choose_merge_distance(
     return chosen, scores
 
 
+def describe_refit(refit: dict | None) -> str:
+    """``"merge distance 4 -> 2.5"`` for a result's ``refit`` ("" when nothing was re-chosen)."""
+    if not refit or "merge_distance" not in refit:
+        return ""
+    md = refit["merge_distance"]
+    return f"merge distance {md['parent']:g} -> {md['chosen']:g}"
+
+
 def refit_merge_distance(
     model: Model, net, samples: list[Sample], *, backend: str, knobs: dict, device: str = "auto"
 ) -> tuple[float, dict[float, float]]:

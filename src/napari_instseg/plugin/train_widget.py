@@ -40,6 +40,7 @@ from napari_instseg.core.finetune import (
     AnnotatedImage,
     FinetuneConfig,
     FinetuneResult,
+    describe_refit,
     finetune,
     unique_model_name,
 )
@@ -433,11 +434,10 @@ class TrainWidget(QWidget):
                 f"{ended} at step {run.iterations_done}: {ap}saved as model "
                 f"{Path(result.model_path).stem!r} (in the Segment widget's list)"
             )
-            if result.refit and "merge_distance" in result.refit:
-                md = result.refit["merge_distance"]
+            if describe_refit(result.refit):
                 text += (
-                    f"<br>merge distance re-chosen for it: {md['parent']:g} -> {md['chosen']:g} "
-                    "(best fit to your objects and the base model's elsewhere)"
+                    f"<br>re-chosen for it: {describe_refit(result.refit)} (best fit to your "
+                    "objects and the base model's elsewhere)"
                 )
             if result.warnings:
                 text += "<br><b>warning:</b> " + "; ".join(result.warnings)
