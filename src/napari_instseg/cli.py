@@ -375,9 +375,23 @@ def cmd_train(args) -> int:
     from .core.methods import get_method
     from .core.train import TrainConfig, train
 
+    from .core.data.augment import AugmentConfig
+
     method = get_method(args.method)
     folders = [Path(d) for d in args.data]
-    per_folder = [load_folder(d, split=args.split, normalise=normalise_percentile) for d in folders]
+    augment = config_from_dict(AugmentConfig, parse_assignments(args.augment))
+    looks = {"appearance": args.appearance, "trained_on": args.modality or "fluorescence"}
+    init = None
+    if args.init:
+        from .core.zoo import find_model
+
+        init_card, init_net = find_model(args.init)
+        if init_card.method != method.name:
+            raise CliError(f"--init {args.init} is a {init_card.method} model, not {method.name}")
+        init = init_net.state_dict()
+    per_folder = [
+        load_folder(d, split=args.split, normalise=normalise_percentile, **looks) for d in folders
+    ]
     # Several folders: each contributes equally, the smaller ones repeated (oversampled).
     most = max(len(s) for s in per_folder)
     train_samples = [x for s in per_folder for x in s * (most // len(s))]
@@ -385,7 +399,9 @@ def cmd_train(args) -> int:
         [
             x
             for d in folders
-            for x in load_folder(d, split=args.val_split, normalise=normalise_percentile)
+            for x in load_folder(
+                d, split=args.val_split, normalise=normalise_percentile, **looks
+            )
         ]
         if args.val_split
         else []
@@ -416,18 +432,17 @@ def cmd_train(args) -> int:
         seed=args.seed,
         device=args.device,
     )
-    sizes = [
-        np.sqrt(4 / np.pi * np.bincount(s.labels.ravel())[1:].mean())
-        for s in train_samples
-        if s.labels.any()
-    ]
+    from .core.scale import median_diameter
+
+    object_size = median_diameter([s.labels for f in per_folder for s in f])
     card = ModelCard(
         name=args.name or "model",
         method=method.name,
         method_config={},
         backend=method.default_backend,
         modality=args.modality,
-        object_size=float(np.median(sizes)) if sizes else None,
+        object_size=object_size,
+        parent=args.init if args.init else None,
         training={
             "data": "+".join(d.name for d in folders),
             "split": args.split,
@@ -445,6 +460,8 @@ def cmd_train(args) -> int:
             out_dir=args.output,
             card=card,
             config=tconf,
+            augment=augment,
+            init_weights=init,
             resume=args.resume,
         ),
         desc="train",
@@ -682,6 +699,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sparse-background", default="none", choices=["none", "all", "near"])
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="method config value")
     t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's weights (a warm start; same method and architecture)",
+    )
+    t.add_argument(
+        "--appearance",
+        default="as-is",
+        choices=["as-is", "auto"],
+        help="how training images become one channel: colour to grey (as-is), or stained and "
+        "brightfield images mapped into --modality's appearance as segmenting does (auto)",
+    )
+    t.add_argument(
+        "--augment",
+        action="append",
+        metavar="KEY=VALUE",
+        help="augmentation setting (zoom, gamma, blur_prob, blur_sigma, noise, invert_prob, "
+        "intensity_scale, intensity_shift, ...)",
+    )
     t.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model")
     t.add_argument("--images", nargs="+", metavar="IMAGE", help="fine-tune: images")
     t.add_argument("--annotations", nargs="+", metavar="LABELS", help="fine-tune: annotations")

@@ -115,7 +115,7 @@ def test_segment_image_returns_labels_of_the_image_shape(model):
     assert seg.labels.shape == (37, 45) and seg.labels.dtype == np.uint32
     assert seg.backend == "watershed"
     assert seg.knobs["min_size"] == 3  # from the card's backend_config
-    assert set(seg.seconds) == {"predict", "assemble"}
+    assert set(seg.seconds) == {"estimate", "predict", "assemble", "total"}
     ids = np.unique(seg.labels)
     np.testing.assert_array_equal(ids[ids > 0], np.arange(1, seg.labels.max() + 1))
 

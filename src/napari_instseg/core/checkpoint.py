@@ -40,7 +40,12 @@ class ModelCard:
         default_factory=lambda: {"kind": "percentile", "low": 1.0, "high": 99.8}
     )
     modality: str = ""
-    object_size: float | None = None  # typical object diameter, pixels
+    #: Median equivalent diameter (pixels) of the objects the model learnt from: its training
+    #: masks, or a fine-tuned model's annotations (:func:`~napari_instseg.core.scale.median_diameter`).
+    object_size: float | None = None
+    #: The object diameter (pixels) at which the model segments best, measured on resized val
+    #: images (``benchmarks/scale.py --working``); ``diameter="auto"`` resizes images to it.
+    working_diameter: float | None = None
     pixel_size: float | None = None  # micrometres per pixel, when known
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

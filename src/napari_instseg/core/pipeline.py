@@ -9,7 +9,7 @@ Examples
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from .data.normalise import normalise_percentile
 from .jobs import Job
 from .methods import Method, get_method
 from .predict import PredictConfig, Prediction, predict_tiled
+from .scale import median_diameter
 
 
 @dataclass
@@ -88,10 +89,32 @@ def load_model(name_or_path: str) -> Model:
     return Model.from_card(card, net, source=str(name_or_path))
 
 
-def prepare_image(model: Model, image: np.ndarray, *, channel_axis: int | None = None):
-    """Channel-first float32 image, checked against the model card and normalised as it says."""
-    image_cf = as_channel_first(image, ndim=model.card.ndim, channel_axis=channel_axis)
+def adapt_image(
+    model: Model,
+    image: np.ndarray,
+    *,
+    channel_axis: int | None = None,
+    appearance: str = "auto",
+):
+    """``(image_cf, how)``: the image read as the model's channel-first input, in the
+    appearance it learnt (colour to one channel, dark-on-bright inverted or unmixed; see
+    :mod:`~napari_instseg.core.appearance`), checked against the card, not yet normalised."""
+    from .appearance import to_model_input
+
+    image_cf, how = to_model_input(
+        image,
+        ndim=model.card.ndim,
+        in_channels=model.card.in_channels,
+        channel_axis=channel_axis,
+        appearance=appearance,
+        trained_on=model.card.modality,
+    )
     model.card.check_input(image_cf)
+    return image_cf, how
+
+
+def normalise_for(model: Model, image_cf: np.ndarray) -> np.ndarray:
+    """Normalise a channel-first image the way the model's card says."""
     norm = model.card.normalisation or {}
     if norm.get("kind", "percentile") == "percentile":
         return normalise_percentile(image_cf, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
@@ -100,35 +123,57 @@ def prepare_image(model: Model, image: np.ndarray, *, channel_axis: int | None =
     raise ValueError(f"unknown normalisation {norm.get('kind')!r} on the model card")
 
 
+def prepare_image(
+    model: Model, image: np.ndarray, *, channel_axis: int | None = None, appearance: str = "auto"
+):
+    """Channel-first float32 image in the model's appearance, checked against the model card
+    and normalised as it says."""
+    image_cf, _ = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
+    return normalise_for(model, image_cf)
+
+
 def predict_image(
     model: Model,
     image: np.ndarray,
     *,
     config: PredictConfig = PredictConfig(),
     channel_axis: int | None = None,
+    appearance: str = "auto",
+    scale: float = 1.0,
 ) -> Job[Prediction | None]:
-    """Normalise ``image`` and run the model's network over it in tiles (a stoppable job).
+    """Adapt and normalise ``image``, resize it by ``scale`` and run the model's network over
+    it in tiles (a stoppable job).
 
-    The prediction's ``info`` also keeps the image's modality (from its raw intensities,
-    which normalisation loses) for back-ends whose knobs depend on it.
+    The prediction is on the resized grid; its ``info`` keeps what maps it back: the input's
+    spatial shape (``input_shape``) and ``scale``, and also the appearance step taken and the
+    image's modality (from its raw intensities, which normalisation loses).
     """
-    from .modality import detect_modality
+    x, how = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
+    x = normalise_for(model, x)
+    return (
+        yield from _predict_prepared(model, image, x, how, config, channel_axis, scale)
+    )
 
-    x = prepare_image(model, image, channel_axis=channel_axis)
+
+def _predict_prepared(model, image, x, how, config, channel_axis, scale):
+    from .modality import detect_modality
+    from .scale import resize_image
+
     looks = detect_modality(image, channel_axis=channel_axis)
     t0 = time.perf_counter()
     raw = yield from predict_tiled(
         model.net,
-        x,
+        resize_image(x, scale),
         config=config,
         multiple=model.size_multiple,
         head_kinds=model.method.head_kinds,
     )
     if raw is None:
         return None
+    spatial = next(iter(raw.values())).shape[1:]
     return Prediction(
         raw=raw,
-        image_shape=tuple(x.shape[1:]),
+        image_shape=tuple(spatial),
         model=model.card.name,
         method=model.method.name,
         info={
@@ -138,6 +183,9 @@ def predict_image(
             "tta": config.tta,
             "modality": looks.modality,
             "modality_reason": looks.reason,
+            "appearance": how.as_dict(),
+            "scale": float(scale),
+            "input_shape": tuple(int(n) for n in x.shape[1:]),
         },
     )
 
@@ -152,7 +200,7 @@ def assemble(
 ) -> np.ndarray:
     """Labels from a cached prediction with the chosen back-end and knobs (no network)."""
     intermediate = model.method.decode(prediction.raw, model.config)
-    return assemble_decoded(
+    labels = assemble_decoded(
         model,
         intermediate,
         backend=backend,
@@ -160,6 +208,18 @@ def assemble(
         mask=mask,
         modality=prediction.info.get("modality", ""),
     )
+    return on_input_grid(prediction, labels)
+
+
+def on_input_grid(prediction: Prediction, labels: np.ndarray) -> np.ndarray:
+    """Labels assembled on a prediction's (possibly resized) grid, on the input image's grid
+    (:func:`~napari_instseg.core.scale.labels_to_grid`: every object kept)."""
+    from .scale import labels_to_grid
+
+    shape = prediction.info.get("input_shape")
+    if shape is None or tuple(shape) == labels.shape:
+        return labels
+    return labels_to_grid(labels, tuple(shape))
 
 
 def assemble_decoded(
@@ -201,25 +261,91 @@ def segment_image(
     backend: str | None = None,
     knobs: dict | None = None,
     channel_axis: int | None = None,
+    appearance: str = "auto",
+    diameter: float | str | None = "auto",
 ) -> Job[Segmentation | None]:
-    """Predict and assemble in one stoppable job."""
-    t0 = time.perf_counter()
-    prediction = yield from predict_image(model, image, config=config, channel_axis=channel_axis)
-    if prediction is None:
-        return None
-    t1 = time.perf_counter()
-    name = backend or model.card.backend
-    modality = prediction.info.get("modality", "")
-    intermediate = model.method.decode(prediction.raw, model.config)
-    labels = assemble_decoded(model, intermediate, backend=name, knobs=knobs, modality=modality)
-    t2 = time.perf_counter()
-    from .configs import config_to_dict
+    """Adapt, predict and assemble in one stoppable job; labels on the input's grid.
 
+    ``diameter`` is the objects' diameter in input pixels, ``"auto"`` to estimate it, or
+    ``"off"`` for the native scale. With a diameter the image is resized so its objects have
+    the card's ``working_diameter`` (:mod:`~napari_instseg.core.scale`). ``"auto"`` starts
+    from a quick estimate on the image (trusted only to shrink: a first pass is never larger
+    than the input), measures the objects the model then finds, and predicts once more when
+    that measure asks for a scale more than 20 % away. ``prediction.info["diameter"]`` says
+    what was estimated and used.
+    """
+    from .configs import config_to_dict
+    from .scale import AUTO_TOLERANCE, check_diameter, estimate_diameter, plan_scale
+
+    t0 = time.perf_counter()
+    name = backend or model.card.backend
+    model.backend_config(name, knobs)  # refuse bad knobs before any work
+    x, how = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
+    x = normalise_for(model, x)
+    spatial = tuple(x.shape[1:])
+    diameter = check_diameter(diameter, spatial)
+    working = model.card.working_diameter
+    auto = diameter == "auto" and bool(working) and len(spatial) == 2
+    if auto:
+        seed = estimate_diameter(x)
+        first = plan_scale(seed.diameter or "off", working_diameter=working)
+        plan = replace(first, factor=min(first.factor, 1.0), source="auto")
+        if seed.diameter is None:
+            plan = replace(plan, note=f"{seed.reason}: started at the model's scale")
+    else:
+        plan = plan_scale(diameter, working_diameter=working, image_shape=spatial)
+    passes = []
+    seconds = {"estimate": time.perf_counter() - t0, "predict": 0.0, "assemble": 0.0}
+    while True:
+        seg = yield from _segment_at(model, image, x, how, config, channel_axis, plan, name, knobs)
+        if seg is None:
+            return None
+        prediction, labels_model, labels, secs = seg
+        for key, value in secs.items():
+            seconds[key] += value
+        if not auto:
+            break
+        measured = median_diameter([labels_model])
+        passes.append({"factor": plan.factor, "measured": measured and measured / plan.factor})
+        if not measured:
+            plan = replace(plan, note="the model found no objects: kept this scale")
+            break
+        found = plan_scale(measured / plan.factor, working_diameter=working)
+        close = abs(found.factor / plan.factor - 1.0) <= AUTO_TOLERANCE
+        if close or len(passes) >= 2:
+            plan = replace(plan, diameter=found.diameter)
+            break
+        plan = replace(found, source="auto")
+    t1 = time.perf_counter()
+    prediction.info["diameter"] = {**plan.as_dict(), "passes": passes}
+    modality = prediction.info.get("modality", "")
     return Segmentation(
         labels=labels,
         prediction=prediction,
         backend=name,
         knobs=config_to_dict(model.backend_config(name, knobs, modality=modality)),
-        seconds={"predict": t1 - t0, "assemble": t2 - t1},
-        report=assembly_report(model, intermediate, backend=name, knobs=knobs, modality=modality),
+        seconds={**seconds, "total": t1 - t0},
+        report=assembly_report(
+            model, model.method.decode(prediction.raw, model.config),
+            backend=name, knobs=knobs, modality=modality,
+        ),
     )
+
+
+def _segment_at(model, image, x, how, config, channel_axis, plan, name, knobs):
+    """One pass at ``plan.factor``: prediction, labels on its grid and on the input grid."""
+    t0 = time.perf_counter()
+    prediction = yield from _predict_prepared(
+        model, image, x, how, config, channel_axis, plan.factor
+    )
+    if prediction is None:
+        return None
+    t1 = time.perf_counter()
+    modality = prediction.info.get("modality", "")
+    intermediate = model.method.decode(prediction.raw, model.config)
+    labels_model = assemble_decoded(
+        model, intermediate, backend=name, knobs=knobs, modality=modality
+    )
+    labels = on_input_grid(prediction, labels_model)
+    secs = {"predict": t1 - t0, "assemble": time.perf_counter() - t1}
+    return prediction, labels_model, labels, secs

@@ -83,6 +83,7 @@ def _make_batch(method, cfg, samples, train_cfg, rng, augment):
             size,
             rng=rng,
             foreground_prob=augment.foreground_crop_prob,
+            zoom=augment.zoom,
         )
         img, lab, known = augment_sample(img, lab, known, config=augment, rng=rng)
         images.append(img)
@@ -265,6 +266,7 @@ def train(
     train_info = {
         **card.training,
         "train_config": asdict(config),
+        "augment": asdict(augment),
         "train_images": [s.name for s in train_samples],
         "val_images": [s.name for s in val_samples],
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .configs import config_to_dict
-from .pipeline import Model, assemble_decoded, assembly_report
+from .pipeline import Model, assemble_decoded, assembly_report, on_input_grid
 from .predict import Prediction
 
 
@@ -31,6 +31,9 @@ class TuneResult:
 
 class Tuner:
     """Cached decoded arrays of one prediction; ``assemble`` is the only work per knob change.
+
+    A prediction made on a resized image (``diameter``) is assembled on its own grid and the
+    labels are mapped back to the input's grid; tuning never re-predicts.
 
     Examples
     --------
@@ -60,6 +63,7 @@ class Tuner:
             mask=mask,
             modality=modality,
         )
+        labels = on_input_grid(self.prediction, labels)
         seconds = time.perf_counter() - t0
         used = config_to_dict(self.model.backend_config(backend, knobs))
         report = assembly_report(

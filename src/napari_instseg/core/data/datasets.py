@@ -60,11 +60,27 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_split(root: str | Path) -> dict[str, str]:
     """Map image name to its split from ``root/metadata.csv``."""
+    return read_column(root, "split")
+
+
+def read_column(root: str | Path, column: str) -> dict[str, str]:
+    """Map image name to one column of ``root/metadata.csv`` ('' where it has none)."""
     meta = Path(root) / "metadata.csv"
     if not meta.exists():
         raise InputError(f"{root} has no metadata.csv (expected the shared data layout)")
     with meta.open(newline="") as f:
-        return {row["name"]: row.get("split", "") for row in csv.DictReader(f)}
+        return {row["name"]: row.get(column, "") or "" for row in csv.DictReader(f)}
+
+
+def _is_2d(mask_or_image: Path) -> bool:
+    """Whether an image in the shared layout is 2D: its mask (same name) has two axes."""
+    mask = mask_or_image.parent.parent / "masks" / mask_or_image.name
+    if not mask.exists():
+        return True
+    import tifffile
+
+    with tifffile.TiffFile(mask) as tif:
+        return len(tif.series[0].shape) == 2
 
 
 def load_folder(
@@ -73,6 +89,9 @@ def load_folder(
     split: str | None = None,
     names: list[str] | None = None,
     normalise=None,
+    appearance: str = "as-is",
+    trained_on: str = "fluorescence",
+    kinds: list[str] | None = None,
 ) -> list[Sample]:
     """Load the pairs of a folder in the shared layout, optionally one split only.
 
@@ -86,6 +105,12 @@ def load_folder(
         Keep only these image names.
     normalise : callable, optional
         Applied to each channel-first image, e.g. :func:`normalise_percentile`.
+    appearance, trained_on : str
+        How each image becomes one channel (:func:`~napari_instseg.core.appearance.to_model_input`):
+        colour to grey by default; ``"auto"`` maps stained and brightfield images into the
+        appearance of ``trained_on`` images, as segmenting does.
+    kinds : list of str, optional
+        Keep only images whose ``kind`` column (where the folder has one) is one of these.
     """
     root = Path(root)
     if not (root / "images").is_dir() or not (root / "masks").is_dir():
@@ -94,11 +119,22 @@ def load_folder(
     chosen = sorted(n for n, s in splits.items() if split is None or s == split)
     if names is not None:
         chosen = [n for n in chosen if n in set(names)]
+    if kinds is not None:
+        kind_of = read_column(root, "kind")
+        chosen = [n for n in chosen if kind_of.get(n, "") in set(kinds)]
     if not chosen:
         raise InputError(f"no images in {root} for split {split!r}")
     samples = []
+    from ..appearance import to_model_input
+
     for name in chosen:
-        image = read_image(root / "images" / f"{name}.tif").astype(np.float32)[None]
+        image, _ = to_model_input(
+            read_image(root / "images" / f"{name}.tif"),
+            ndim=2 if _is_2d(root / "images" / f"{name}.tif") else 3,
+            in_channels=1,
+            appearance=appearance,
+            trained_on=trained_on,
+        )
         labels = as_labels(read_image(root / "masks" / f"{name}.tif"))
         if image.shape[1:] != labels.shape:
             raise InputError(f"{name}: image {image.shape[1:]} and mask {labels.shape} differ")

@@ -1,0 +1,229 @@
+"""Object size: what ``diameter="auto"`` does for the shipped nuclei models.
+
+Three tables, each printed as it is measured:
+
+* ``--working`` (val split): AP@0.5 when every val image is resized so its objects (ground
+  truth median equivalent diameter) have diameter D, for D around the card's training median.
+  The best D is the model's ``working_diameter`` (written to the card by ``--write``).
+* default (test split): the test images resized by ``--factors`` (image linear, masks nearest
+  neighbour), each segmented with the diameter off, ``auto`` and the true diameter (ground
+  truth median of the resized masks); AP@0.5 (mean over images), the estimate's error (auto's
+  diameter over the true one: share of images within 15 %, median |error|), and the time auto
+  takes over a plain (diameter off) segment of the same image.
+* ``--calibrate`` (train splits): the constant of the quick image-only estimate
+  (:data:`napari_instseg.core.scale.CALIBRATION`).
+
+Images larger than ``--crop`` (default 256) are centre-cropped to it *before* resizing, so a
+3x image stays affordable on 2 CPU cores; the crop keeps the objects' size.
+
+    python benchmarks/scale.py --working --models embedseg-nuclei [--write]
+    python benchmarks/scale.py --models embedseg-nuclei patchperpix-nuclei [--factors 0.5 1 2 3]
+    python benchmarks/scale.py --data dsb2018_stained --kind stained_colour ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from napari_instseg.core.data.datasets import read_column, read_image
+from napari_instseg.core.jobs import run
+from napari_instseg.core.metrics import average_precision_dsb
+from napari_instseg.core.pipeline import load_model, segment_image
+from napari_instseg.core.scale import labels_to_grid, median_diameter, resize_image
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = ROOT.parent / "shared" / "data"
+NUCLEI_MODELS = (
+    "generalist-nuclei",
+    "embedseg-nuclei",
+    "patchperpix-nuclei",
+    "affinity-nuclei",
+    "threeclass-nuclei",
+    "spoco-nuclei",
+    "spoco-nuclei-full",
+)
+
+
+def load_pairs(data: str, split: str, crop: int, kind: str | None = None, every: int = 1):
+    """(name, image as stored, mask) of a split, centre-cropped to ``crop``."""
+    root = DATA_ROOT / data
+    splits = read_column(root, "split")
+    kinds = read_column(root, "kind")
+    names = sorted(n for n, s in splits.items() if s == split and (not kind or kinds[n] == kind))
+    out = []
+    for name in names[::every]:
+        image = read_image(root / "images" / f"{name}.tif")
+        mask = read_image(root / "masks" / f"{name}.tif")
+        window = tuple(
+            slice(max(0, (n - crop) // 2), max(0, (n - crop) // 2) + crop) for n in mask.shape
+        )
+        out.append((name, image[window], mask[window]))
+    return out
+
+
+def resized(image: np.ndarray, mask: np.ndarray, factor: float):
+    """The pair resized by ``factor``: image linearly (colour kept), mask by nearest."""
+    if factor == 1.0:
+        return image, mask
+    cf = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+    out = resize_image(cf.astype(np.float32), factor)
+    out = out[0] if image.ndim == 2 else np.moveaxis(out, 0, -1)
+    shape = tuple(int(round(n * factor)) for n in mask.shape)
+    return out, labels_to_grid(mask, shape)
+
+
+def ap50(truth, labels) -> float:
+    return float(average_precision_dsb(truth, labels, iou_threshold=0.5))
+
+
+def with_working(model, working: float | None):
+    model.card = replace(model.card, working_diameter=working)
+    return model
+
+
+def working_table(args) -> None:
+    print("working diameter: val AP@0.5 with every image resized so its objects have D px")
+    for name in args.models:
+        model = load_model(name)
+        base = model.card.object_size or 17.0
+        grid = [round(base * r, 1) for r in args.ratios]
+        data = model.card.training.get("data", "dsb2018_fluo").split("+")
+        pairs = [
+            (d, p) for d in data for p in load_pairs(d, "val", args.crop, every=args.every)
+        ]
+        print(f"\n{name} (training median {base:.1f} px; {len(pairs)} val images)")
+        print(f"{'D':>6} " + " ".join(f"{d:>16}" for d in data) + f" {'mean':>7} {'sec':>6}")
+        best = (None, -1.0)
+        for target in grid:
+            with_working(model, target)
+            t0 = time.perf_counter()
+            per = {d: [] for d in data}
+            for d, (_, image, mask) in pairs:
+                true = median_diameter([mask])
+                seg = run(segment_image(model, image, diameter=true or "off"))
+                per[d].append(ap50(mask, seg.labels))
+            means = [float(np.mean(v)) for v in per.values()]
+            mean = float(np.mean(means))
+            cells = " ".join(f"{m:16.3f}" for m in means)
+            print(f"{target:6.1f} {cells} {mean:7.3f} {time.perf_counter() - t0:6.1f}", flush=True)
+            if mean > best[1]:
+                best = (target, mean)
+        print(f"best: working_diameter {best[0]} (val AP@0.5 {best[1]:.3f})")
+        if args.write:
+            card_path = ROOT / "src" / "napari_instseg" / "zoo" / f"{name}.json"
+            card = json.loads(card_path.read_text())
+            card["working_diameter"] = best[0]
+            card.setdefault("metrics", {})["working_diameter_val"] = {
+                "grid": grid,
+                "protocol": "val images resized so their ground-truth median object diameter "
+                "is D; mean AP@0.5 per dataset, then over datasets (benchmarks/scale.py "
+                "--working)",
+                "best_ap50": round(best[1], 4),
+            }
+            card_path.write_text(json.dumps(card, indent=2) + "\n")
+            print(f"written to {card_path}")
+
+
+def factor_table(args) -> None:
+    pairs = load_pairs(args.data, "test", args.crop, kind=args.kind, every=args.every)
+    print(
+        f"{args.data}{'/' + args.kind if args.kind else ''} test, {len(pairs)} images "
+        f"(centre crop {args.crop} px), AP@0.5 mean over images"
+    )
+    head = (
+        f"{'model':20} {'factor':>6} {'off':>6} {'auto':>6} {'true':>6} "
+        f"{'est<=15%':>8} {'|err|':>6} {'t auto/off':>10} {'t est':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name in args.models:
+        model = load_model(name)
+        if not model.card.working_diameter:
+            print(f"{name:20} (no working_diameter on the card: run --working --write)")
+            continue
+        natives = {}
+        for factor in args.factors:
+            off, auto, true_ap, errors, ratios, est = [], [], [], [], [], []
+            for _, image, mask in pairs:
+                img, truth = resized(image, mask, factor)
+                true_d = median_diameter([truth])
+                t0 = time.perf_counter()
+                a = run(segment_image(model, img, diameter="off"))
+                t_off = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                b = run(segment_image(model, img, diameter="auto"))
+                t_auto = time.perf_counter() - t0
+                c = run(segment_image(model, img, diameter=true_d or "off"))
+                off.append(ap50(truth, a.labels))
+                auto.append(ap50(truth, b.labels))
+                true_ap.append(ap50(truth, c.labels))
+                ratios.append(t_auto / max(t_off, 1e-9))
+                est.append(b.seconds.get("estimate", 0.0))
+                d = b.prediction.info["diameter"].get("diameter")
+                if d and true_d:
+                    errors.append(d / true_d - 1.0)
+            if factor == 1.0:
+                natives = {"auto": np.mean(auto)}
+            within = np.mean(np.abs(errors) <= 0.15) if errors else float("nan")
+            med_err = statistics.median(np.abs(errors)) if errors else float("nan")
+            print(
+                f"{name:20} {factor:6.2f} {np.mean(off):6.3f} {np.mean(auto):6.3f} "
+                f"{np.mean(true_ap):6.3f} {within:8.0%} {med_err:6.1%} "
+                f"{statistics.median(ratios):10.2f} {1000 * statistics.median(est):4.0f}ms",
+                flush=True,
+            )
+        del natives
+
+
+def calibrate(args) -> None:
+    from napari_instseg.core.appearance import to_model_input
+    from napari_instseg.core.data.normalise import normalise_percentile
+    from napari_instseg.core.scale import _raw_inscribed
+
+    print("quick estimate: true median diameter / raw inscribed diameter, train splits")
+    for data in ("dsb2018_fluo", "dsb2018_stained"):
+        ratios = []
+        for _, image, mask in load_pairs(data, "train", 10**6, every=args.every):
+            x, _ = to_model_input(image, ndim=2, in_channels=1)
+            raw, _ = _raw_inscribed(normalise_percentile(x)[0])
+            true = median_diameter([mask])
+            if raw and true:
+                ratios.append(true / raw)
+        q = np.percentile(ratios, [10, 50, 90])
+        print(f"{data:16} n={len(ratios):4d} median {q[1]:.3f} (10-90 %: {q[0]:.2f}-{q[2]:.2f})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="*", default=None)
+    p.add_argument("--working", action="store_true", help="val sweep of the working diameter")
+    p.add_argument("--write", action="store_true", help="--working: write the best to the card")
+    p.add_argument("--ratios", nargs="*", type=float, default=[0.7, 0.85, 1.0, 1.15, 1.3, 1.5])
+    p.add_argument("--calibrate", action="store_true")
+    p.add_argument("--factors", nargs="*", type=float, default=[1.0, 0.5, 1.5, 2.0, 3.0])
+    p.add_argument("--data", default="dsb2018_fluo")
+    p.add_argument("--kind", default=None, help="metadata 'kind' to keep (dsb2018_stained)")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--every", type=int, default=1, help="every n-th image (quicker runs)")
+    args = p.parse_args()
+    from napari_instseg.core.zoo import list_models
+
+    shipped = {c.name for c, _ in list_models()}
+    args.models = [m for m in (args.models or NUCLEI_MODELS) if m in shipped]
+    if args.calibrate:
+        calibrate(args)
+    elif args.working:
+        working_table(args)
+    else:
+        factor_table(args)
+
+
+if __name__ == "__main__":
+    main()
