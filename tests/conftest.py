@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 try:
@@ -111,3 +112,32 @@ def save_tiny_patchperpix():
         {"patch_size": 5, "code_units": 8, "decoder_hidden": 16},
         card_fields,
     )
+
+
+class _Stained:
+    """A crop of the bundled nuclei sample, and an H&E-looking RGB copy of any fluorescence
+    image (appearance tests)."""
+
+    @staticmethod
+    def nuclei_sample():
+        import tifffile
+
+        from napari_instseg.core.samples import sample_data_dir
+
+        path = sample_data_dir() / "images" / "nuclei2d_dsb_stardist.tif"
+        return tifffile.imread(path).astype(np.float32)[:256, :256]
+
+    @staticmethod
+    def stained_like(fluo, dtype=np.uint8):
+        """Purple where the fluorescence is bright, pink elsewhere: absorbances
+        (Beer-Lambert) of haematoxylin and a little eosin on a bright background."""
+        x = (fluo - fluo.min()) / (np.percentile(fluo, 99.8) - fluo.min())
+        x = np.clip(x, 0, 1)[..., None]
+        od = 1.2 * x * np.array([0.65, 0.70, 0.29]) + 0.25 * np.array([0.07, 0.99, 0.11])
+        top = 255 if dtype == np.uint8 else 65535
+        return np.clip(top * 0.95 * np.exp(-od), 0, top).astype(dtype)
+
+
+@pytest.fixture
+def stained():
+    return _Stained

@@ -569,3 +569,39 @@ def test_models_lists_each_dataset_of_a_multi_dataset_model(capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("allcell "))
     assert "any" in line and "dsb2018_fluo+usiigaci_phase" in line
     assert re.search(r"\b0\.\d{3}/0\.\d{3}\b", line)
+
+
+def test_segment_rgb_stained_image_with_appearance_and_diameter(tmp_path, capsys, stained):
+    path = tmp_path / "stained.tif"
+    tifffile.imwrite(path, stained.stained_like(stained.nuclei_sample()))  # (Y, X, 3) uint8
+    rc, out, err = run(
+        capsys, "segment", path, "--model", "embedseg-nuclei", "--output", tmp_path / "o",
+        "--diameter", "30",
+    )
+    assert rc == 0, err
+    assert "appearance stain" in out and "diameter 30.0 px (given)" in out
+    how = json.loads((tmp_path / "o" / "stained.json").read_text())
+    assert how["appearance"]["mode"] == "stain"
+    assert how["diameter"]["source"] == "given" and how["diameter"]["diameter"] == 30.0
+    labels = tifffile.imread(tmp_path / "o" / "stained.tif")
+    assert labels.shape == (256, 256) and labels.max() > 20
+    rc, out, err = run(
+        capsys, "segment", path, "--model", "embedseg-nuclei", "--output", tmp_path / "o2",
+        "--appearance", "as-is", "--diameter", "off",
+    )
+    assert rc == 0, err
+    how = json.loads((tmp_path / "o2" / "stained.json").read_text())
+    assert how["appearance"]["mode"] == "as-is" and how["diameter"]["factor"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "value,words", [("-3", "positive"), ("nan", "positive"), ("big", "'auto', 'off'"),
+                    ("5000", "larger than the image")]
+)
+def test_segment_bad_diameter_is_one_line(crop, tmp_path, capsys, value, words):
+    rc, _, err = run(
+        capsys, "segment", crop, "--model", "embedseg-nuclei", "--output", tmp_path / "o",
+        "--diameter", value,
+    )
+    assert rc == 2
+    assert words in one_line_error(err, "segment")

@@ -102,6 +102,7 @@ def cmd_segment(args) -> int:
     from .core.modality import mismatch_note, route_text
     from .core.pipeline import load_model, segment_image
     from .core.predict import PredictConfig
+    from .core.scale import ScalePlan, check_diameter
 
     inputs = _expand_inputs(args.inputs)
     try:
@@ -110,6 +111,7 @@ def cmd_segment(args) -> int:
         raise CliError(str(err)) from None
     knobs = parse_assignments(args.set)
     model.backend_config(args.backend, knobs)  # refuse bad knobs before any work
+    check_diameter(args.diameter)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if args.tta and not model.method.supports_tta:
@@ -129,6 +131,8 @@ def cmd_segment(args) -> int:
                 backend=args.backend,
                 knobs=knobs,
                 channel_axis=args.channel_axis,
+                appearance=args.appearance,
+                diameter=args.diameter,
             ),
             desc=path.name,
         )
@@ -140,6 +144,10 @@ def cmd_segment(args) -> int:
             f"(predict {result.seconds['predict']:.1f} s, assemble "
             f"{result.seconds['assemble']:.2f} s)"
         )
+        info = result.prediction.info
+        plan = ScalePlan(**{k: v for k, v in info["diameter"].items() if k != "passes"})
+        appearance = info["appearance"]
+        print(f"  {plan.text()}; appearance {appearance['mode']} ({appearance['reason']})")
         if result.report.get("route"):
             print(f"  {route_text(result.report)}")
         # How the labels were made, next to them (the route a routed back-end took included).
@@ -151,7 +159,9 @@ def cmd_segment(args) -> int:
                     "method": model.method.name,
                     "backend": result.backend,
                     "knobs": result.knobs,
-                    "modality": result.prediction.info.get("modality", ""),
+                    "modality": info.get("modality", ""),
+                    "diameter": info["diameter"],
+                    "appearance": appearance,
                     "report": result.report,
                 },
                 indent=2,
@@ -607,6 +617,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--halo", type=int, default=32)
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     s.add_argument("--channel-axis", type=int, default=None)
+    s.add_argument(
+        "--diameter",
+        default="auto",
+        help="the objects' diameter in pixels, 'auto' to estimate it (default; models whose "
+        "card has a working diameter), or 'off' for the model's native scale; the image is "
+        "resized so its objects have the size the model works best at, labels come back on "
+        "the input grid",
+    )
+    s.add_argument(
+        "--appearance",
+        default="auto",
+        choices=["auto", "as-is", "invert", "stain"],
+        help="how the image is mapped to what the model learnt: auto (default) unmixes the "
+        "nuclear stain of colour stained images and inverts dark-on-bright grey images for "
+        "fluorescence models; as-is; invert; stain (haematoxylin of an RGB image)",
+    )
     s.add_argument(
         "--tta",
         action="store_true",

@@ -124,6 +124,8 @@ def mismatch_note(info: dict, card) -> str:
     looks, trained_on = info.get("modality", ""), card.modality
     if trained_on not in MODALITIES or not looks or looks == trained_on:
         return ""
+    if info.get("appearance", {}).get("mode") in ("invert", "stain"):
+        return ""  # mapped into the model's appearance; the appearance line says how
     return (
         f"looks like {looks} ({info.get('modality_reason', '')}); "
         f"{card.name} was trained on {trained_on} images"

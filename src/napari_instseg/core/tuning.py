@@ -72,9 +72,26 @@ class Tuner:
         return TuneResult(labels, backend, used, int(labels.max()), seconds, report)
 
 
-def cli_command(model_name: str, backend: str, knobs: dict, defaults: dict, *, image="IMAGE.tif"):
-    """The ``napari-instseg segment`` command that reproduces a tuned setting."""
+def cli_command(
+    model_name: str,
+    backend: str,
+    knobs: dict,
+    defaults: dict,
+    *,
+    image="IMAGE.tif",
+    diameter: float | str = "auto",
+    appearance: str = "auto",
+):
+    """The ``napari-instseg segment`` command that reproduces a tuned setting.
+
+    ``diameter`` ("auto", "off" or pixels) and ``appearance`` are added when they are not
+    the default "auto".
+    """
     parts = ["napari-instseg", "segment", image, "--model", model_name]
+    if diameter != "auto":
+        parts += ["--diameter", diameter if isinstance(diameter, str) else f"{diameter:g}"]
+    if appearance != "auto":
+        parts += ["--appearance", appearance]
     parts += ["--backend", backend]
     for k, v in knobs.items():
         if defaults.get(k) != v:
