@@ -37,6 +37,7 @@ from .data.sparse import annotation_to_labels, split_objects
 from .jobs import Job, Metric, Progress, stop_requested
 from .metrics import iou_matrix
 from .pipeline import Model, prepare_image
+from .scale import labels_to_grid, median_diameter, plan_scale, resize_image, scaled_shape
 from .train import TrainConfig, TrainResult, decode_with_net, segment_with_net, train, validate
 
 
@@ -116,6 +117,10 @@ def make_finetune_samples(
 
     Each image keeps ``1 - held_out_fraction`` of its objects (at least one) for training;
     the held-out objects become unknown there and are the labels of its held-out sample.
+
+    Images go through the appearance step as segmenting does, and when the model has a
+    working diameter each image is resized so its annotated objects have that size (the
+    scale ``diameter="auto"`` will segment the user's images at).
     """
     if not data:
         raise InputError("no annotated images: add an annotation with at least one object")
@@ -132,6 +137,13 @@ def make_finetune_samples(
             labels, known = annotation_to_labels(annotation)
         except InputError as err:
             raise InputError(f"{item.name}: {err}") from None
+        size = median_diameter([labels])
+        factor = plan_scale(size or "off", working_diameter=model.card.working_diameter).factor
+        if factor != 1.0 and x.ndim == 3:
+            shape = scaled_shape(labels.shape, factor)
+            x = resize_image(x, factor)
+            labels = labels_to_grid(labels, shape)
+            known = labels_to_grid(known.astype(np.uint32), shape) > 0
         kept, held = split_objects(labels, held_out_fraction, rng=rng)
         held_mask = np.isin(labels, held)
         train_samples.append(
@@ -146,6 +158,8 @@ def make_finetune_samples(
                 "objects": int(kept.size + held.size),
                 "held_out_objects": int(held.size),
                 "known_pixels": int(known.sum()),
+                "object_diameter": size,
+                "scale": factor,
             }
         )
     return train_samples, val_samples, record
@@ -298,10 +312,12 @@ def finetune(
         seed=config.seed,
         device=device,
     )
+    sizes = [r["object_diameter"] for r in record if r["object_diameter"]]
     template = replace(
         model.card,
         name=name,
         parent=model.card.name,
+        object_size=float(np.median(sizes)) if sizes else model.card.object_size,
         training={
             "data": "sparse annotations made in napari",
             "parent_data": model.card.training.get("data", ""),
