@@ -48,6 +48,20 @@ def test_rgb_is_converted_to_grey_or_one_colour_is_kept():
     assert labels_shape(data.shape, rgb=True, channel_axis=None) == (4, 4)
 
 
+def test_keep_rgb_gives_the_colours_unless_a_channel_is_chosen():
+    data = np.zeros((2, 4, 5, 4), np.uint8)  # T, Y, X, RGBA
+    data[1, ..., 0], data[1, ..., 1], data[1, ..., 2], data[1, ..., 3] = 100, 200, 50, 255
+    colour, where = image_for_model(
+        data, ndim=2, in_channels=1, rgb=True, choice=AxisChoice(indices={0: 1}), keep_rgb=True
+    )
+    assert colour.shape == (3, 4, 5) and colour.dtype == np.float32  # alpha dropped
+    np.testing.assert_array_equal(colour[:, 0, 0], [100, 200, 50])
+    assert where == (1, slice(None), slice(None))
+    choice = AxisChoice(channel=1, indices={0: 1})
+    green, _ = image_for_model(data, ndim=2, in_channels=1, rgb=True, choice=choice, keep_rgb=True)
+    assert green.shape == (1, 4, 5) and np.all(green == 200)
+
+
 @pytest.mark.parametrize(
     "data, kwargs, message",
     [

@@ -39,3 +39,13 @@ def test_cli_command_lists_only_changed_knobs_and_quotes_paths():
     assert parts[:5] == ["napari-instseg", "segment", "my image.tif", "--model", "m"]
     assert parts.count("--set") == 1 and "b=0.7" in parts
     assert parts[-2:] == ["--output", "labels/"]
+
+
+def test_cli_command_adds_diameter_and_appearance_when_not_auto():
+    plain = shlex.split(cli_command("m", "watershed", {}, {}))
+    assert "--diameter" not in plain and "--appearance" not in plain
+    parts = shlex.split(cli_command("m", "watershed", {}, {}, diameter=24.5, appearance="stain"))
+    assert parts[parts.index("--diameter") + 1] == "24.5"
+    assert parts[parts.index("--appearance") + 1] == "stain"
+    parts = shlex.split(cli_command("m", "watershed", {}, {}, diameter="off"))
+    assert parts[parts.index("--diameter") + 1] == "off"

@@ -1,8 +1,10 @@
-"""The Segment widget in a headless viewer: run, cancel, tune live, refuse bad layers."""
+"""The Segment widget in a headless viewer: run, cancel, tune live, refuse bad layers,
+diameter and appearance."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -30,6 +32,30 @@ def run_and_wait(widget, qtbot, timeout=60_000):
     widget.run()
     assert widget.job is not None, widget.status.text()
     qtbot.waitUntil(lambda: not widget.job.running, timeout=timeout)
+
+
+def install_copy(name: str, **card_fields) -> None:
+    """The shipped MODEL's weights as a user model ``name`` with other card fields."""
+    from napari_instseg.core.zoo import user_model_dir, zoo_dir
+
+    card = json.loads((zoo_dir() / f"{MODEL}.json").read_text())
+    folder = user_model_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps({**card, "name": name, **card_fields}))
+    shutil.copy(zoo_dir() / f"{MODEL}.safetensors", folder / f"{name}.safetensors")
+
+
+def stained_discs(size=128, radius=7):
+    """An H&E-like RGB image: 16 dark purple discs on a pink background, with noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (236, 196, 218)
+    for cy in range(16, size, 32):
+        for cx in range(16, size, 32):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = (92, 52, 140)
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def test_widget_lists_models_and_shows_card(viewer_widget):
@@ -317,9 +343,12 @@ def test_patchperpix_re_assembles_live_from_its_cached_voting(
     layer = widget.labels_layer
     assert layer.metadata["backend"] == "patch_consensus"
     assert layer.metadata["knobs"]["mws"] is True
-    votes = {k: list(v) for k, v in patch_consensus._CACHE.items()}
-    widget.tune.form.editor("mws").setChecked(False)  # a check box for a bool knob
+    mws = widget.tune.form.editor("mws")  # a check box for a bool knob
+    mws.setChecked(False)  # the tuner's first assembly votes once
     qtbot.waitUntil(lambda: layer.metadata["knobs"]["mws"] is False, timeout=10000)
+    votes = {k: list(v) for k, v in patch_consensus._CACHE.items()}
+    mws.setChecked(True)
+    qtbot.waitUntil(lambda: layer.metadata["knobs"]["mws"] is True, timeout=10000)
     now = {k: list(v) for k, v in patch_consensus._CACHE.items()}
     assert now == votes and any(votes.values())  # the cheap knob voted nothing new
 
@@ -336,3 +365,126 @@ def test_the_picker_shows_each_dataset_of_a_multi_dataset_model():
     assert "modality: any" in text
     card, _ = find_model("embedseg-cells")
     assert f"test AP@0.5: {card.metrics['test']['ap@0.50']:.3f}" in describe_card(card)
+
+
+def test_a_stained_rgb_layer_is_unmixed_not_greyed(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(stained_discs(), name="he", rgb=True)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)  # fluorescence nuclei
+    widget.image_box.setCurrentText("he")
+    assert widget.appearance.currentText() == "auto"
+    run_and_wait(widget, qtbot)
+    layer = viewer.layers[f"he [{MODEL}]"]
+    assert layer.data.shape == (128, 128)
+    assert layer.metadata["appearance"]["mode"] == "stain"
+    assert int(layer.data.max()) >= 12  # of the 16 discs
+    assert "appearance stain (stained colour image" in widget.status.text()
+
+    widget.appearance.setCurrentText("as-is")  # grey: dark discs on pink, not what it learnt
+    run_and_wait(widget, qtbot)
+    assert layer.metadata["appearance"]["mode"] == "as-is"
+    assert int(layer.data.max()) < 12
+    assert "--appearance as-is" in widget.tune.command()
+
+    widget.channel.setValue(2)  # an explicit colour channel still works
+    run_and_wait(widget, qtbot)
+    assert layer.data.shape == (128, 128) and not layer.metadata["appearance"]["colour"]
+
+
+def test_diameter_off_or_given_resizes_and_tuning_stays_on_the_input_grid(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    install_copy("threeclass-sized", working_diameter=20.0)
+    widget.refresh_models()
+    widget.model_box.setCurrentText("threeclass-sized")
+    assert widget.diameter.text() == "auto"  # the card has a working diameter
+    widget.intermediate.setChecked(True)
+    widget.diameter.setText("off")
+    run_and_wait(widget, qtbot)
+    layer = widget.labels_layer
+    assert layer.data.shape == (256, 256)
+    assert layer.metadata["diameter"]["factor"] == 1.0
+    assert layer.metadata["diameter"]["source"] == "off"
+    assert "diameter off (native scale)" in widget.status.text()
+    assert "--diameter off" in widget.tune.command()
+
+    widget.diameter.setText("40")
+    run_and_wait(widget, qtbot)
+    assert layer.data.shape == (256, 256) and int(layer.data.max()) > 10
+    assert layer.metadata["diameter"]["factor"] == pytest.approx(0.5)
+    assert layer.metadata["diameter"]["source"] == "given"
+    assert "diameter 40.0 px (given), resized x0.50" in widget.status.text()
+    assert widget.tune.tuner.prediction.image_shape == (128, 128)
+    interior = viewer.layers["nuclei [threeclass-sized] interior"]
+    assert interior.data.shape == (128, 128)
+    assert tuple(interior.scale) == (2.0, 2.0) and tuple(interior.translate) == (0.5, 0.5)
+    assert "--diameter 40" in widget.tune.command()
+
+    before = int(layer.data.max())
+    widget.tune.form.editor("min_size").setValue(150)
+    qtbot.waitUntil(lambda: widget.tune.shown_generation == widget.tune.generation, timeout=10_000)
+    assert layer.data.shape == (256, 256)
+    assert 0 < int(layer.data.max()) < before
+    assert layer.metadata["diameter"]["factor"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("text", ["-3", "nan", "abc", "9999"])
+def test_a_bad_diameter_is_refused_with_a_message(viewer_widget, text):
+    viewer, widget = viewer_widget
+    widget.diameter.setText(text)
+    widget.run()
+    assert widget.job is None
+    assert "diameter" in widget.status.text()
+    assert [lay.name for lay in viewer.layers] == ["nuclei"]
+
+
+def test_measure_a_line_or_a_label_and_estimate(viewer_widget, qtbot):
+    viewer, widget = viewer_widget
+    widget.measure_button.click()
+    assert "nothing to measure" in widget.status.text()
+
+    shapes = viewer.add_shapes([[10, 10], [10, 40]], shape_type="line", name="ruler")
+    shapes.add_lines([[50, 50], [90, 80]])  # the last one drawn: 50 px
+    widget.measure_button.click()
+    assert widget.diameter.text() == "50.0"
+    assert "last line drawn in 'ruler'" in widget.status.text()
+    shapes.selected_data = {0}
+    widget.measure_button.click()
+    assert widget.diameter.text() == "30.0"
+
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((64, 64), np.uint32)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 <= 10**2] = 1
+    labels[40:50, 40:60] = 2  # 200 px: equivalent diameter 16.0
+    layer = viewer.add_labels(labels, name="mine")  # now the active layer
+    layer.selected_label = 2
+    widget.measure_button.click()
+    assert widget.diameter.text() == "16.0"
+    assert "label 2 in 'mine'" in widget.status.text()
+    viewer.layers.selection.active = viewer.layers["nuclei"]  # the line again
+    widget.measure_button.click()
+    assert widget.diameter.text() == "30.0"
+    assert "selected line in 'ruler'" in widget.status.text()
+
+    widget.estimate_button.click()
+    qtbot.waitUntil(lambda: "estimated diameter" in widget.status.text(), timeout=30_000)
+    assert 10 < float(widget.diameter.text()) < 40  # DSB nuclei of this sample: ~20 px
+
+
+def test_generalist_is_preselected_unless_the_image_looks_like_phase_contrast(
+    make_napari_viewer,
+):
+    install_copy("generalist-nuclei")
+    viewer = make_napari_viewer()
+    nuclei, _ = load_sample("nuclei2d_dsb_stardist")
+    phase, _ = load_sample("phase2d_usiigaci_set1_crop512")
+    viewer.add_image(phase[:128, :128], name="cells")
+    viewer.add_image(nuclei[:128, :128], name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.image_box.setCurrentText("nuclei")
+    assert widget.model_box.currentText() == "generalist-nuclei"
+    widget.image_box.setCurrentText("cells")
+    assert widget.model_box.currentText() != "generalist-nuclei"
+    widget.model_box.setCurrentText(MODEL)  # the user's choice is kept from now on
+    widget.image_box.setCurrentText("nuclei")
+    assert widget.model_box.currentText() == MODEL

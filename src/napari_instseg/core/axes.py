@@ -52,6 +52,7 @@ def image_for_model(
     in_channels: int,
     rgb: bool = False,
     choice: AxisChoice = AxisChoice(),
+    keep_rgb: bool = False,
 ) -> tuple[np.ndarray, tuple]:
     """Read a channel-first model input from layer data.
 
@@ -66,6 +67,11 @@ def image_for_model(
     rgb : bool
         Whether the last axis of ``data`` is RGB(A) colour.
     choice : AxisChoice
+    keep_rgb : bool
+        With RGB data and no channel chosen, keep the three colours, ``(3, *spatial)``, instead
+        of converting to grey: for :func:`~napari_instseg.core.pipeline.segment_image`, whose
+        appearance step turns colour into the model's one channel (stain unmixing needs the
+        colours). The model's channel count is then checked there.
 
     Returns
     -------
@@ -99,15 +105,17 @@ def image_for_model(
                 where.append(slice(None))
     plane = np.asarray(data[tuple(index)])
     if rgb:
+        if cax is not None:
+            raise InputError("an RGB layer cannot also have a channel axis")
         colour = plane[..., :3].astype(np.float32)
+        if choice.channel is None and keep_rgb:
+            return as_channel_first(colour, ndim=ndim, channel_axis=-1), tuple(where)
         if choice.channel is not None:
             if not 0 <= choice.channel < 3:
                 raise InputError(f"RGB has channels 0..2, not {choice.channel}")
             grey = colour[..., choice.channel]
         else:
             grey = colour @ _LUMA
-        if cax is not None:
-            raise InputError("an RGB layer cannot also have a channel axis")
         plane, cax_plane = grey, None
     else:
         cax_plane = None if cax is None else sum(1 for a in range(cax) if a not in extras)

@@ -23,19 +23,27 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_instseg.core.appearance import APPEARANCES, Appearance
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
-from napari_instseg.core.modality import mismatch_note, route_text
-from napari_instseg.core.pipeline import Model, load_model, predict_image
+from napari_instseg.core.modality import PHASE, detect_modality, mismatch_note, route_text
+from napari_instseg.core.pipeline import Model, load_model, prepare_image, segment_image
 from napari_instseg.core.predict import PredictConfig
+from napari_instseg.core.scale import (
+    ScalePlan,
+    check_diameter,
+    equivalent_diameters,
+    estimate_diameter,
+    median_diameter,
+)
 from napari_instseg.core.tuning import Tuner, TuneResult
 from napari_instseg.core.visualise import embedding_to_rgb, vectors_to_rgb
 from napari_instseg.core.zoo import list_models
 
-from ._jobs import start_job
+from ._jobs import call_in_worker, start_job
 from .tune_widget import TunePanel
 
 INTERMEDIATE_COLORMAPS = {
@@ -48,6 +56,8 @@ INTERMEDIATE_COLORMAPS = {
 VECTOR_FIELDS = ("offsets", "flow")
 #: Learnt pixel embeddings, shown as RGB of their first three principal components.
 EMBEDDING_FIELDS = ("pixel_embedding",)
+#: Preselected for images that do not look like phase contrast, when installed.
+GENERALIST = "generalist-nuclei"
 
 
 def current_indices(viewer, layer) -> dict[int, int]:
@@ -74,6 +84,83 @@ def describe_card(card) -> str:
         f"trained on: {data} ({card.training.get('split', '')}); "
         f"test AP@0.5: {ap_text}{parent}"
     )
+
+
+def describe_run(info: dict) -> str:
+    """The diameter and appearance a segmentation used (its prediction's ``info``), one line."""
+    parts = []
+    if "diameter" in info:
+        plan = {k: v for k, v in info["diameter"].items() if k != "passes"}
+        parts.append(ScalePlan(**plan).text())
+    if "appearance" in info:
+        parts.append(Appearance(**info["appearance"]).text())
+    return " · ".join(parts)
+
+
+def looks_like_phase(layer, side: int = 1024) -> bool:
+    """Whether an image layer looks like phase contrast, from the centre (at most ``side``
+    pixels a side: cheap for lazy, chunked data too) of its first plane."""
+    data = layer.data[-1] if layer.multiscale else layer.data
+    n = data.ndim - (1 if layer.rgb else 0)
+    centre = tuple(
+        slice(max(0, (size - side) // 2), max(0, (size - side) // 2) + side)
+        for size in data.shape[n - 2 : n]
+    )
+    sample = np.asarray(data[(0,) * (n - 2) + centre])
+    return detect_modality(sample).modality == PHASE
+
+
+def line_diameter(shapes, image_layer) -> tuple[float | None, str]:
+    """The median length, in pixels of ``image_layer``, of the selected lines or paths of a
+    Shapes layer (in the Y/X plane), else of the last one drawn; and what was measured."""
+    lines = [i for i, kind in enumerate(shapes.shape_type) if kind in ("line", "path")]
+    if not lines:
+        return None, f"{shapes.name!r} has no line"
+    chosen = sorted(set(lines) & set(shapes.selected_data))
+    ratio = np.asarray(shapes.scale[-2:], np.float64)
+    if image_layer is not None:
+        ratio = ratio / np.asarray(image_layer.scale[-2:], np.float64)
+    lengths = []
+    for i in chosen or lines[-1:]:
+        vertices = np.asarray(shapes.data[i], np.float64)[:, -2:] * ratio
+        lengths.append(np.linalg.norm(np.diff(vertices, axis=0), axis=1).sum())
+    if len(chosen) > 1:
+        what = f"median length of {len(chosen)} selected lines"
+    else:
+        what = "length of the selected line" if chosen else "length of the last line drawn"
+    return float(np.median(lengths)), f"{what} in {shapes.name!r}"
+
+
+def labels_diameter(viewer, labels) -> tuple[float | None, str]:
+    """The equivalent diameter of a Labels layer's selected label, else the median over its
+    objects, on the plane on screen; and what was measured."""
+    data = labels.data[0] if labels.multiscale else labels.data
+    where = current_indices(viewer, labels)
+    plane = np.asarray(data[tuple(where[ax] for ax in range(labels.ndim - 2))])
+    label = labels.selected_label
+    if label > 0 and np.any(plane == label):
+        size = equivalent_diameters((plane == label).astype(np.uint8))[0]
+        return float(size), f"equivalent diameter of label {label} in {labels.name!r}"
+    size = median_diameter([plane])
+    if size is None:
+        return None, f"{labels.name!r} has no objects on this plane"
+    return size, f"median equivalent diameter of the objects in {labels.name!r}"
+
+
+def measure_diameter(viewer, image_layer) -> tuple[float | None, str]:
+    """An object diameter (pixels of ``image_layer``) measured on the viewer's layers, and
+    what was measured: on the active Labels or Shapes layer, else on the topmost Shapes layer
+    with a line."""
+    active = viewer.layers.selection.active
+    if isinstance(active, napari.layers.Labels):
+        return labels_diameter(viewer, active)
+    if isinstance(active, napari.layers.Shapes):
+        return line_diameter(active, image_layer)
+    for layer in reversed(viewer.layers):
+        kinds = layer.shape_type if isinstance(layer, napari.layers.Shapes) else []
+        if {"line", "path"} & set(kinds):
+            return line_diameter(layer, image_layer)
+    return None, "draw a line across an object in a Shapes layer, or select a Labels layer"
 
 
 class _ModelBox(QComboBox):
@@ -114,7 +201,31 @@ class SegmentWidget(QWidget):
         self.channel.setRange(-1, 64)
         self.channel.setSpecialValueText("all / grey")
         self.channel.setValue(-1)
-        self.channel.setToolTip("keep one channel; for RGB layers 'all / grey' converts to grey")
+        self.channel.setToolTip(
+            "keep one channel; for RGB layers 'all / grey' gives the colours to the appearance "
+            "step (stain unmixing, or grey)"
+        )
+        self.diameter = QLineEdit("auto")
+        self.diameter.setObjectName("diameter")
+        self.diameter.setToolTip(
+            "the objects' diameter in pixels: the image is resized so they have the size the "
+            "model works best at. 'auto' estimates it (for models whose card has a working "
+            "diameter), 'off' keeps the native scale"
+        )
+        self.estimate_button = QPushButton("estimate")
+        self.estimate_button.setToolTip("estimate the diameter from the image (no network)")
+        self.measure_button = QPushButton("measure")
+        self.measure_button.setToolTip(
+            "the length of a line drawn across an object in a Shapes layer, or the size of the "
+            "selected label (or the median object) of the selected Labels layer"
+        )
+        self.appearance = QComboBox()
+        self.appearance.addItems(list(APPEARANCES))
+        self.appearance.setToolTip(
+            "how the image is made to look like the model's training images: auto decides; "
+            "as-is (colour to grey only); invert (dark objects on a bright background); "
+            "stain (haematoxylin of stained colour images)"
+        )
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "mps", "cpu"])
         self.tile_size = QSpinBox()
@@ -139,6 +250,12 @@ class SegmentWidget(QWidget):
         form.addRow("image", self.image_box)
         form.addRow("channel axis", self.channel_axis)
         form.addRow("channel", self.channel)
+        size = QHBoxLayout()
+        size.addWidget(self.diameter)
+        size.addWidget(self.estimate_button)
+        size.addWidget(self.measure_button)
+        form.addRow("diameter", size)
+        form.addRow("appearance", self.appearance)
         form.addRow("device", self.device)
         form.addRow("tile size", self.tile_size)
         form.addRow(self.tta)
@@ -157,6 +274,9 @@ class SegmentWidget(QWidget):
 
         self.model_box.currentIndexChanged.connect(self._model_changed)
         self.image_box.currentTextChanged.connect(self._image_changed)
+        self.image_box.currentTextChanged.connect(self._preselect_model)
+        self.estimate_button.clicked.connect(self.estimate)
+        self.measure_button.clicked.connect(self.measure)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.tune.result.connect(self._show_tuned)
@@ -164,6 +284,7 @@ class SegmentWidget(QWidget):
         viewer.layers.events.inserted.connect(self.refresh_layers)
         viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_models()
+        self._preselected = self.model_box.currentText()
         self.refresh_layers()
 
     # -- pickers ---------------------------------------------------------------------------
@@ -187,6 +308,8 @@ class SegmentWidget(QWidget):
             return
         card, _ = entry
         self.card_label.setText(describe_card(card))
+        if self.diameter.text().strip() in ("auto", "off", ""):
+            self.diameter.setText("auto" if card.working_diameter else "off")
         try:
             supports_tta = get_method(card.method).supports_tta
         except ValueError:
@@ -212,6 +335,17 @@ class SegmentWidget(QWidget):
             self.image_box.setCurrentText(current)
         self.image_box.blockSignals(False)
         self._image_changed()
+        self._preselect_model()
+
+    def _preselect_model(self, *_) -> None:
+        """While the model is still the widget's own choice, take :data:`GENERALIST` (when
+        installed) for images that do not look like phase contrast, else the first model."""
+        layer = self.image_layer()
+        current = self.model_box.currentText()
+        if GENERALIST not in self._cards or layer is None or current != self._preselected:
+            return
+        self._preselected = self.model_box.itemText(0) if looks_like_phase(layer) else GENERALIST
+        self.model_box.setCurrentText(self._preselected)
 
     def _image_changed(self, *_):
         layer = self.image_layer()
@@ -240,6 +374,68 @@ class SegmentWidget(QWidget):
     def _say(self, text: str) -> None:
         self.status.setText(text)
 
+    def _model_input(self, layer, card) -> tuple[np.ndarray, tuple]:
+        """The layer's plane as ``segment_image`` takes it (RGB kept as colour unless a
+        channel is chosen) and where its labels go."""
+        return image_for_model(
+            layer.data,
+            ndim=card.ndim,
+            in_channels=card.in_channels,
+            rgb=layer.rgb,
+            choice=self.axis_choice(layer),
+            keep_rgb=True,
+        )
+
+    def _cached_model(self, card) -> Model | None:
+        return self.model if self.model is not None and self.model.card.name == card.name else None
+
+    def estimate(self) -> None:
+        """Fill the diameter field with a quick estimate on the image (no network), in a
+        worker."""
+        layer = self.image_layer()
+        entry = self._cards.get(self.model_box.currentText())
+        if layer is None or entry is None:
+            self._say("choose an image layer and a model first")
+            return
+        card, path = entry
+        try:
+            image, _ = self._model_input(layer, card)
+        except InputError as err:
+            self._say(f"cannot use layer {layer.name!r}: {err}")
+            return
+        cached, appearance = self._cached_model(card), self.appearance.currentText()
+
+        def work():
+            model = cached or load_model(str(path))
+            x = prepare_image(model, image, channel_axis=0, appearance=appearance)
+            return model, estimate_diameter(x)
+
+        self._say("estimating the object diameter ...")
+        call_in_worker(
+            work,
+            on_done=self._estimated,
+            on_error=lambda err: self._say(f"cannot estimate the diameter: {err}"),
+        )
+
+    def _estimated(self, out) -> None:
+        model, est = out
+        if model.card.name == self.model_box.currentText():
+            self.model = model
+        if est.diameter is None:
+            self._say(f"no diameter estimate: {est.reason}")
+            return
+        self.diameter.setText(f"{est.diameter:.1f}")
+        self._say(f"estimated diameter {est.diameter:.1f} px ({est.reason})")
+
+    def measure(self) -> None:
+        """Fill the diameter field from a line drawn in a Shapes layer or from a Labels layer."""
+        size, what = measure_diameter(self.viewer, self.image_layer())
+        if size is None:
+            self._say(f"nothing to measure: {what}")
+            return
+        self.diameter.setText(f"{size:.1f}")
+        self._say(f"measured diameter {size:.1f} px: {what}")
+
     def run(self) -> None:
         """Segment the chosen layer with the chosen model in a worker."""
         layer = self.image_layer()
@@ -252,16 +448,16 @@ class SegmentWidget(QWidget):
             self.run_large(layer, card, path)
             return
         try:
-            image, where = image_for_model(
-                layer.data,
-                ndim=card.ndim,
-                in_channels=card.in_channels,
-                rgb=layer.rgb,
-                choice=self.axis_choice(layer),
-            )
+            image, where = self._model_input(layer, card)
         except InputError as err:
             self._say(f"cannot use layer {layer.name!r}: {err}")
             return
+        try:
+            diameter = check_diameter(self.diameter.text(), image.shape[1:])
+        except InputError as err:
+            self._say(str(err))
+            return
+        appearance = self.appearance.currentText()
         config = PredictConfig(
             tile_size=self.tile_size.value(),
             device=self.device.currentText(),
@@ -270,22 +466,29 @@ class SegmentWidget(QWidget):
         image_name, cax = layer.name, self.channel_axis.currentData()
         source = getattr(layer.source, "path", None) or f"{layer.name}.tif"
         shape = labels_shape(layer.data.shape, rgb=layer.rgb, channel_axis=cax)
-        cached = (
-            self.model if self.model is not None and self.model.card.name == card.name else None
-        )
+        cached = self._cached_model(card)
+        options = {"diameter": diameter, "appearance": appearance}
 
         def job():
             model = cached or load_model(str(path))
-            prediction = yield from predict_image(model, image, config=config, channel_axis=0)
-            if prediction is None:
+            seg = yield from segment_image(model, image, config=config, channel_axis=0, **options)
+            if seg is None:
                 return None
-            tuner = Tuner(model, prediction)
-            return tuner, tuner.assemble(model.card.backend)
+            tuner = Tuner(model, seg.prediction)
+            first = TuneResult(
+                seg.labels,
+                seg.backend,
+                tuner.defaults(seg.backend),
+                int(seg.labels.max()),
+                seg.seconds["assemble"],
+                seg.report,
+            )
+            return tuner, first, seg.seconds
 
         self._start(
             job,
             f"segmenting {image_name} with {card.name} ...",
-            lambda out: self._finished(out, image_name, where, shape, source),
+            lambda out: self._finished(out, image_name, where, shape, source, options),
         )
 
     def _start(self, job, text: str, on_done) -> None:
@@ -370,24 +573,27 @@ class SegmentWidget(QWidget):
         kind = "model" if isinstance(err, CheckpointError) else "run"
         self._say(f"{kind} failed: {err}")
 
-    def _finished(self, out, image_name: str, where: tuple, shape: tuple, source: str) -> None:
+    def _finished(
+        self, out, image_name: str, where: tuple, shape: tuple, source: str, options: dict
+    ) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         if out is None:
             self.progress.setValue(0)
             self._say("cancelled; nothing was changed")
             return
-        tuner, result = out
+        tuner, result, seconds = out
         self.model = tuner.model
         self._where = where
-        self._write_labels(result, image_name, shape)
+        info = tuner.prediction.info
+        self._write_labels(result, image_name, shape, info)
         if self.intermediate.isChecked():
             self._write_intermediate(tuner, image_name, shape, result.labels.shape)
-        self.tune.set_tuner(tuner, result, str(source))
-        seconds = tuner.prediction.info.get("seconds", 0.0)
+        self.tune.set_tuner(tuner, result, str(source), **options)
         text = (
-            f"{result.n_objects} objects (prediction {seconds:.1f} s, "
-            f"assembly {result.seconds * 1000:.0f} ms)"
+            f"{result.n_objects} objects (prediction {seconds['predict']:.1f} s, "
+            f"assembly {seconds['assemble'] * 1000:.0f} ms, total {seconds['total']:.1f} s)"
+            f"\n{describe_run(info)}"
         )
         if result.report.get("route"):
             text += f"\n{route_text(result.report)}"
@@ -404,9 +610,11 @@ class SegmentWidget(QWidget):
         full[self._where] = plane
         return full
 
-    def _write_labels(self, result: TuneResult, image_name: str, shape: tuple) -> None:
+    def _write_labels(self, result: TuneResult, image_name: str, shape: tuple, info: dict) -> None:
         name = f"{image_name} [{self.model.card.name}]"
         meta = {
+            "diameter": info.get("diameter", {}),
+            "appearance": info.get("appearance", {}),
             "model": self.model.card.name,
             "method": self.model.method.name,
             "backend": result.backend,
@@ -448,15 +656,23 @@ class SegmentWidget(QWidget):
     ) -> None:
         """Scalar maps as image layers; 2D vector fields (offsets) as direction colours and 2D
         pixel embeddings by their principal components. Arrays that are not maps of the
-        segmented ``plane`` (e.g. a list of affinity offsets) are skipped."""
+        prediction's grid (e.g. a list of affinity offsets) are skipped. A prediction on a
+        resized grid (``diameter``) is shown scaled onto the segmented ``plane``, pixel
+        centres aligned as :func:`~napari_instseg.core.scale.labels_to_grid` maps labels."""
         plain = not any(isinstance(w, int) for w in self._where)
         spatial = len(self._where) - sum(isinstance(w, int) for w in self._where)
+        grid = tuple(tuner.prediction.image_shape)
+        extra = len(shape) - spatial
+        factors = [n / m for n, m in zip(plane, grid, strict=True)]
+        scale = [1.0] * extra + factors
+        translate = [0.0] * extra + [(f - 1.0) / 2 for f in factors]
+        full = tuple(shape[:extra]) + grid
         for key, array in tuner.intermediate.items():
-            if tuple(array.shape[-spatial:]) != tuple(plane):
+            if tuple(array.shape[-spatial:]) != grid:
                 continue
             name = f"{image_name} [{self.model.card.name}] {key}"
             if array.ndim == spatial:
-                data = self._placed(array.astype(np.float32), shape, np.float32)
+                data = self._placed(array.astype(np.float32), full, np.float32)
                 kwargs = {"colormap": INTERMEDIATE_COLORMAPS.get(key, "gray")}
             elif key in VECTOR_FIELDS and plain and array.shape[0] == 2 == spatial:
                 data, kwargs = vectors_to_rgb(array), {"rgb": True}
@@ -465,9 +681,18 @@ class SegmentWidget(QWidget):
             else:
                 continue
             if name in self.viewer.layers:
-                self.viewer.layers[name].data = data
+                layer = self.viewer.layers[name]
+                layer.data, layer.scale, layer.translate = data, scale, translate
             else:
-                self.viewer.add_image(data, name=name, blending="additive", visible=False, **kwargs)
+                self.viewer.add_image(
+                    data,
+                    name=name,
+                    blending="additive",
+                    visible=False,
+                    scale=scale,
+                    translate=translate,
+                    **kwargs,
+                )
 
 
 class LargeImageBox(QGroupBox):

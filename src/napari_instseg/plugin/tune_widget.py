@@ -43,6 +43,7 @@ class TunePanel(QGroupBox):
         super().__init__("Tune (live, from the cached prediction)", parent)
         self.tuner: Tuner | None = None
         self.image_name = "IMAGE.tif"
+        self.run_options: dict = {}
         self._generation = 0
         self._shown_generation = 0
         self._requested_at: dict[int, float] = {}
@@ -80,9 +81,19 @@ class TunePanel(QGroupBox):
         self.setEnabled(False)
 
     # -- set-up -----------------------------------------------------------------------------
-    def set_tuner(self, tuner: Tuner, first: TuneResult, image_name: str) -> None:
-        """Attach a fresh prediction; the form shows the knobs that produced ``first``."""
+    def set_tuner(
+        self,
+        tuner: Tuner,
+        first: TuneResult,
+        image_name: str,
+        *,
+        diameter="auto",
+        appearance: str = "auto",
+    ) -> None:
+        """Attach a fresh prediction; the form shows the knobs that produced ``first``.
+        ``diameter`` and ``appearance`` are the user's choices for it (for the CLI command)."""
         self.tuner, self.image_name = tuner, image_name
+        self.run_options = {"diameter": diameter, "appearance": appearance}
         self.backend.blockSignals(True)
         self.backend.clear()
         self.backend.addItems(list(tuner.model.method.backends))
@@ -179,6 +190,7 @@ class TunePanel(QGroupBox):
             self.form.values(),
             self.tuner.defaults(backend),
             image=self.image_name,
+            **self.run_options,
         )
 
     def copy_command(self) -> None:
