@@ -67,9 +67,11 @@ def main() -> None:
         ]
         for k, names in by_kind.items()
     }
-    head = f"{'model':20} {'kind':17} {'n':>3} " + " ".join(
-        f"{a + '/' + d:>17}" for a, d in SETTINGS
-    ) + "  auto chose"
+    head = (
+        f"{'model':20} {'kind':17} {'n':>3} "
+        + " ".join(f"{a + '/' + d:>17}" for a, d in SETTINGS)
+        + "  auto chose"
+    )
     print(f"dsb2018_stained {args.split}: AP@0.5 | DSB score (mean AP@0.5:0.95), mean over images")
     print(head)
     print("-" * len(head))
@@ -89,7 +91,8 @@ def main() -> None:
                 cells.append(f"{ap:8.3f} | {dsb:5.3f}")
             modes = " ".join(f"{k} {v}" for k, v in sorted(chosen.items()))
             print(
-                f"{name:20} {kind:17} {len(items):3d} " + " ".join(f"{c:>17}" for c in cells)
+                f"{name:20} {kind:17} {len(items):3d} "
+                + " ".join(f"{c:>17}" for c in cells)
                 + f"  {modes} ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )

@@ -95,9 +95,7 @@ def working_table(args) -> None:
         base = model.card.object_size or 17.0
         grid = [round(base * r, 1) for r in args.ratios]
         data = model.card.training.get("data", "dsb2018_fluo").split("+")
-        pairs = [
-            (d, p) for d in data for p in load_pairs(d, "val", args.crop, every=args.every)
-        ]
+        pairs = [(d, p) for d in data for p in load_pairs(d, "val", args.crop, every=args.every)]
         print(f"\n{name} (training median {base:.1f} px; {len(pairs)} val images)")
         print(f"{'D':>6} " + " ".join(f"{d:>16}" for d in data) + f" {'mean':>7} {'sec':>6}")
         best = (None, -1.0)

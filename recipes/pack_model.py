@@ -28,6 +28,7 @@ from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.checkpoint import save_model
 from napari_instseg.core.configs import config_to_dict, replace_config
 from napari_instseg.core.data import load_folder, normalise_percentile
+from napari_instseg.core.data.datasets import read_column
 from napari_instseg.core.evaluation import (
     metrics_for_card,
     predict_samples,
@@ -64,6 +65,17 @@ def main() -> None:
         help="also score test with this back-end (its defaults plus the tuned knobs it shares)",
     )
     p.add_argument(
+        "--appearance",
+        default="as-is",
+        choices=["as-is", "auto"],
+        help="map stained/brightfield images into the model's appearance (as segmenting does)",
+    )
+    p.add_argument(
+        "--by-kind",
+        action="store_true",
+        help="also report test per value of the folders' metadata 'kind' column",
+    )
+    p.add_argument(
         "--half",
         action="store_true",
         help="ship float16 weights; every number is measured with them",
@@ -84,8 +96,9 @@ def main() -> None:
 
     pconf = PredictConfig(tile_size=512, halo=32)
     folders = [Path(d) for d in args.data]
-    vals = [load_folder(d, split="val", normalise=normalise) for d in folders]
-    tests = [load_folder(d, split="test", normalise=normalise) for d in folders]
+    looks = {"appearance": args.appearance, "trained_on": model.card.modality or "fluorescence"}
+    vals = [load_folder(d, split="val", normalise=normalise, **looks) for d in folders]
+    tests = [load_folder(d, split="test", normalise=normalise, **looks) for d in folders]
     val_preds = [run(predict_samples(model, v, config=pconf)) for v in vals]
     test_preds = [run(predict_samples(model, t, config=pconf)) for t in tests]
     groups = [d.name for d, v in zip(folders, vals, strict=True) for _ in v]
@@ -118,6 +131,17 @@ def main() -> None:
     test_by_data, test_summary = score(tests, test_preds, knobs=knobs)
     for name, summary in test_by_data.items():
         print(f"test {name} ({int(summary['n_images'])} images): AP@0.5 {summary['ap@0.50']:.4f}")
+    by_kind = {}
+    if args.by_kind:
+        for d, ss, ps in zip(folders, tests, test_preds, strict=True):
+            kind_of = read_column(d, "kind")
+            for kind in sorted({kind_of.get(s.name, "") for s in ss} - {""}):
+                idx = [i for i, s in enumerate(ss) if kind_of.get(s.name) == kind]
+                summary = score_predictions(
+                    model, [ss[i] for i in idx], [ps[i] for i in idx], knobs=knobs
+                )[1]
+                by_kind[f"{d.name}/{kind}"] = metrics_for_card(summary)
+                print(f"test {d.name}/{kind} ({len(idx)} images): AP@0.5 {summary['ap@0.50']:.4f}")
     tuned_cfg = config_to_dict(model.backend_config(knobs=knobs))
     by_backend = {}
     for name in args.compare_backend:
@@ -145,6 +169,7 @@ def main() -> None:
             "knobs tuned on val (AP@0.5), reported on test",
             "tuning_grid": {k: list(v) for k, v in grid.items()},
             **({"test_by_backend": by_backend} if by_backend else {}),
+            **({"test_by_kind": by_kind} if by_kind else {}),
             **(
                 {
                     "test_by_data": {k: metrics_for_card(v) for k, v in test_by_data.items()},

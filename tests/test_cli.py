@@ -575,8 +575,15 @@ def test_segment_rgb_stained_image_with_appearance_and_diameter(tmp_path, capsys
     path = tmp_path / "stained.tif"
     tifffile.imwrite(path, stained.stained_like(stained.nuclei_sample()))  # (Y, X, 3) uint8
     rc, out, err = run(
-        capsys, "segment", path, "--model", "embedseg-nuclei", "--output", tmp_path / "o",
-        "--diameter", "30",
+        capsys,
+        "segment",
+        path,
+        "--model",
+        "embedseg-nuclei",
+        "--output",
+        tmp_path / "o",
+        "--diameter",
+        "30",
     )
     assert rc == 0, err
     assert "appearance stain" in out and "diameter 30.0 px (given)" in out
@@ -586,8 +593,17 @@ def test_segment_rgb_stained_image_with_appearance_and_diameter(tmp_path, capsys
     labels = tifffile.imread(tmp_path / "o" / "stained.tif")
     assert labels.shape == (256, 256) and labels.max() > 20
     rc, out, err = run(
-        capsys, "segment", path, "--model", "embedseg-nuclei", "--output", tmp_path / "o2",
-        "--appearance", "as-is", "--diameter", "off",
+        capsys,
+        "segment",
+        path,
+        "--model",
+        "embedseg-nuclei",
+        "--output",
+        tmp_path / "o2",
+        "--appearance",
+        "as-is",
+        "--diameter",
+        "off",
     )
     assert rc == 0, err
     how = json.loads((tmp_path / "o2" / "stained.json").read_text())
@@ -595,13 +611,25 @@ def test_segment_rgb_stained_image_with_appearance_and_diameter(tmp_path, capsys
 
 
 @pytest.mark.parametrize(
-    "value,words", [("-3", "positive"), ("nan", "positive"), ("big", "'auto', 'off'"),
-                    ("5000", "larger than the image")]
+    "value,words",
+    [
+        ("-3", "positive"),
+        ("nan", "positive"),
+        ("big", "'auto', 'off'"),
+        ("5000", "larger than the image"),
+    ],
 )
 def test_segment_bad_diameter_is_one_line(crop, tmp_path, capsys, value, words):
     rc, _, err = run(
-        capsys, "segment", crop, "--model", "embedseg-nuclei", "--output", tmp_path / "o",
-        "--diameter", value,
+        capsys,
+        "segment",
+        crop,
+        "--model",
+        "embedseg-nuclei",
+        "--output",
+        tmp_path / "o",
+        "--diameter",
+        value,
     )
     assert rc == 2
     assert words in one_line_error(err, "segment")

@@ -381,11 +381,10 @@ def cmd_train(args) -> int:
     from .core.checkpoint import ModelCard
     from .core.configs import config_from_dict, parse_assignments
     from .core.data import load_folder, normalise_percentile
+    from .core.data.augment import AugmentConfig
     from .core.data.sparse import sparsify_instances
     from .core.methods import get_method
     from .core.train import TrainConfig, train
-
-    from .core.data.augment import AugmentConfig
 
     method = get_method(args.method)
     folders = [Path(d) for d in args.data]
@@ -409,9 +408,7 @@ def cmd_train(args) -> int:
         [
             x
             for d in folders
-            for x in load_folder(
-                d, split=args.val_split, normalise=normalise_percentile, **looks
-            )
+            for x in load_folder(d, split=args.val_split, normalise=normalise_percentile, **looks)
         ]
         if args.val_split
         else []

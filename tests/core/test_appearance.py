@@ -10,7 +10,6 @@ from napari_instseg.core.metrics import average_precision_dsb
 from napari_instseg.core.pipeline import load_model, segment_image
 
 
-
 def test_grey_fluorescence_passes_as_it_is(stained):
     x, how = to_model_input(stained.nuclei_sample(), ndim=2, in_channels=1)
     assert x.shape == (1, 256, 256) and how.mode == "as-is" and not how.colour
@@ -76,7 +75,10 @@ def test_segment_image_finds_the_same_nuclei_in_stained_and_inverted_copies(mode
     fluo = stained.nuclei_sample()
     ref = run(segment_image(model, fluo, diameter="off")).labels
     assert ref.max() > 20
-    for image, mode in ((stained.stained_like(fluo), "stain"), ((255 - fluo).astype(np.uint8), "invert")):
+    for image, mode in (
+        (stained.stained_like(fluo), "stain"),
+        ((255 - fluo).astype(np.uint8), "invert"),
+    ):
         seg = run(segment_image(model, image, diameter="off"))
         assert seg.prediction.info["appearance"]["mode"] == mode
         assert seg.labels.shape == fluo.shape

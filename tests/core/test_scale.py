@@ -32,8 +32,11 @@ def discs(shape, centres, radius, value=1.0):
 
 
 def grid_centres(shape, step, margin):
-    return [(y, x) for y in range(margin, shape[0] - margin, step)
-            for x in range(margin, shape[1] - margin, step)]
+    return [
+        (y, x)
+        for y in range(margin, shape[0] - margin, step)
+        for x in range(margin, shape[1] - margin, step)
+    ]
 
 
 def test_equivalent_and_median_diameter():

@@ -41,7 +41,7 @@ class ModelCard:
     )
     modality: str = ""
     #: Median equivalent diameter (pixels) of the objects the model learnt from: its training
-    #: masks, or a fine-tuned model's annotations (:func:`~napari_instseg.core.scale.median_diameter`).
+    #: masks, or a fine-tuned model's annotations (``core.scale.median_diameter``).
     object_size: float | None = None
     #: The object diameter (pixels) at which the model segments best, measured on resized val
     #: images (``benchmarks/scale.py --working``); ``diameter="auto"`` resizes images to it.

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .arrays import InputError, LABEL_DTYPE
+from .arrays import LABEL_DTYPE, InputError
 
 #: Factors beyond these are refused as implausible for a microscope image (a 4x change in
 #: object size is already far outside what any of our models learnt).
@@ -195,8 +195,11 @@ def plan_scale(
     working diameter, a 3D image for "auto", and an image whose estimate finds no objects
     all fall back to the native scale, with a note saying so.
     """
-    shape = image_shape if image_shape is not None else (None if image is None else
-                                                         np.shape(image)[-2:])
+    shape = (
+        image_shape
+        if image_shape is not None
+        else (None if image is None else np.shape(image)[-2:])
+    )
     diameter = check_diameter(diameter, shape)
     if diameter == "off":
         return ScalePlan(1.0, None, "off", working_diameter)
@@ -211,7 +214,10 @@ def plan_scale(
         est = estimate_diameter(image)
         if est.diameter is None:
             return ScalePlan(
-                1.0, None, "auto", working_diameter,
+                1.0,
+                None,
+                "auto",
+                working_diameter,
                 f"{est.reason}: kept the model's scale",
             )
         diameter, source = est.diameter, "auto"

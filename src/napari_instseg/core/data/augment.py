@@ -95,7 +95,9 @@ def _resize_crop(image, labels, known, size):
     if labels.shape == tuple(size):
         return image, labels, known
     zoom = [s / a for s, a in zip(size, labels.shape, strict=True)]
-    img = np.stack([ndi.zoom(c, zoom, order=1, grid_mode=True, mode="grid-constant") for c in image])
+    img = np.stack(
+        [ndi.zoom(c, zoom, order=1, grid_mode=True, mode="grid-constant") for c in image]
+    )
     idx = [
         np.clip(((np.arange(s) + 0.5) * a / s).astype(np.intp), 0, a - 1)
         for s, a in zip(size, labels.shape, strict=True)
