@@ -41,10 +41,11 @@ class Tuner:
     >>> tuner.assemble("watershed", {"seed_threshold": 0.8}).n_objects  # doctest: +SKIP
     """
 
-    def __init__(self, model: Model, prediction: Prediction):
+    def __init__(self, model: Model, prediction: Prediction, intermediate: dict | None = None):
         self.model = model
         self.prediction = prediction
-        self.intermediate = model.method.decode(prediction.raw, model.config)
+        # a Segmentation's own decoded arrays: caches keyed on them (patch votes) carry over
+        self.intermediate = intermediate or model.method.decode(prediction.raw, model.config)
 
     def defaults(self, backend: str) -> dict:
         """The model's default knobs for ``backend`` (card values for its own back-end)."""

@@ -474,7 +474,7 @@ class SegmentWidget(QWidget):
             seg = yield from segment_image(model, image, config=config, channel_axis=0, **options)
             if seg is None:
                 return None
-            tuner = Tuner(model, seg.prediction)
+            tuner = Tuner(model, seg.prediction, seg.intermediate)
             first = TuneResult(
                 seg.labels,
                 seg.backend,
