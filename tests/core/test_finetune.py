@@ -348,3 +348,50 @@ def test_finetune_publishes_a_refitted_merge_distance(spoco_tiny, disks, tmp_pat
     card, result = cards[False]
     assert card.backend_config == knobs and "knob_refit" not in card.metrics
     assert result.refit is None
+
+
+def test_adapt_norm_statistics_moves_only_the_batch_norm_statistics(spoco_tiny):
+    import torch
+
+    from napari_instseg.core.finetune import adapt_norm_statistics
+
+    net = spoco_tiny.net
+    weights = {
+        k: v.clone()
+        for k, v in net.state_dict().items()
+        if "running" not in k and "batches" not in k
+    }
+    means = {k: v.clone() for k, v in net.state_dict().items() if "running_mean" in k}
+    images = [np.random.default_rng(0).normal(3.0, 2.0, (1, 40, 56)).astype(np.float32)]
+    assert adapt_norm_statistics(net, images, multiple=spoco_tiny.size_multiple) == 1
+    state = net.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in weights.items())  # momentum twin included
+    assert any(not torch.allclose(state[k], v) for k, v in means.items())
+    assert not net.training
+    assert adapt_norm_statistics(net, []) == 0
+
+
+def test_finetune_with_adapted_statistics_and_context_images(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    item = _annotated(disks, 0)
+    context = [_annotated(disks, 2).image * 3.0 + 1.0]  # another image, unannotated
+    config = FinetuneConfig(
+        iterations=4, batch_size=2, patch_size=32, val_every=2, adapt_norm=True, device="cpu"
+    )
+    result = run(
+        finetune(
+            spoco_tiny,
+            [item],
+            name="adapted",
+            run_dir=tmp_path / "run",
+            models_dir=tmp_path / "models",
+            config=config,
+            context=context,
+        )
+    )
+    card = read_card(result.model_path)
+    assert card.training["finetune_config"]["adapt_norm"] is True
+    assert card.parent == spoco_tiny.card.name

@@ -57,6 +57,9 @@ class FinetuneConfig:
     preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
     # re-choose the published model's merge_distance (see refit_merge_distance)
     refit_knobs: bool = True
+    # re-estimate the network's normalisation statistics on the user's images (annotated and
+    # context) before training: see adapt_norm_statistics
+    adapt_norm: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -165,6 +168,63 @@ def make_finetune_samples(
     return train_samples, val_samples, record
 
 
+def adapt_norm_statistics(
+    net,
+    images: list[np.ndarray],
+    *,
+    multiple: int = 8,
+    patch: int = 256,
+    max_patches: int = 64,
+    seed: int = 0,
+    device: str = "auto",
+) -> int:
+    """Re-estimate every batch-norm layer's running statistics on the user's images.
+
+    A network trained on one kind of image normalises its features with that kind's
+    statistics; on another kind (stained instead of fluorescent nuclei) the features land
+    elsewhere. Recomputing the statistics on the new images alone ("AdaBN", Li et al. 2016)
+    moves them back without any label. ``images`` are normalised, channel-first, at the scale
+    the network sees them; up to ``max_patches`` windows of ``patch`` pixels (whole images
+    when smaller, padded to ``multiple``) are passed through the network in evaluation mode
+    with only the batch-norm layers collecting statistics (a cumulative average). Nothing
+    else changes: weights, a momentum twin and its perturbations stay as they are. Returns
+    the number of windows seen (0 when the network has no batch norm or there are no images).
+    """
+    import torch
+
+    from .predict import select_device
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or not images:
+        return 0
+    rng = np.random.default_rng(seed)
+    windows = []
+    for x in images:
+        spatial = x.shape[1:]
+        starts = [range(0, max(1, n - patch + 1), patch) for n in spatial]
+        for corner in np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, len(spatial)):
+            window = x[(slice(None), *(slice(c, c + patch) for c in corner))]
+            pad = [(0, 0)] + [(0, (-n) % multiple) for n in window.shape[1:]]
+            windows.append(np.pad(window, pad, mode="reflect"))
+    order = rng.permutation(len(windows))[:max_patches]
+    dev = select_device(device)
+    saved = [(m, m.momentum) for m in norms]
+    net.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over every batch
+        m.train()
+    try:
+        with torch.no_grad():
+            for i in order:
+                net(torch.from_numpy(np.ascontiguousarray(windows[i]))[None].to(dev))
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        net.eval()
+    return len(order)
+
+
 def reference_objects(annotated: np.ndarray, parent_labels: np.ndarray, gap: int = 2):
     """The user's objects plus the parent's objects further than ``gap`` px from all of them.
 
@@ -255,6 +315,7 @@ def finetune(
     preview: np.ndarray | None = None,
     preview_channel_axis: int | None = None,
     resume: bool = False,
+    context: list[np.ndarray] | tuple = (),
 ) -> Job[FinetuneResult]:
     """Fine-tune ``model`` on sparse annotations and publish the result as model ``name``.
 
@@ -264,6 +325,9 @@ def finetune(
     ``Stop`` keeping its best and latest checkpoints in ``run_dir`` (``resume=True``
     continues from there). The best checkpoint (latest when nothing is held out) is then
     written to ``models_dir`` (default: the user's model folder) as ``name``.
+
+    ``context``: more of the user's images, unannotated (single-channel or RGB as they come),
+    used with ``config.adapt_norm`` to re-estimate normalisation statistics.
     """
     from .zoo import user_model_dir
 
@@ -291,6 +355,18 @@ def finetune(
             device=device,
         )
         yield Metric("heldout_ap50_before", before, 0)
+    start_net, anchor = model.net, getattr(model.net, "f", model.net)
+    if config.adapt_norm and not resume:
+        scale = float(np.median([r["scale"] for r in record]))
+        seen = [s.image for s in train_samples]
+        for image in context:
+            x = prepare_image(model, image)
+            seen.append(resize_image(x, scale) if x.ndim == 3 else x)
+        start_net = copy.deepcopy(model.net)
+        adapt_norm_statistics(
+            start_net, seen, multiple=model.size_multiple, seed=config.seed, device=device
+        )
+        anchor = getattr(start_net, "f", start_net)
     warnings = []
     preview_x = None
     if preview is not None:
@@ -339,10 +415,10 @@ def finetune(
         card=template,
         config=tconf,
         augment=AugmentConfig(foreground_crop_prob=0.9),
-        init_weights=model.net.state_dict(),
+        init_weights=start_net.state_dict(),
         resume=resume,
         preview_image=preview_x,
-        anchor_net=copy.deepcopy(getattr(model.net, "f", model.net)),
+        anchor_net=copy.deepcopy(anchor),
     )
     source = result.best_path or result.latest_path
     if source is None or not Path(source).exists():
