@@ -131,17 +131,25 @@ def bright_background(grey: np.ndarray) -> tuple[bool, float]:
     return level > BRIGHT_BACKGROUND_CUT, level
 
 
-def stain_density(rgb: np.ndarray) -> np.ndarray:
+def stain_background(rgb: np.ndarray) -> np.ndarray:
+    """``I0`` of a colour image ``(*spatial, 3)``: the light that passes where there is no
+    stain, each channel's 99th percentile (a stained slide's background is its brightest
+    part, whatever the bit depth or exposure)."""
+    flat = np.asarray(rgb, np.float64).reshape(-1, 3)
+    sample = flat[:: max(1, flat.shape[0] // 1_000_000)]
+    return np.maximum(np.percentile(sample, 99.0, axis=0), 1e-6)
+
+
+def stain_density(rgb: np.ndarray, background=None) -> np.ndarray:
     """Haematoxylin optical density of a colour image ``(*spatial, 3)`` (nuclei bright).
 
-    ``I0``, the light that passes where there is no stain, is each channel's 99th percentile:
-    a stained slide's background is its brightest part, whatever the bit depth or exposure.
+    ``background`` is ``I0`` per channel; by default the image's own
+    (:func:`stain_background`). Blocks of a large image pass the whole image's, so that
+    every block maps its intensities the same way.
     """
     rgb = np.asarray(rgb, np.float64)
-    flat = rgb.reshape(-1, 3)
-    sample = flat[:: max(1, flat.shape[0] // 1_000_000)]
-    i0 = np.maximum(np.percentile(sample, 99.0, axis=0), 1e-6)
-    ratio = np.clip(rgb, 0, None) / i0
+    i0 = stain_background(rgb) if background is None else np.asarray(background, np.float64)
+    ratio = np.clip(rgb, 0, None) / np.maximum(i0, 1e-6)
     od = -np.log(np.clip(ratio, 1e-3, 1.0))
     return (od @ _HED_INV[:, 0]).astype(np.float32)
 
@@ -174,6 +182,7 @@ def to_model_input(
     channel_axis: int | None = None,
     appearance: str = "auto",
     trained_on: str = FLUORESCENCE,
+    background=None,
 ) -> tuple[np.ndarray, Appearance]:
     """Channel-first float32 input for a model, in the appearance it learnt (not normalised).
 
@@ -189,6 +198,9 @@ def to_model_input(
     trained_on : str
         The model's modality (its card's ``modality``); ``auto`` inverts only for
         fluorescence models.
+    background : sequence of 3 floats, optional
+        ``stain``'s ``I0`` per colour channel (default: the image's own,
+        :func:`stain_background`).
 
     Returns
     -------
@@ -224,7 +236,7 @@ def to_model_input(
             raise InputError(
                 "appearance 'stain' needs a colour (RGB) image; use 'invert' for a grey one"
             )
-        out = stain_density(rgb)
+        out = stain_density(rgb, background)
     else:
         out = grey if grey is not None else rgb @ LUMA
         if mode == "invert":

@@ -95,10 +95,12 @@ def adapt_image(
     *,
     channel_axis: int | None = None,
     appearance: str = "auto",
+    background=None,
 ):
     """``(image_cf, how)``: the image read as the model's channel-first input, in the
     appearance it learnt (colour to one channel, dark-on-bright inverted or unmixed; see
-    :mod:`~napari_instseg.core.appearance`), checked against the card, not yet normalised."""
+    :mod:`~napari_instseg.core.appearance`), checked against the card, not yet normalised.
+    ``background`` fixes ``stain``'s ``I0`` (default: the image's own)."""
     from .appearance import to_model_input
 
     image_cf, how = to_model_input(
@@ -108,6 +110,7 @@ def adapt_image(
         channel_axis=channel_axis,
         appearance=appearance,
         trained_on=model.card.modality,
+        background=background,
     )
     model.card.check_input(image_cf)
     return image_cf, how

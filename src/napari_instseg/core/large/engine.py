@@ -2,12 +2,15 @@
 
 :func:`segment_large` is a stoppable job (like every job of the library) that
 
-1. opens the image lazily and takes the normalisation statistics and the modality once for
-   the whole image;
-2. plans blocks (core + halo; cores a whole multiple of the output shards);
-3. **segments** every block on a worker: read, normalise, predict, assemble with the model's
-   own back-end, write the block's labels to its own slot of a block store and a small
-   done-marker with its object table;
+1. opens the image lazily and decides once for the whole image how every block is shown
+   to the model (:func:`decide_look`): the appearance mode (and ``stain``'s background),
+   the resize factor for the objects' diameter, the normalisation statistics and the
+   modality;
+2. plans blocks (core + halo in input pixels; cores a whole multiple of the output shards);
+3. **segments** every block on a worker: read, map the appearance, normalise, resize,
+   predict, assemble with the model's own back-end, map the labels back to the block's
+   grid, write them to its own slot of a block store and a small done-marker with its
+   object table;
 4. **matches** the views of neighbouring blocks in their shared regions (workers);
 5. **resolves** global ids on the client from the object tables only;
 6. **composes** each block core into the output (one writer per shard), with the pyramid
@@ -41,7 +44,7 @@ from ..arrays import LABEL_DTYPE, InputError
 from ..jobs import Job, Progress, stop_requested
 from ..predict import PredictConfig
 from .plan import BlockPlan, intersect, plan_blocks, shift
-from .source import LazyImage, SourceSpec, global_stats, open_source
+from .source import LazyImage, SourceSpec, open_source
 from .stitch import BlockObjects, compose, describe_block, lookup, match_views, resolve
 
 #: Block core in 3D (in 2D :func:`auto_core` picks it from the halo).
@@ -57,8 +60,11 @@ POLL_SECONDS = 0.25
 class ModelSegmenter:
     """Segments a block with a model loaded from its files (card path + weights checksum).
 
-    ``low``/``high`` are the whole image's normalisation values per channel and
-    ``modality`` its modality, both taken once on the client.
+    ``low``/``high`` are the whole image's normalisation values per channel (of the
+    appearance-mapped values) and ``modality`` its modality; ``appearance`` (a concrete mode,
+    never "auto"), ``background`` (``stain``'s ``I0``) and ``factor`` (the resize) are the
+    whole image's too: all decided once on the client (:func:`decide_look`), so every block
+    sees the image the same way.
     """
 
     card_path: str
@@ -69,22 +75,29 @@ class ModelSegmenter:
     high: tuple[float, ...]
     modality: str = ""
     predict: PredictConfig = PredictConfig()
+    appearance: str = "as-is"
+    background: tuple[float, ...] | None = None
+    factor: float = 1.0
 
     def __call__(self, image: np.ndarray, origin: tuple[int, ...] = ()) -> np.ndarray:
+        """Labels on the block's own grid for its ``(C, *read)`` window."""
         from ..data.normalise import normalise_with
         from ..jobs import run
-        from ..pipeline import assemble_decoded
+        from ..pipeline import adapt_image, assemble_decoded
         from ..predict import fitted_tile, predict_tiled
+        from ..scale import labels_to_grid, resize_image
 
         model = _worker_model(self.card_path, self.weights_sha256)
         _use_worker_threads()  # again: loading a model's modules may reset torch's threads
-        model.card.check_input(image)
-        x = normalise_with(image, self.low, self.high)
-        # Tiles fitted to the block, up to 640 px (or the tile size asked for when larger):
-        # 512-pixel tiles over a 1120-pixel block would cost 1.9x the pixels, fitted ones
-        # 1.1x. Larger tiles run slower per pixel on CPU (800²: 1.7x, out of cache).
+        x, _ = adapt_image(
+            model, image, channel_axis=0, appearance=self.appearance, background=self.background
+        )
+        x = resize_image(normalise_with(x, self.low, self.high), self.factor)
+        # Tiles fitted to the (resized) block, up to 640 px (or the tile size asked for when
+        # larger): 512-pixel tiles over a 1120-pixel block would cost 1.9x the pixels, fitted
+        # ones 1.1x. Larger tiles run slower per pixel on CPU (800²: 1.7x, out of cache).
         tile = fitted_tile(
-            image.shape[1:],
+            x.shape[1:],
             tile_max=max(640, self.predict.tile_size),
             halo=self.predict.halo,
             multiple=model.size_multiple,
@@ -100,10 +113,12 @@ class ModelSegmenter:
         )
         decoded = model.method.decode(raw, model.config)
         if origin:  # grid-based back-ends (the mutex watershed's strides) count from here
-            decoded["origin"] = np.asarray(origin, np.int64)
-        return assemble_decoded(
+            decoded["origin"] = np.round(np.asarray(origin) * self.factor).astype(np.int64)
+        labels = assemble_decoded(
             model, decoded, backend=self.backend, knobs=self.knobs, modality=self.modality
         )
+        # back on the block's input grid before stitching, every object kept
+        return labels_to_grid(labels, image.shape[1:])
 
 
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -316,6 +331,21 @@ class LargeResult:
     blocks: list[dict] = field(default_factory=list)  # per segmented block: seconds, rss, ...
     resumed_blocks: int = 0
     workers: int = 0
+    #: How the blocks saw the image (decided once): the appearance (mode, asked, reason,
+    #: colour, background) and the diameter plan (factor, diameter, source, ...); empty
+    #: for a custom segmenter.
+    appearance: dict = field(default_factory=dict)
+    diameter: dict = field(default_factory=dict)
+
+    def look_text(self) -> str:
+        """One line: the diameter used and the appearance, as ``segment`` prints them."""
+        if not self.diameter:
+            return ""
+        from ..scale import ScalePlan
+
+        plan = ScalePlan(**{k: v for k, v in self.diameter.items() if k != "passes"})
+        a = self.appearance
+        return f"{plan.text()}; appearance {a.get('mode')} ({a.get('reason', '')})"
 
     def summary(self) -> str:
         s = self.stats
@@ -326,23 +356,154 @@ class LargeResult:
         )
 
 
-def auto_halo(object_size: float | None, ndim: int) -> tuple[int, ...]:
-    """Halo from the model's typical object diameter: one diameter plus context for the
-    network, rounded up to 16 and at least 48 (48 for nuclei of 17 px, 96 for cells of
-    66 px). Objects wider than the halo are still stitched, from matched parts."""
+def auto_halo(object_size: float | None, ndim: int, *, factor: float = 1.0) -> tuple[int, ...]:
+    """Halo (input pixels) from the objects' diameter as the network sees them
+    (``object_size``, model pixels) and the resize ``factor`` (model pixels per input
+    pixel): one diameter plus context for the network, rounded up to 16 and at least 48
+    model pixels (48 for nuclei of 17 px, 96 for cells of 66 px), then in input pixels
+    (rounded up to 16). Objects wider than the halo are still stitched, from matched parts."""
     size = float(object_size or 32.0)
     h = max(48, int(16 * math.ceil((size + NETWORK_CONTEXT) / 16)))
+    if factor != 1.0:
+        h = int(16 * math.ceil(h / factor / 16))
     return (h,) * ndim
 
 
-def auto_core(halo: tuple[int, ...]) -> tuple[int, ...]:
-    """Block core for a halo: in 2D the smallest multiple of 1024 at least 17 halos wide,
-    so the halos add at most 25 % to the pixels read ((1 + 2h/c)² <= 1.25); in 3D
-    :data:`CORE_3D`."""
+def auto_core(halo: tuple[int, ...], *, factor: float = 1.0) -> tuple[int, ...]:
+    """Block core (input pixels) for a halo (input pixels) and the resize ``factor``: in 2D
+    the smallest multiple of 1024 model pixels at least 17 halos wide, so the halos add at
+    most 25 % to the pixels read ((1 + 2h/c)² <= 1.25); in 3D :data:`CORE_3D` model pixels.
+    A resized run gets the core of the same size in model pixels (a worker's memory follows
+    the resized block), in input pixels rounded to 256 (2D) or 16 (3D)."""
     if len(halo) == 3:
-        return CORE_3D
-    side = 1024 * max(1, math.ceil(17 * max(halo) / 1024))
-    return (side, side)
+        model = CORE_3D
+    else:
+        side = 1024 * max(1, math.ceil(17 * max(halo) * factor / 1024))
+        model = (side, side)
+    if factor == 1.0:
+        return model
+    step = 256 if len(halo) == 2 else 16
+    return tuple(max(step, step * round(c / factor / step)) for c in model)
+
+
+#: The full-resolution window (at the image's centre, at most this large) on which the
+#: appearance and, for ``diameter="auto"``, the objects' diameter are decided for every block.
+DECISION_WINDOW = (16, 1024, 1024)
+
+
+def centre_window(shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The image's centre region of at most :data:`DECISION_WINDOW`."""
+    out = []
+    for n, w in zip(shape, DECISION_WINDOW[-len(shape) :], strict=True):
+        size = min(n, w)
+        start = (n - size) // 2
+        out.append(slice(start, start + size))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Look:
+    """How every block sees the image, decided once for the whole image
+    (:func:`decide_look`)."""
+
+    appearance: dict  # Appearance.as_dict(): the concrete mode and why
+    background: tuple[float, ...] | None  # stain's I0 per colour channel
+    diameter: dict  # ScalePlan.as_dict() (+ "passes" for "auto")
+    low: tuple[float, ...]  # normalisation of the appearance-mapped values, per channel
+    high: tuple[float, ...]
+    modality: str
+    window: list  # [[start, stop], ...] of the window the decisions were made on
+
+    @property
+    def factor(self) -> float:
+        return float(self.diameter.get("factor", 1.0))
+
+    def object_size(self, card_size: float | None) -> float | None:
+        """The objects' diameter as the network sees them (model pixels): the diameter
+        given or estimated, resized; else the card's."""
+        d = self.diameter.get("diameter")
+        return d * self.factor if d else card_size
+
+
+def decide_look(
+    model,
+    image: LazyImage,
+    *,
+    appearance: str = "auto",
+    diameter: float | str | None = "auto",
+    config: PredictConfig = PredictConfig(),
+    backend: str | None = None,
+    knobs: dict | None = None,
+) -> Job[Look | None]:
+    """Decide once, for every block, how a large image is shown to ``model``.
+
+    * **Appearance**: ``auto`` is resolved to one mode on the image's centre window at full
+      resolution (:func:`centre_window`); ``stain``'s ``I0`` is taken from the whole image's
+      strided sample, as are the normalisation percentiles, of the appearance-mapped values.
+    * **Scale**: ``diameter="auto"`` (a 2D image and a card with a working diameter) runs
+      :func:`~napari_instseg.core.pipeline.segment_image` on the centre window and keeps its
+      plan; a number or ``"off"`` is planned directly
+      (:func:`~napari_instseg.core.scale.plan_scale`); ``auto`` on a 3D image keeps the
+      native scale, with a note.
+
+    A stoppable job (the window's prediction yields progress); returns None when stopped.
+    """
+    from ..appearance import check_appearance, split_colour, stain_background
+    from ..modality import detect_modality
+    from ..pipeline import adapt_image, segment_image
+    from ..scale import check_diameter, plan_scale
+    from .source import channel_percentiles, global_sample
+
+    check_appearance(appearance)
+    diameter = check_diameter(diameter, image.spatial_shape)
+    sample = global_sample(image)
+    region = centre_window(image.spatial_shape)
+    window = image.read(region)
+    _, how = adapt_image(model, window, channel_axis=0, appearance=appearance)
+    background = None
+    if how.mode == "stain":
+        rgb, _ = split_colour(sample, ndim=image.ndim, channel_axis=0)
+        background = tuple(float(v) for v in stain_background(rgb))
+    mapped, _ = adapt_image(
+        model, sample, channel_axis=0, appearance=how.mode, background=background
+    )
+    norm = model.card.normalisation or {}
+    if norm.get("kind", "percentile") == "none":
+        lo, hi = np.zeros(mapped.shape[0]), np.ones(mapped.shape[0])
+    else:
+        lo, hi = channel_percentiles(mapped, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
+    if image.channels > 1:
+        looks = detect_modality(sample, channel_axis=0)
+    else:
+        looks = detect_modality(sample[0])
+    working = model.card.working_diameter
+    if diameter == "auto" and working and image.ndim == 2:
+        seg = yield from segment_image(
+            model,
+            window,
+            config=config,
+            backend=backend,
+            knobs=knobs,
+            channel_axis=0,
+            appearance=how.mode,
+            diameter="auto",
+        )
+        if seg is None:
+            return None
+        plan = dict(seg.prediction.info["diameter"])
+    else:
+        plan = plan_scale(
+            diameter, working_diameter=working, image_shape=image.spatial_shape
+        ).as_dict()
+    return Look(
+        appearance=how.as_dict(),
+        background=background,
+        diameter=plan,
+        low=tuple(float(v) for v in lo),
+        high=tuple(float(v) for v in hi),
+        modality=looks.modality,
+        window=[[sl.start, sl.stop] for sl in region],
+    )
 
 
 class DaskClient:
@@ -647,6 +808,8 @@ def segment_large(
     overwrite: bool = False,
     labels_name: str = "labels",
     keep_work: bool = False,
+    appearance: str = "auto",
+    diameter: float | str | None = "auto",
 ) -> Job[LargeResult | None]:
     """Segment an image of any size block by block on dask.distributed.
 
@@ -669,7 +832,8 @@ def segment_large(
         takes it from the model's typical object size (:func:`auto_halo`); the default core
         keeps the halos' share of the work under 25 % (:func:`auto_core`).
     predict : PredictConfig
-        Tiling and device of the network inside each block.
+        Tiling and device of the network inside each block (tile sizes in model pixels,
+        after any resize).
     client : None, str or distributed.Client
         None: a LocalCluster with ``n_workers`` single-threaded workers (default: one per
         core), closed at the end. A string: a scheduler address. A Client: used as is.
@@ -677,6 +841,16 @@ def segment_large(
         Reuse the blocks a stopped or failed run with the same settings already did.
     overwrite : bool
         Replace an existing output (or labels of the same name in the source OME-Zarr).
+    appearance : {"auto", "as-is", "invert", "stain"}
+        As for :func:`~napari_instseg.core.pipeline.segment_image`, decided once for the
+        whole image (:func:`decide_look`): every block is mapped with the same mode and,
+        for ``stain``, the same background.
+    diameter : "auto", "off" or float
+        The objects' diameter in input pixels (as for ``segment_image``); the resize factor
+        is decided once (``auto``: on the centre window) and every block is resized by it,
+        segmented, and its labels mapped back to the input grid before stitching. The block
+        plan (core, halo) stays in input pixels; ``halo="auto"`` covers the objects at the
+        input scale. Both are ignored with a custom ``segmenter``.
 
     Yields
     ------
@@ -694,6 +868,7 @@ def segment_large(
     )
     ndim = image.ndim
     attrs: dict[str, Any] = {"source": image.spec.path}
+    factor = 1.0
     if segmenter is None:
         if model is None:
             raise InputError("give a model (or a segmenter) for blockwise segmentation")
@@ -703,50 +878,63 @@ def segment_large(
                 f"{loaded.card.name} is a {loaded.card.ndim}D model but the image has {ndim} "
                 f"spatial axes (shape {image.spatial_shape})"
             )
-        if loaded.card.in_channels != image.channels:
+        colour_to_one = loaded.card.in_channels == 1 and image.channels in (3, 4)
+        if loaded.card.in_channels != image.channels and not colour_to_one:
             raise InputError(
                 f"{loaded.card.name} takes {loaded.card.in_channels} channel(s), the image has "
                 f"{image.channels}; choose the channel axis or another model"
             )
         name = backend or loaded.card.backend
         cfg = loaded.backend_config(name, knobs)  # refuses bad knobs before any work
-        norm = loaded.card.normalisation or {}
-        lo, hi, sample = global_stats(image, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
-        if norm.get("kind", "percentile") == "none":
-            lo, hi = np.zeros_like(lo), np.ones_like(hi)
+        look = yield from decide_look(
+            loaded,
+            image,
+            appearance=appearance,
+            diameter=diameter,
+            config=predict,
+            backend=name,
+            knobs=knobs,
+        )
+        if look is None:
+            return None
         from ..configs import config_to_dict
-        from ..modality import detect_modality
 
-        if image.channels > 1:
-            looks = detect_modality(sample, channel_axis=0)
-        else:
-            looks = detect_modality(sample[0])
         segmenter = ModelSegmenter(
             card_path,
             sha,
             name,
             dict(knobs or {}),
-            tuple(float(v) for v in lo),
-            tuple(float(v) for v in hi),
-            looks.modality,
+            look.low,
+            look.high,
+            look.modality,
             predict,
+            look.appearance["mode"],
+            look.background,
+            look.factor,
         )
+        factor = look.factor
         if halo == "auto":
-            halo = auto_halo(loaded.card.object_size, ndim)
+            halo = auto_halo(look.object_size(loaded.card.object_size), ndim, factor=factor)
+        appearance_attrs = {**look.appearance, "background": look.background}
         attrs.update(
             {
                 "model": loaded.card.name,
                 "method": loaded.method.name,
                 "backend": name,
                 "knobs": config_to_dict(cfg),
-                "modality": looks.modality,
-                "normalisation": {"low": list(lo), "high": list(hi)},
+                "modality": look.modality,
+                "normalisation": {"low": list(look.low), "high": list(look.high)},
+                "appearance": appearance_attrs,
+                "diameter": look.diameter,
+                "decided_on": look.window,
             }
         )
     elif halo == "auto":
         halo = auto_halo(None, ndim)
     halo_t = (int(halo),) * ndim if isinstance(halo, int | float) else tuple(halo)
-    plan = plan_blocks(image.spatial_shape, core=core or auto_core(halo_t), halo=halo, shard=shard)
+    plan = plan_blocks(
+        image.spatial_shape, core=core or auto_core(halo_t, factor=factor), halo=halo, shard=shard
+    )
     attrs["blocks"] = plan.describe()
     work = output.with_name(output.name + ".blocks")
     identity = _identity(plan, image.spec, segmenter, labels_name)
@@ -866,4 +1054,6 @@ def segment_large(
         blocks=sorted(block_info.values(), key=lambda d: d["index"]),
         resumed_blocks=len(done),
         workers=n_running,
+        appearance=attrs.get("appearance", {}),
+        diameter=attrs.get("diameter", {}),
     )

@@ -9,7 +9,7 @@ block.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +120,9 @@ def _open_array(spec: SourceSpec, key: str):
 def open_source(path: str | Path, *, channel_axis: int | None = None) -> LazyImage:
     """Open a TIFF, a zarr array (v2 or v3) or an OME-Zarr image (level 0) lazily.
 
-    An OME-Zarr image's own channel axis is used when it has one.
+    An OME-Zarr image's own channel axis is used when it has one. Otherwise a 3-axis
+    array whose last axis holds 3 or 4 values (an RGB(A) TIFF) is a colour image with that
+    channel axis, as :func:`~napari_instseg.core.appearance.split_colour` reads it.
     """
     import zarr
 
@@ -129,7 +131,7 @@ def open_source(path: str | Path, *, channel_axis: int | None = None) -> LazyIma
         raise InputError(f"no such file: {path}")
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        return LazyImage(SourceSpec(str(path), "tiff", "", channel_axis))
+        return _colour_last(LazyImage(SourceSpec(str(path), "tiff", "", channel_axis)))
     if suffix != ".zarr":
         raise InputError(f"unsupported image format {suffix!r} for {path}; use .tif or .zarr")
     try:
@@ -137,7 +139,7 @@ def open_source(path: str | Path, *, channel_axis: int | None = None) -> LazyIma
     except Exception as err:
         raise InputError(f"cannot open {path} as zarr: {err}") from err
     if isinstance(node, zarr.Array):
-        return LazyImage(SourceSpec(str(path), "zarr", "", channel_axis))
+        return _colour_last(LazyImage(SourceSpec(str(path), "zarr", "", channel_axis)))
     from ..export import is_ome_zarr, open_ome_zarr
 
     if is_ome_zarr(path):
@@ -149,7 +151,15 @@ def open_source(path: str | Path, *, channel_axis: int | None = None) -> LazyIma
     first = next(iter(node.array_keys()), None)
     if first is None:
         raise InputError(f"{path} is a zarr group with no arrays")
-    return LazyImage(SourceSpec(str(path), "zarr", first, channel_axis))
+    return _colour_last(LazyImage(SourceSpec(str(path), "zarr", first, channel_axis)))
+
+
+def _colour_last(image: LazyImage) -> LazyImage:
+    """``image`` read as colour when it has no channel axis and is ``(Y, X, 3 or 4)``."""
+    shape = image.array.shape
+    if image.spec.channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4):
+        return LazyImage(replace(image.spec, channel_axis=2))
+    return image
 
 
 def stage_array(
@@ -178,7 +188,25 @@ def stage_array(
         index = [slice(None)] * len(shape)
         index[axis] = slice(start, min(start + step, shape[axis]))
         arr[tuple(index)] = np.asarray(data[tuple(index)])
-    return LazyImage(SourceSpec(str(path), "zarr", "", channel_axis))
+    return _colour_last(LazyImage(SourceSpec(str(path), "zarr", "", channel_axis)))
+
+
+def global_sample(image: LazyImage, max_pixels: int = SAMPLE_PIXELS) -> np.ndarray:
+    """The whole image's strided sample (:meth:`LazyImage.sample`), refused when it holds
+    NaN or infinite values."""
+    sample = image.sample(max_pixels)
+    if not np.all(np.isfinite(sample)):
+        raise InputError("the image contains NaN or infinite values; fill or mask them first")
+    return sample
+
+
+def channel_percentiles(
+    values: np.ndarray, *, low: float = 1.0, high: float = 99.8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``low``/``high`` percentiles of a channel-first array."""
+    flat = values.reshape(values.shape[0], -1)
+    lo, hi = np.percentile(flat, [low, high], axis=1)
+    return lo.astype(np.float64), hi.astype(np.float64)
 
 
 def global_stats(
@@ -186,12 +214,9 @@ def global_stats(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel ``low``/``high`` percentiles of the whole image, and the sample they came
     from (``(C, *spatial)``, also used to detect the modality once for every block)."""
-    sample = image.sample(max_pixels)
-    if not np.all(np.isfinite(sample)):
-        raise InputError("the image contains NaN or infinite values; fill or mask them first")
-    flat = sample.reshape(sample.shape[0], -1)
-    lo, hi = np.percentile(flat, [low, high], axis=1)
-    return lo.astype(np.float64), hi.astype(np.float64), sample
+    sample = global_sample(image, max_pixels)
+    lo, hi = channel_percentiles(sample, low=low, high=high)
+    return lo, hi, sample
 
 
 def source_for(data, file: str | None, staging: str | Path, *, channel_axis: int | None = None):
