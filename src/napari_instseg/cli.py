@@ -100,9 +100,9 @@ def cmd_segment(args) -> int:
     from .core.configs import parse_assignments
     from .core.data.datasets import read_image
     from .core.modality import mismatch_note, route_text
-    from .core.pipeline import load_model, segment_image
+    from .core.pipeline import describe_look, load_model, segment_image
     from .core.predict import PredictConfig
-    from .core.scale import ScalePlan, check_diameter
+    from .core.scale import check_diameter
 
     inputs = _expand_inputs(args.inputs)
     try:
@@ -145,9 +145,7 @@ def cmd_segment(args) -> int:
             f"{result.seconds['assemble']:.2f} s)"
         )
         info = result.prediction.info
-        plan = ScalePlan(**{k: v for k, v in info["diameter"].items() if k != "passes"})
-        appearance = info["appearance"]
-        print(f"  {plan.text()}; appearance {appearance['mode']} ({appearance['reason']})")
+        print(f"  {describe_look(info)}")
         if result.report.get("route"):
             print(f"  {route_text(result.report)}")
         # How the labels were made, next to them (the route a routed back-end took included).
@@ -161,7 +159,7 @@ def cmd_segment(args) -> int:
                     "knobs": result.knobs,
                     "modality": info.get("modality", ""),
                     "diameter": info["diameter"],
-                    "appearance": appearance,
+                    "appearance": info["appearance"],
                     "report": result.report,
                 },
                 indent=2,
@@ -208,10 +206,14 @@ def _segment_blockwise(args, inputs, model, knobs, pconf, out: Path) -> int:
                     client=cluster.client,
                     resume=not args.no_resume,
                     overwrite=args.overwrite,
+                    appearance=args.appearance,
+                    diameter=args.diameter,
                 ),
                 desc=path.name,
             )
             print(f"{path.name}: {result.summary()} -> {target} ({result.seconds['total']:.1f} s)")
+            if result.look_text():
+                print(f"  {result.look_text()}")
             if result.stats.get("wider_than_halo", 0) > 0.001 * max(result.n_objects, 1):
                 print(
                     f"note: {result.stats['wider_than_halo']} objects were wider than the "

@@ -50,9 +50,7 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 #: Haematoxylin's optical density direction in RGB (Ruifrok & Johnston 2001, as normalised in
 #: the usual H-E-DAB matrix), and the other two stains of that matrix.
-_HED = np.array(
-    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64
-)
+_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64)
 _HED /= np.linalg.norm(_HED, axis=1, keepdims=True)
 #: Row 0 of the inverse gives each pixel's haematoxylin amount from its optical densities.
 _HED_INV = np.linalg.inv(_HED)
@@ -224,12 +222,10 @@ def to_model_input(
         grey = image_cf[0]
     else:
         if in_channels != 1:
-            raise InputError(
-                f"the model takes {in_channels} channels; a colour image gives 1 or 3"
-            )
+            raise InputError(f"the model takes {in_channels} channels; a colour image gives 1 or 3")
         grey = None
-    mode, reason = (appearance, "asked for") if appearance != "auto" else _auto(
-        grey, rgb, trained_on
+    mode, reason = (
+        (appearance, "asked for") if appearance != "auto" else _auto(grey, rgb, trained_on)
     )
     if mode == "stain":
         if rgb is None:

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import as_channel_first
 from .assembly import get_backend
 from .checkpoint import ModelCard
 from .configs import config_from_dict, replace_config
@@ -79,6 +78,9 @@ class Segmentation:
     seconds: dict[str, float] = field(default_factory=dict)
     #: How the back-end decided (e.g. the modality and route of ``detection_watershed``).
     report: dict[str, Any] = field(default_factory=dict)
+    #: The decoded network output (the back-end's input) on the prediction's grid, for a
+    #: :class:`~napari_instseg.core.tuning.Tuner` that should not decode it again.
+    intermediate: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def load_model(name_or_path: str) -> Model:
@@ -153,9 +155,7 @@ def predict_image(
     """
     x, how = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
     x = normalise_for(model, x)
-    return (
-        yield from _predict_prepared(model, image, x, how, config, channel_axis, scale)
-    )
+    return (yield from _predict_prepared(model, image, x, how, config, channel_axis, scale))
 
 
 def _predict_prepared(model, image, x, how, config, channel_axis, scale):
@@ -256,6 +256,22 @@ def assembly_report(
     return be.describe(intermediate, model.backend_config(name, knobs, modality=modality))
 
 
+def describe_look(info: dict) -> str:
+    """One line for the diameter and appearance a segmentation used (a prediction's ``info``,
+    or any dict with those keys), as the CLI, the widget and the blockwise engine say it."""
+    from dataclasses import fields
+
+    from .appearance import Appearance
+    from .scale import ScalePlan
+
+    parts = []
+    for key, kind in (("diameter", ScalePlan), ("appearance", Appearance)):
+        if info.get(key):
+            known = {f.name for f in fields(kind)}
+            parts.append(kind(**{k: v for k, v in info[key].items() if k in known}).text())
+    return "; ".join(parts)
+
+
 def segment_image(
     model: Model,
     image: np.ndarray,
@@ -303,7 +319,7 @@ def segment_image(
         seg = yield from _segment_at(model, image, x, how, config, channel_axis, plan, name, knobs)
         if seg is None:
             return None
-        prediction, labels_model, labels, secs = seg
+        prediction, intermediate, labels_model, labels, secs = seg
         for key, value in secs.items():
             seconds[key] += value
         if not auto:
@@ -328,10 +344,8 @@ def segment_image(
         backend=name,
         knobs=config_to_dict(model.backend_config(name, knobs, modality=modality)),
         seconds={**seconds, "total": t1 - t0},
-        report=assembly_report(
-            model, model.method.decode(prediction.raw, model.config),
-            backend=name, knobs=knobs, modality=modality,
-        ),
+        report=assembly_report(model, intermediate, backend=name, knobs=knobs, modality=modality),
+        intermediate=intermediate,
     )
 
 
@@ -351,4 +365,4 @@ def _segment_at(model, image, x, how, config, channel_axis, plan, name, knobs):
     )
     labels = on_input_grid(prediction, labels_model)
     secs = {"predict": t1 - t0, "assemble": time.perf_counter() - t1}
-    return prediction, labels_model, labels, secs
+    return prediction, intermediate, labels_model, labels, secs

@@ -23,17 +23,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_instseg.core.appearance import APPEARANCES, Appearance
+from napari_instseg.core.appearance import APPEARANCES
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
 from napari_instseg.core.modality import PHASE, detect_modality, mismatch_note, route_text
-from napari_instseg.core.pipeline import Model, load_model, prepare_image, segment_image
+from napari_instseg.core.pipeline import (
+    Model,
+    describe_look,
+    load_model,
+    prepare_image,
+    segment_image,
+)
 from napari_instseg.core.predict import PredictConfig
 from napari_instseg.core.scale import (
-    ScalePlan,
     check_diameter,
     equivalent_diameters,
     estimate_diameter,
@@ -84,17 +89,6 @@ def describe_card(card) -> str:
         f"trained on: {data} ({card.training.get('split', '')}); "
         f"test AP@0.5: {ap_text}{parent}"
     )
-
-
-def describe_run(info: dict) -> str:
-    """The diameter and appearance a segmentation used (its prediction's ``info``), one line."""
-    parts = []
-    if "diameter" in info:
-        plan = {k: v for k, v in info["diameter"].items() if k != "passes"}
-        parts.append(ScalePlan(**plan).text())
-    if "appearance" in info:
-        parts.append(Appearance(**info["appearance"]).text())
-    return " · ".join(parts)
 
 
 def looks_like_phase(layer, side: int = 1024) -> bool:
@@ -445,7 +439,12 @@ class SegmentWidget(QWidget):
             return
         card, path = entry
         if self.large.isChecked():
-            self.run_large(layer, card, path)
+            try:
+                diameter = check_diameter(self.diameter.text())
+            except InputError as err:
+                self._say(str(err))
+                return
+            self.run_large(layer, card, path, diameter, self.appearance.currentText())
             return
         try:
             image, where = self._model_input(layer, card)
@@ -512,7 +511,7 @@ class SegmentWidget(QWidget):
             self.progress.setFormat(f"{event.stage} %v/%m {unit}")
 
     # -- large images: blockwise on dask.distributed ----------------------------------------
-    def run_large(self, layer, card, path) -> None:
+    def run_large(self, layer, card, path, diameter="auto", appearance="auto") -> None:
         """Segment ``layer`` block by block into an OME-Zarr next to its source, in a
         worker; the result opens as a (multiscale, lazy) labels layer."""
         import shutil
@@ -533,7 +532,15 @@ class SegmentWidget(QWidget):
             # in memory (or not a file we read): staged next to the output for the workers
             staging = output.with_name(output.name + ".input.zarr")
             source, staged = source_for(data, file, staging, channel_axis=cax)
-            result = yield from segment_large(source, output, str(path), predict=config, **settings)
+            result = yield from segment_large(
+                source,
+                output,
+                str(path),
+                predict=config,
+                diameter=diameter,
+                appearance=appearance,
+                **settings,
+            )
             if result is not None and staged is not None:
                 shutil.rmtree(staged, ignore_errors=True)  # the OME-Zarr holds the image now
             return result
@@ -565,7 +572,8 @@ class SegmentWidget(QWidget):
             meta["metadata"] = {**meta["metadata"], "source_image": image_name}
             meta.pop("scale", None)
             self.labels_layer = self.viewer.add_labels(data, **meta)
-        self._say(f"{result.summary()}; written to {output} ({result.seconds['total']:.0f} s)")
+        text = f"{result.summary()}; written to {output} ({result.seconds['total']:.0f} s)"
+        self._say(text + (f"\n{result.look_text()}" if result.look_text() else ""))
 
     def _failed(self, err: BaseException) -> None:
         self.run_button.setEnabled(True)
@@ -593,7 +601,7 @@ class SegmentWidget(QWidget):
         text = (
             f"{result.n_objects} objects (prediction {seconds['predict']:.1f} s, "
             f"assembly {seconds['assemble'] * 1000:.0f} ms, total {seconds['total']:.1f} s)"
-            f"\n{describe_run(info)}"
+            f"\n{describe_look(info)}"
         )
         if result.report.get("route"):
             text += f"\n{route_text(result.report)}"

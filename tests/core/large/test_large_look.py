@@ -156,3 +156,22 @@ def test_upscaled_grey_blockwise_uses_the_whole_images_diameter(client, nuclei, 
     assert average_precision_dsb(whole.labels, labels, iou_threshold=0.5) >= 0.9
     assert abs(res.n_objects - int(whole.labels.max())) <= 0.1 * whole.labels.max()
     assert "estimated" in res.look_text()
+
+
+@pytest.mark.slow
+def test_cli_large_takes_rgb_and_says_how_it_looked(client, he_tif, tmp_path, capsys):
+    from napari_instseg.cli import main
+
+    path, rgb = he_tif
+    out = tmp_path / "out"
+    code = main(
+        ["segment", str(path), "--model", "embedseg-nuclei", "--output", str(out),
+         "--scheduler", client.scheduler.address, "--block", "256", "--diameter", "off"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "diameter off" in printed and "appearance stain (stained colour image" in printed
+    from napari_instseg.core.export import open_ome_zarr
+
+    labels = open_ome_zarr(out / "he.ome.zarr").labels_level("labels", 0)
+    assert labels.shape == rgb.shape[:2] and np.asarray(labels).max() > 20

@@ -339,13 +339,9 @@ class LargeResult:
 
     def look_text(self) -> str:
         """One line: the diameter used and the appearance, as ``segment`` prints them."""
-        if not self.diameter:
-            return ""
-        from ..scale import ScalePlan
+        from ..pipeline import describe_look
 
-        plan = ScalePlan(**{k: v for k, v in self.diameter.items() if k != "passes"})
-        a = self.appearance
-        return f"{plan.text()}; appearance {a.get('mode')} ({a.get('reason', '')})"
+        return describe_look({"diameter": self.diameter, "appearance": self.appearance})
 
     def summary(self) -> str:
         s = self.stats
