@@ -62,6 +62,13 @@ def scores(model, items) -> tuple[float, float]:
     return float(np.mean(ap)), float(np.mean(dsb))
 
 
+def gap_closed(value: float, zero: float, ceiling: float | None) -> float:
+    """Share of the zero-shot-to-ceiling gap that ``value`` closes (nan without a ceiling)."""
+    if ceiling is None or ceiling <= zero:
+        return float("nan")
+    return (value - zero) / (ceiling - zero)
+
+
 def _border_free(truth):
     border = np.unique(np.concatenate([truth[0], truth[-1], truth[:, 0], truth[:, -1]]))
     return np.setdiff1d(np.unique(truth), np.append(border, 0))
@@ -116,24 +123,41 @@ def main() -> None:
     p.add_argument("--ceiling", nargs="*", default=[], help="ceiling model per parent, in order")
     p.add_argument("--fluo-every", type=int, default=1, help="every n-th fluorescence test image")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a FinetuneConfig value other than the widget's default, e.g. adapt_norm=true",
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="also hand the fine-tune this many other (unannotated) stained train images",
+    )
     args = p.parse_args()
 
     import torch
 
     from napari_instseg.core.checkpoint import load_model as load_files
+    from napari_instseg.core.configs import config_from_dict, parse_assignments
     from napari_instseg.core.finetune import FinetuneConfig, finetune
     from napari_instseg.core.jobs import run
     from napari_instseg.core.pipeline import Model, load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    settings = parse_assignments(args.set)
+    config_from_dict(FinetuneConfig, settings)  # refuse a typo before any work
     train = pairs(STAINED, "train", "stained_colour")
     test = pairs(STAINED, "test", "stained_colour")
     fluo = pairs(FLUO, "test", every=args.fluo_every)
     print(
         f"stained_colour: {len(train)} train images to annotate from, {len(test)} test images; "
         f"dsb2018_fluo test: {len(fluo)} images; fine-tune: FinetuneConfig defaults "
-        f"({FinetuneConfig.iterations} iterations, lr {FinetuneConfig.lr}); torch threads "
+        f"({FinetuneConfig.iterations} iterations, lr {FinetuneConfig.lr}) with "
+        f"{settings or 'nothing'} changed, {args.context} context images; torch threads "
         f"{torch.get_num_threads()}"
     )
     head = (
@@ -165,6 +189,9 @@ def main() -> None:
                 rng = np.random.default_rng(seed)
                 t0 = time.perf_counter()
                 data, got = annotate(parent, train, k, rng)
+                used = {d.name for d in data}
+                others = [im for n, im, _ in train if n not in used]
+                picks = rng.permutation(len(others))[: args.context]
                 with tempfile.TemporaryDirectory() as tmp:
                     result = run(
                         finetune(
@@ -173,18 +200,15 @@ def main() -> None:
                             name="bench-transfer",
                             run_dir=Path(tmp) / "run",
                             models_dir=tmp,
-                            config=FinetuneConfig(seed=seed),
+                            config=config_from_dict(FinetuneConfig, {**settings, "seed": seed}),
+                            context=[others[i] for i in picks],
                         )
                     )
                     tuned = Model.from_card(*load_files(result.model_path))
                 row = (*scores(tuned, test), *scores(tuned, fluo))
                 minutes = (time.perf_counter() - t0) / 60
                 rows.append(row)
-                gap = (
-                    (row[0] - zero[0]) / (ceiling[0] - zero[0])
-                    if ceiling and ceiling[0] > zero[0]
-                    else float("nan")
-                )
+                gap = gap_closed(row[0], zero[0], ceiling and ceiling[0])
                 print(
                     f"{name:18} {f'k={k} seed {seed}':14} {len(data):2d} {row[0]:12.3f} "
                     f"{row[1]:11.3f} {row[2]:9.3f} {row[3]:8.3f} {gap:10.0%} {minutes:7.1f}"
@@ -192,11 +216,7 @@ def main() -> None:
                     flush=True,
                 )
             med = [statistics.median(c) for c in zip(*rows, strict=True)]
-            gap = (
-                (med[0] - zero[0]) / (ceiling[0] - zero[0])
-                if ceiling and ceiling[0] > zero[0]
-                else float("nan")
-            )
+            gap = gap_closed(med[0], zero[0], ceiling and ceiling[0])
             print(
                 f"{name:18} {f'k={k} median':14} {'':>2} {med[0]:12.3f} {med[1]:11.3f} "
                 f"{med[2]:9.3f} {med[3]:8.3f} {gap:10.0%}   fluo change {med[2] - zero[2]:+.3f}",

@@ -2,9 +2,10 @@
 
 Three tables, each printed as it is measured:
 
-* ``--working`` (val split): AP@0.5 when every val image is resized so its objects (ground
-  truth median equivalent diameter) have diameter D, for D around the card's training median.
-  The best D is the model's ``working_diameter`` (written to the card by ``--write``).
+* ``--working`` (val split): AP@0.5 with ``diameter="auto"`` on the val images resized by
+  0.5, 1 and 2, for each candidate working diameter: points around the training median, and
+  ranges of the training images' median diameters (inside a range images keep their scale).
+  The best is the model's ``working_diameter`` (written to the card by ``--write``).
 * default (test split): the test images resized by ``--factors`` (image linear, masks nearest
   neighbour), each segmented with the diameter off, ``auto`` and the true diameter (ground
   truth median of the resized masks); AP@0.5 (mean over images), the estimate's error (auto's
@@ -83,46 +84,76 @@ def ap50(truth, labels) -> float:
     return float(average_precision_dsb(truth, labels, iou_threshold=0.5))
 
 
-def with_working(model, working: float | None):
+def with_working(model, working):
     model.card = replace(model.card, working_diameter=working)
     return model
 
 
+def training_quantiles(card, qs=(10, 25, 75, 90)) -> dict[int, float]:
+    """Quantiles of the per-image median object diameter of a card's training masks."""
+    names = set(card.training.get("train_images", []))
+    sizes = []
+    for data in card.training.get("data", "").split("+"):
+        for path in sorted((DATA_ROOT / data / "masks").glob("*.tif")):
+            if path.stem in names:
+                sizes.append(median_diameter([read_image(path)]))
+    sizes = [s for s in sizes if s]
+    return dict(zip(qs, np.percentile(sizes, qs).round(1).tolist(), strict=True))
+
+
 def working_table(args) -> None:
-    print("working diameter: val AP@0.5 with every image resized so its objects have D px")
+    print(
+        "working diameter: val AP@0.5 with diameter='auto' on val images resized by "
+        f"{args.val_factors}, for each candidate working diameter (a point, or a range of the "
+        "training images' median diameters inside which images keep their scale)"
+    )
     for name in args.models:
         model = load_model(name)
         base = model.card.object_size or 17.0
-        grid = [round(base * r, 1) for r in args.ratios]
+        q = training_quantiles(model.card)
+        candidates = [round(base * r, 1) for r in args.ratios]
+        candidates += [[q[25], q[75]], [q[10], q[90]]]
         data = model.card.training.get("data", "dsb2018_fluo").split("+")
-        pairs = [(d, p) for d in data for p in load_pairs(d, "val", args.crop, every=args.every)]
-        print(f"\n{name} (training median {base:.1f} px; {len(pairs)} val images)")
-        print(f"{'D':>6} " + " ".join(f"{d:>16}" for d in data) + f" {'mean':>7} {'sec':>6}")
+        pairs = [p for d in data for p in load_pairs(d, "val", args.crop, every=args.every)]
+        scaled = {f: [resized(im, m, f) for _, im, m in pairs] for f in args.val_factors}
+        print(
+            f"\n{name} (training median {base:.1f} px; per-image medians 10/25/75/90 %: "
+            f"{q[10]}/{q[25]}/{q[75]}/{q[90]}; {len(pairs)} val images)"
+        )
+        print(
+            f"{'working':>14} "
+            + " ".join(f"{'x' + str(f):>7}" for f in args.val_factors)
+            + f" {'mean':>7} {'sec':>6}"
+        )
         best = (None, -1.0)
-        for target in grid:
-            with_working(model, target)
+        for working in candidates:
+            with_working(model, working)
             t0 = time.perf_counter()
-            per = {d: [] for d in data}
-            for d, (_, image, mask) in pairs:
-                true = median_diameter([mask])
-                seg = run(segment_image(model, image, diameter=true or "off"))
-                per[d].append(ap50(mask, seg.labels))
-            means = [float(np.mean(v)) for v in per.values()]
+            means = []
+            for f in args.val_factors:
+                aps = [ap50(m, run(segment_image(model, im)).labels) for im, m in scaled[f]]
+                means.append(float(np.mean(aps)))
             mean = float(np.mean(means))
-            cells = " ".join(f"{m:16.3f}" for m in means)
-            print(f"{target:6.1f} {cells} {mean:7.3f} {time.perf_counter() - t0:6.1f}", flush=True)
+            label = str(working)
+            print(
+                f"{label:>14} "
+                + " ".join(f"{v:7.3f}" for v in means)
+                + f" {mean:7.3f} {time.perf_counter() - t0:6.1f}",
+                flush=True,
+            )
             if mean > best[1]:
-                best = (target, mean)
+                best = (working, mean)
         print(f"best: working_diameter {best[0]} (val AP@0.5 {best[1]:.3f})")
         if args.write:
             card_path = ROOT / "src" / "napari_instseg" / "zoo" / f"{name}.json"
             card = json.loads(card_path.read_text())
             card["working_diameter"] = best[0]
             card.setdefault("metrics", {})["working_diameter_val"] = {
-                "grid": grid,
-                "protocol": "val images resized so their ground-truth median object diameter "
-                "is D; mean AP@0.5 per dataset, then over datasets (benchmarks/scale.py "
-                "--working)",
+                "candidates": candidates,
+                "val_factors": list(args.val_factors),
+                "protocol": "diameter='auto' on every other val image (centre crop 256 px) "
+                "resized by each factor; mean AP@0.5 over images, then over factors "
+                "(benchmarks/scale.py --working)",
                 "best_ap50": round(best[1], 4),
             }
             card_path.write_text(json.dumps(card, indent=2) + "\n")
@@ -203,7 +234,8 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=None)
     p.add_argument("--working", action="store_true", help="val sweep of the working diameter")
     p.add_argument("--write", action="store_true", help="--working: write the best to the card")
-    p.add_argument("--ratios", nargs="*", type=float, default=[0.7, 0.85, 1.0, 1.15, 1.3, 1.5])
+    p.add_argument("--ratios", nargs="*", type=float, default=[0.85, 1.0, 1.2])
+    p.add_argument("--val-factors", nargs="*", type=float, default=[0.5, 1.0, 2.0])
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--factors", nargs="*", type=float, default=[1.0, 0.5, 1.5, 2.0, 3.0])
     p.add_argument("--data", default="dsb2018_fluo")

@@ -17,6 +17,7 @@ from napari_instseg.core.scale import (
     median_diameter,
     plan_scale,
     resize_image,
+    target_diameter,
 )
 
 
@@ -71,6 +72,14 @@ def test_check_diameter_refuses_bad_values():
             check_diameter(bad)
     with pytest.raises(InputError, match="larger than the image"):
         check_diameter(300, (256, 256))
+
+
+def test_a_working_range_keeps_sizes_inside_it():
+    assert target_diameter(30.0, [13.0, 29.0]) == 29.0
+    assert target_diameter(20.0, [13.0, 29.0]) == 20.0 and target_diameter(20.0, 17.0) == 17.0
+    assert plan_scale(20.0, working_diameter=[13.0, 29.0]).factor == 1.0
+    assert plan_scale(58.0, working_diameter=[13.0, 29.0]).factor == 0.5
+    assert plan_scale(6.5, working_diameter=[13.0, 29.0]).factor == 2.0
 
 
 def test_plan_scale_factors_and_fallbacks():

@@ -44,8 +44,9 @@ class ModelCard:
     #: masks, or a fine-tuned model's annotations (``core.scale.median_diameter``).
     object_size: float | None = None
     #: The object diameter (pixels) at which the model segments best, measured on resized val
-    #: images (``benchmarks/scale.py --working``); ``diameter="auto"`` resizes images to it.
-    working_diameter: float | None = None
+    #: images (``benchmarks/scale.py --working``): a number, or a ``[low, high]`` range inside
+    #: which images keep their scale; ``diameter="auto"`` resizes images to it.
+    working_diameter: float | list[float] | None = None
     pixel_size: float | None = None  # micrometres per pixel, when known
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

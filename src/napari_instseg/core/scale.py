@@ -77,7 +77,7 @@ class ScalePlan:
     factor: float = 1.0
     diameter: float | None = None  # the objects' diameter in input pixels (given or estimated)
     source: str = "off"  # "auto", "given" or "off"
-    working_diameter: float | None = None
+    working_diameter: float | list[float] | None = None
     note: str = ""
 
     def as_dict(self) -> dict:
@@ -185,11 +185,12 @@ def check_diameter(value, image_shape: tuple[int, ...] | None = None):
 def plan_scale(
     diameter,
     *,
-    working_diameter: float | None,
+    working_diameter: float | list[float] | None,
     image: np.ndarray | None = None,
     image_shape: tuple[int, ...] | None = None,
 ) -> ScalePlan:
-    """The resize for ``diameter`` ("auto", "off" or pixels) and a model's working diameter.
+    """The resize for ``diameter`` ("auto", "off" or pixels) and a model's working diameter
+    (a number, or a ``[low, high]`` range: :func:`target_diameter`).
 
     ``image`` (one channel, as the model sees it) is needed for "auto". A model without a
     working diameter, a 3D image for "auto", and an image whose estimate finds no objects
@@ -223,7 +224,7 @@ def plan_scale(
         diameter, source = est.diameter, "auto"
     else:
         source = "given"
-    factor = working_diameter / float(diameter)
+    factor = target_diameter(float(diameter), working_diameter) / float(diameter)
     note = ""
     if factor < MIN_FACTOR or factor > MAX_FACTOR:
         clipped = min(max(factor, MIN_FACTOR), MAX_FACTOR)
@@ -232,6 +233,17 @@ def plan_scale(
     if abs(factor - 1.0) <= KEEP_NATIVE:
         factor = 1.0
     return ScalePlan(round(float(factor), 4), float(diameter), source, working_diameter, note)
+
+
+def target_diameter(diameter: float, working) -> float:
+    """The diameter a model should see objects of ``diameter`` at: its working diameter (a
+    number), or, for a working range ``[low, high]``, the diameter itself when inside the
+    range and the nearest end otherwise (a model that learnt objects of many sizes is not
+    made to see them all at one size)."""
+    if isinstance(working, list | tuple):
+        low, high = float(working[0]), float(working[1])
+        return min(max(diameter, low), high)
+    return float(working)
 
 
 def scaled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, ...]:
