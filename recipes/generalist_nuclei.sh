@@ -37,4 +37,4 @@ python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$FLUO" --
   --grid patch_threshold=0.5,0.7 --grid fc_threshold=0.5,0.7 --grid merge_size=0,30 \
   --grid min_size=15,30
 python recipes/object_size.py "$NAME"
-python benchmarks/scale.py --working --write --every 2 --models "$NAME"
+python benchmarks/scale.py --working --write --every 3 --ratios 1.0 --models "$NAME"

@@ -391,7 +391,11 @@ def cmd_train(args) -> int:
     method = get_method(args.method)
     folders = [Path(d) for d in args.data]
     augment = config_from_dict(AugmentConfig, parse_assignments(args.augment))
-    looks = {"appearance": args.appearance, "trained_on": args.modality or "fluorescence"}
+    looks = {
+        "appearance": args.appearance,
+        "trained_on": args.modality or "fluorescence",
+        "kinds": args.kind,
+    }
     init = None
     if args.init:
         from .core.zoo import find_model
@@ -707,6 +711,11 @@ def build_parser() -> argparse.ArgumentParser:
         "contributes equally)",
     )
     t.add_argument("--split", default="train")
+    t.add_argument(
+        "--kind",
+        action="append",
+        help="keep only images of this metadata 'kind' (e.g. stained_colour; repeatable)",
+    )
     t.add_argument("--val-split", default="val", help="'' to skip validation")
     t.add_argument("--output", help="folder for checkpoints (fine-tune: the run folder)")
     t.add_argument("--name", help="model name (default: model; fine-tune: MODEL-finetuned)")
