@@ -395,3 +395,213 @@ def test_finetune_with_adapted_statistics_and_context_images(spoco_tiny, disks, 
     card = read_card(result.model_path)
     assert card.training["finetune_config"]["adapt_norm"] is True
     assert card.parent == spoco_tiny.card.name
+
+
+def _weights(path):
+    from napari_instseg.core.checkpoint import load_model
+
+    return load_model(path)[1].state_dict()
+
+
+def _same_weights(a, b) -> bool:
+    import torch
+
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_too_few_held_out_objects_cannot_judge_and_the_latest_is_published(
+    spoco_tiny, disks, tmp_path
+):
+    """5 annotated objects at fraction 0.2 hold out 1: its AP is 0 or 1 and means nothing, so
+    the result says so, no 'AP fell' warning is given, and the latest checkpoint (not the
+    'best' by that one object) is published."""
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import (
+        MIN_HELD_OUT_OBJECTS,
+        FinetuneConfig,
+        describe_heldout,
+        finetune,
+    )
+    from napari_instseg.core.jobs import run
+
+    config = FinetuneConfig(
+        iterations=10, batch_size=2, patch_size=32, val_every=5, held_out_fraction=0.2,
+        device="cpu",
+    )  # fmt: skip
+    result = run(
+        finetune(
+            spoco_tiny,
+            [_annotated(disks)],
+            name="few",
+            run_dir=tmp_path / "run",
+            models_dir=tmp_path / "models",
+            config=config,
+        )
+    )
+    assert result.heldout_objects == 1 < MIN_HELD_OUT_OBJECTS and not result.heldout_judged
+    text = describe_heldout(result, held_out_fraction=0.2)
+    assert text == "held-out AP cannot be judged (1 object held out; annotate at least 25)"
+    assert not any("held-out AP fell" in w for w in result.warnings)
+    best, latest = read_card(tmp_path / "run" / "best.json"), read_card(result.run.latest_path)
+    assert best.training["iterations_done"] != latest.training["iterations_done"]  # a choice
+    published = _weights(result.model_path)
+    assert _same_weights(published, _weights(result.run.latest_path))
+    assert not _same_weights(published, _weights(tmp_path / "run" / "best.json"))
+    card = read_card(result.model_path)
+    assert card.metrics["heldout_objects"] == 1 and card.metrics["heldout_judged"] is False
+    assert "val_ap50" not in card.metrics  # the run's best-so-far, not this checkpoint's
+    assert describe_heldout(result, held_out_fraction=0.0).startswith("held-out AP cannot")
+
+
+def test_enough_held_out_objects_judge_and_the_best_is_published(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.finetune import (
+        AnnotatedImage,
+        FinetuneConfig,
+        describe_heldout,
+        finetune,
+    )
+    from napari_instseg.core.jobs import run
+
+    item = _annotated(disks, 1)
+    truth = disks(1, (64, 64))  # 9 objects, all annotated; 5 of them held out
+    item = AnnotatedImage(item.name, item.image, np.where(truth > 0, truth, item.annotation))
+    config = FinetuneConfig(
+        iterations=10, batch_size=2, patch_size=32, val_every=5, held_out_fraction=0.6,
+        device="cpu",
+    )  # fmt: skip
+    result = run(
+        finetune(spoco_tiny, [item], name="many", run_dir=tmp_path / "run",
+                 models_dir=tmp_path / "models", config=config)
+    )  # fmt: skip
+    assert result.heldout_objects == 5 and result.heldout_judged
+    assert _same_weights(_weights(result.model_path), _weights(result.run.best_path))
+    text = describe_heldout(result, held_out_fraction=0.6)
+    assert text == (
+        f"held-out AP@0.5 {result.heldout_before:.3f} -> {result.heldout_after:.3f} (5 objects)"
+    )
+
+
+def _discs(centres, radius, shape=(60, 60)):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.uint32)
+    for i, (y, x) in enumerate(centres, start=1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = i
+    return labels
+
+
+def test_compare_labels_counts_sizes_and_agreement():
+    from napari_instseg.core.finetune import compare_labels
+
+    parent = _discs([(10, 10), (10, 40), (40, 10), (40, 40)], 6)
+    tuned = np.where(parent > 2, 0, parent)  # objects 3 and 4 lost ...
+    tuned[_discs([(40, 10)], 3) > 0] = 3  # ... 3 found again as its core (IoU 1/4)
+    tuned[55:57, 55:57] = 9  # and a speck
+    c = compare_labels([parent], [tuned])
+    assert c["objects_parent"] == 4 and c["objects_tuned"] == 4
+    assert c["matched"] == 2 and c["agreement"] == 0.5
+    assert c["diameter_parent"] == pytest.approx(np.sqrt(4 * (parent == 1).sum() / np.pi))
+    assert c["diameter_tuned"] < c["diameter_parent"]
+    empty = compare_labels([np.zeros((5, 5), np.uint32)], [parent[:5, :5] * 0])
+    assert empty["agreement"] is None and empty["diameter_parent"] is None
+
+
+def test_comparison_leaves_out_what_the_user_annotated():
+    """Objects near annotated pixels (objects or painted background) are where the user
+    told the model what to do; only the rest is compared, and unannotated images whole."""
+    from napari_instseg.core.finetune import (
+        AnnotatedImage,
+        UnannotatedImage,
+        compare_with_parent,
+    )
+
+    parent = _discs([(10, 10), (10, 40), (40, 10), (40, 40)], 6)
+    tuned = parent.copy()
+    tuned[parent == 1] = 0  # the user's correction: gone where they painted background
+    tuned[parent == 2] = 0  # ... and, 2 px away from an annotated object, changed
+    tuned[2:18, 30:50] = 8
+    annotation = np.zeros_like(parent)
+    annotation[parent == 1] = BACKGROUND_LABEL
+    annotation[2:18, 30:50][tuned[2:18, 30:50] == 8] = 1
+    image = np.zeros(parent.shape, np.float32)
+    images = [AnnotatedImage("a", image, annotation), UnannotatedImage("b", image)]
+    c = compare_with_parent(images, [(parent, tuned), (parent, np.zeros_like(parent))])
+    assert [r["image"] for r in c["images"]] == ["a", "b"]
+    a, b = c["images"]
+    assert (a["objects_parent"], a["objects_tuned"], a["agreement"]) == (2, 2, 1.0)
+    assert (b["objects_parent"], b["objects_tuned"], b["agreement"]) == (4, 0, 0.0)
+    assert (c["objects_parent"], c["objects_tuned"], c["matched"]) == (6, 2, 2)
+
+
+def test_warnings_on_a_large_change_where_the_user_did_not_annotate():
+    from napari_instseg.core.finetune import compare_labels, comparison_warnings
+
+    centres = [(y, x) for y in range(8, 60, 16) for x in range(8, 60, 16)]  # 16 objects
+    parent = _discs(centres, 5, (64, 64))
+    assert comparison_warnings(compare_labels([parent], [parent])) == []
+    fewer = np.where(np.isin(parent, [1, 2, 3]), 0, parent)  # 13 of 16: a small change
+    assert comparison_warnings(compare_labels([parent], [fewer])) == []
+
+    specks = parent.copy()  # the nuclei sample's failure: every object and a speck beside it
+    for i, (y, x) in enumerate(centres):
+        specks[y + 6, x + 6] = 100 + i
+    (count, size) = comparison_warnings(compare_labels([parent], [specks]))
+    assert "finds 32 objects against the base model's 16 (+100%)" in count
+    assert "specks" in count and "smaller" in size
+
+    moved = _discs([(y + 3, x + 3) for y, x in centres], 5, (64, 64))  # IoU about 0.4
+    (agreement,) = comparison_warnings(compare_labels([parent], [moved]))
+    assert "only 0% of the base model's objects are found again" in agreement
+
+    sparse = _discs([(10, 10), (40, 40)], 5)  # 2 -> 6 objects: too few to call it a change
+    more = sparse.copy()
+    more[50:52, 2:4], more[2:4, 50:52], more[55:57, 20:22], more[20:22, 55:57] = 3, 4, 5, 6
+    assert comparison_warnings(compare_labels([sparse], [more])) == []
+
+
+def test_finetune_compares_with_its_parent_through_segment_image(spoco_tiny, disks, tmp_path):
+    """The published comparison is what segment_image gives with both models on the annotated
+    image (outside its annotations) and on the context images (whole), and its warnings are
+    in the result."""
+    from dataclasses import replace
+
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import (
+        FinetuneConfig,
+        UnannotatedImage,
+        compare_with_parent,
+        comparison_warnings,
+        finetune,
+    )
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.pipeline import load_model, segment_image
+
+    item = _annotated(disks, 0)
+    context = [_annotated(disks, 2).image, UnannotatedImage("other", _annotated(disks, 3).image)]
+    config = FinetuneConfig(
+        iterations=6, lr=5e-2, batch_size=2, patch_size=32, val_every=3, device="cpu"
+    )
+    result = run(
+        finetune(spoco_tiny, [item], name="cmp", run_dir=tmp_path / "run",
+                 models_dir=tmp_path / "models", config=config, context=context)
+    )  # fmt: skip
+    comparison = result.comparison
+    assert [r["image"] for r in comparison["images"]] == ["disks0", "context 1", "other"]
+    tuned = load_model(result.model_path)
+    images = [item, UnannotatedImage("context 1", context[0]), context[1]]
+    pairs = [
+        tuple(run(segment_image(m, x.image, channel_axis=x.channel_axis)).labels
+              for m in (spoco_tiny, tuned))
+        for x in images
+    ]  # fmt: skip
+    assert compare_with_parent(images, pairs) == comparison
+    assert comparison["objects_tuned"] > 0  # something to compare (lr 5e-2 moves it a lot)
+    assert set(comparison_warnings(comparison)) <= set(result.warnings)
+    assert read_card(result.model_path).metrics["parent_comparison"] == comparison
+
+    off = replace(config, iterations=2, compare_parent=False)
+    off = run(
+        finetune(spoco_tiny, [item], name="off", run_dir=tmp_path / "run2",
+                 models_dir=tmp_path / "models", config=off)
+    )  # fmt: skip
+    assert off.comparison is None
+    assert "parent_comparison" not in read_card(off.model_path).metrics
