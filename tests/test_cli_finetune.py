@@ -46,7 +46,9 @@ def test_finetune_from_files(tmp_path, capsys, parent, pair):
         "--keep-knobs", *FAST,
     )  # fmt: skip
     assert rc == 0, err
-    assert "held-out AP@0.5" in out and "spoco-tiny-finetuned" in out
+    # 5 objects at 0.25 hold out 1: too few to judge by (MIN_HELD_OUT_OBJECTS = 5 -> 20)
+    assert "held-out AP cannot be judged (1 object held out; annotate at least 20)" in out
+    assert "spoco-tiny-finetuned" in out and "compared with spoco-tiny, where you did" in out
     card = read_card(tmp_path / "models" / "spoco-tiny-finetuned.json")
     n_objects = len(set(np.unique(pair[1]).tolist()) - {0, BACKGROUND_LABEL})
     assert card.parent == "spoco-tiny" and card.training["annotations"][0]["objects"] == n_objects
@@ -97,3 +99,38 @@ def test_empty_annotation_is_refused(tmp_path, capsys, parent, pair):
 def test_training_from_scratch_still_needs_its_arguments(capsys):
     rc, _, err = run(capsys, "train", "--method", "spoco")
     assert rc == 2 and "--data" in err
+
+
+def test_finetune_with_context_compares_and_warns(tmp_path, capsys, parent, pair):
+    """--context images are adapted to (--adapt-norm) and compared on; an extreme learning
+    rate on the tiny model changes the objects a lot, and the CLI says so on stderr."""
+    from napari_instseg.core.finetune import comparison_warnings, describe_comparison
+
+    image, _ = load_sample("nuclei2d_dsb_stardist")  # two more crops of the same screen
+    tifffile.imwrite(tmp_path / "ctx1.tif", image[64:128, :64])
+    tifffile.imwrite(tmp_path / "ctx2.tif", image[:64, 64:128])
+    rc, out, err = run(
+        capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
+        "--annotations", tmp_path / "ann.tif", "--context", tmp_path / "ctx1.tif",
+        tmp_path / "ctx2.tif", "--adapt-norm", "--lr", "0.05", "--models-dir",
+        tmp_path / "models", "--output", tmp_path / "run", *FAST,
+    )  # fmt: skip
+    assert rc == 0, err
+    card = read_card(tmp_path / "models" / "spoco-tiny-finetuned.json")
+    assert card.training["finetune_config"]["adapt_norm"] is True
+    comparison = card.metrics["parent_comparison"]
+    assert [c["image"] for c in comparison["images"]] == ["img", "ctx1", "ctx2"]
+    line = describe_comparison(comparison, per_image=True)
+    assert f"compared with spoco-tiny, {line}" in out and "(3 images): objects" in line
+    warnings = comparison_warnings(comparison)
+    assert warnings, comparison  # the broken fine-tune is noticed ...
+    for warning in warnings:
+        assert f"warning: {warning}" in err  # ... and said
+
+
+def test_missing_context_image_is_one_line(tmp_path, capsys, parent, pair):
+    rc, _, err = run(
+        capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
+        "--annotations", tmp_path / "ann.tif", "--context", tmp_path / "nope.tif", *FAST,
+    )  # fmt: skip
+    assert rc == 2 and "not found" in err and len(err.strip().splitlines()) == 1

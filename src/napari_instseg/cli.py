@@ -314,13 +314,35 @@ def _annotated_images(args):
     return items
 
 
+def _context_images(args):
+    """Unannotated images from --context (read like --images)."""
+    from .core.data.datasets import read_image
+    from .core.finetune import UnannotatedImage
+
+    missing = [p for p in args.context or [] if not Path(p).exists()]
+    if missing:
+        raise CliError(f"input not found: {missing[0]}")
+    return [
+        UnannotatedImage(Path(p).stem, read_image(p), channel_axis=args.channel_axis)
+        for p in args.context or []
+    ]
+
+
 def cmd_finetune(args) -> int:
     from .core.checkpoint import CheckpointError
-    from .core.finetune import FinetuneConfig, describe_refit, finetune, unique_model_name
+    from .core.finetune import (
+        FinetuneConfig,
+        describe_comparison,
+        describe_heldout,
+        describe_refit,
+        finetune,
+        unique_model_name,
+    )
     from .core.pipeline import load_model
     from .core.zoo import list_models, user_model_dir
 
     data = _annotated_images(args)
+    context = _context_images(args)
     try:
         model = load_model(args.from_model)
     except CheckpointError as err:
@@ -336,6 +358,7 @@ def cmd_finetune(args) -> int:
         held_out_fraction=args.held_out,
         anchor_weight=args.anchor_weight,
         refit_knobs=not args.keep_knobs,
+        adapt_norm=args.adapt_norm,
         val_every=args.val_every or FinetuneConfig.val_every,
         preview_every=0,
         seed=args.seed,
@@ -351,19 +374,23 @@ def cmd_finetune(args) -> int:
             models_dir=args.models_dir,
             config=config,
             resume=args.resume,
+            context=context,
         ),
         desc="fine-tune",
     )
-    before, after = result.heldout_before, result.heldout_after
-    ap = (
-        f"held-out AP@0.5 {before:.4f} -> {after:.4f}"
-        if before == before and after == after
-        else "no objects held out"
-    )
     ended = f"{result.run.iterations_done} iterations{', stopped' if result.run.stopped else ''}"
-    print(f"{ap}; model {name!r} saved to {result.model_path} ({ended}; checkpoints in {run_dir})")
+    if result.model_path is None:
+        print(f"no checkpoint to publish ({ended}; run folder {run_dir})")
+        return 0
+    heldout = describe_heldout(result, held_out_fraction=config.held_out_fraction)
+    print(heldout)
+    print(f"model {name!r} saved to {result.model_path} ({ended}; checkpoints in {run_dir})")
     if describe_refit(result.refit):
         print(f"re-chosen for it: {describe_refit(result.refit)}")
+    if result.comparison:
+        many = len(result.comparison["images"]) > 1
+        line = describe_comparison(result.comparison, per_image=many)
+        print(f"compared with {model.card.name}, {line}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -768,6 +795,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fine-tune: publish the base model's knobs as they are (default: re-choose the "
         "merge distance on the annotations)",
+    )
+    t.add_argument(
+        "--context",
+        nargs="+",
+        metavar="IMAGE",
+        help="fine-tune: more of your images, not annotated (adapted to with --adapt-norm; the "
+        "base and the new model are compared on them)",
+    )
+    t.add_argument(
+        "--adapt-norm",
+        action="store_true",
+        help="fine-tune: re-estimate the base model's normalisation statistics on the "
+        "annotated and --context images before training",
     )
     t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
     t.add_argument("--models-dir", help="fine-tune: where to save the model")
