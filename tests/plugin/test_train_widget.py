@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import time
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 
 from napari_instseg.core.data.sparse import BACKGROUND_LABEL
 from napari_instseg.core.samples import load_sample
@@ -105,3 +106,75 @@ def test_refuses_to_start_without_annotations(setup):
     viewer.layers.remove("nuclei annotations")
     train.start()
     assert train.job is None and "no annotations" in train.status.text()
+
+
+def _checked(widget) -> list[str]:
+    return [widget.item(i).text() for i in range(widget.count())]
+
+
+def test_context_list_offers_the_other_open_images_when_adapting(setup):
+    viewer, train = setup
+    assert train.context.isHidden() and train.context_layers() == []
+    image = viewer.layers["nuclei"].data
+    viewer.add_image(image[::-1], name="other")
+    viewer.add_image(image[:, ::-1], name="third")
+    assert _checked(train.context) == ["other", "third"]  # "nuclei" is annotated
+    train.context.item(1).setCheckState(Qt.CheckState.Unchecked)
+    viewer.add_image(image.T, name="fourth")  # a new image is checked; "third" stays out
+    assert train.context_layers() == []  # not adapting: no context
+    train.adapt_norm.setChecked(True)
+    assert not train.context.isHidden()
+    assert train.context_layers() == ["other", "fourth"]
+    assert train.config().adapt_norm is True
+
+
+def test_result_compares_with_the_base_model_and_applies_to_all_images(setup, qtbot):
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.pipeline import load_model, segment_image
+
+    viewer, train = setup
+    image = np.asarray(viewer.layers["nuclei"].data)
+    viewer.add_image(image[::-1], name="other")
+    train.adapt_norm.setChecked(True)
+    train.iterations.setValue(10)
+    assert not train.apply_button.isEnabled()
+    train.start()
+    qtbot.waitUntil(lambda: train.result is not None, timeout=120_000)
+    result = train.result
+    assert result.model_path is not None, train.status.text()
+    card = read_card(result.model_path)
+    assert card.training["finetune_config"]["adapt_norm"] is True
+    # 7 objects (one is under the painted corner) at 0.2 hold out 1: too few to judge by
+    text = train.status.text()
+    assert "held-out AP cannot be judged (1 object held out; annotate at least 25)" in text
+    images = [c["image"] for c in result.comparison["images"]]
+    assert images == ["nuclei", "other"]
+    assert "compared with spoco-tiny, where you did not annotate (2 images)" in text
+    for c in result.comparison["images"]:
+        assert f"{c['image']}: objects {c['objects_parent']} -&gt; {c['objects_tuned']}" in text
+    for warning in result.warnings:
+        assert html.escape(warning, quote=False) in text
+    assert train.apply_button.isEnabled()
+
+    train.apply_button.click()
+    assert train.stop_button.isEnabled() and not train.start_button.isEnabled()
+    qtbot.waitUntil(lambda: train.job is None, timeout=120_000)
+    parent = load_model("spoco-tiny")
+    for name in ("nuclei", "other"):
+        layer = viewer.layers[f"{name} [spoco-tiny-finetuned]"]
+        stats = train.applied[name]
+        assert layer.data.shape == (96, 96)
+        assert len(np.unique(layer.data)) - 1 == stats["objects_tuned"]
+        parent_labels = run(segment_image(parent, np.asarray(viewer.layers[name].data))).labels
+        assert stats["objects_parent"] == len(np.unique(parent_labels)) - 1
+        line = f"{name}: {stats['objects_tuned']} objects (parent had {stats['objects_parent']}"
+        assert line in train.status.text()
+    assert train.apply_button.isEnabled() and train.start_button.isEnabled()
+
+    viewer.add_image(image.T, name="third")
+    train.apply_button.click()
+    train.stop()
+    qtbot.waitUntil(lambda: train.job is None, timeout=60_000)
+    assert "stopped; no layer was changed" in train.status.text()
+    assert "third [spoco-tiny-finetuned]" not in viewer.layers

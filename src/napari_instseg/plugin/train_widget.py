@@ -4,11 +4,16 @@ Picks a base model (shipped or an earlier fine-tune) whose method learns from sp
 labels, the annotation layers to learn from, and the few knobs that matter. Training runs in
 a worker; the widget draws the loss and the held-out AP as they come, shows a preview of the
 current model on the first image, and Stop keeps the best and latest checkpoints so the run
-can be resumed. The result appears in the Segment widget's model picker.
+can be resumed. With "adapt to my images" the other open images (checked in a list) serve as
+unannotated context. Afterwards it says how the new model differs from its base where the
+user did not annotate, with warnings, and "apply to all open images" segments every open
+image with the new model (and the base model, to count what changed). The result appears in
+the Segment widget's model picker.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import shutil
 from pathlib import Path
@@ -35,13 +40,19 @@ from qtpy.QtWidgets import (
 )
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.axes import AxisChoice, image_for_model
+from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.finetune import (
+    MIN_HELD_OUT_OBJECTS,
     AnnotatedImage,
     FinetuneConfig,
     FinetuneResult,
+    UnannotatedImage,
+    compare_labels,
+    describe_comparison,
+    describe_heldout,
     describe_refit,
     finetune,
+    segment_with_both,
     unique_model_name,
 )
 from napari_instseg.core.jobs import Checkpoint, Metric, Preview, Progress
@@ -123,6 +134,11 @@ class TrainWidget(QWidget):
         self.viewer = viewer
         self.job = None
         self.result: FinetuneResult | None = None
+        self.applied: dict[str, dict] = {}  # per image: compare_labels of the last apply
+        self._published = None  # (base card, base name, model path) of the last fine-tune
+        self._trained = None  # (base card, base name, FinetuneConfig) of the run in progress
+        self._held_out = MIN_HELD_OUT_OBJECTS
+        self._stop_text = ""
         self._cards: dict = {}
         self.setMinimumWidth(360)
         defaults = FinetuneConfig()
@@ -168,6 +184,21 @@ class TrainWidget(QWidget):
             "after training, pick the merge distance that keeps your objects whole and apart "
             "and the base model's objects elsewhere as they were"
         )
+        self.adapt_norm = QCheckBox("adapt to my images")
+        self.adapt_norm.setChecked(defaults.adapt_norm)
+        self.adapt_norm.setToolTip(
+            "before training, re-estimate the base model's normalisation statistics on your "
+            "annotated images and the unannotated images checked below"
+        )
+        self.context = QListWidget()
+        self.context.setMinimumHeight(48)
+        self.context.setMaximumHeight(90)
+        self.context.setToolTip(
+            "other open images, not annotated: used to adapt the statistics, and to compare "
+            "the new model with the base model on"
+        )
+        self.context_label = QLabel("adapt to")
+        self._unchecked_context: set[str] = set()
         self.preview_every = QSpinBox()
         self.preview_every.setRange(0, 10_000)
         self.preview_every.setValue(defaults.preview_every)
@@ -181,6 +212,12 @@ class TrainWidget(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.resume_button = QPushButton("Resume")
+        self.apply_button = QPushButton("Apply to all open images")
+        self.apply_button.setEnabled(False)
+        self.apply_button.setToolTip(
+            "segment every open image with the new model (and with the base model, to show "
+            "how many objects changed)"
+        )
         self.progress = QProgressBar()
         self.plot = CurvePlot()
         self.status = QLabel("")
@@ -197,6 +234,8 @@ class TrainWidget(QWidget):
         form.addRow("held-out fraction", self.held_out)
         form.addRow("keep base model", self.anchor)
         form.addRow("", self.refit)
+        form.addRow("", self.adapt_norm)
+        form.addRow(self.context_label, self.context)
         form.addRow("preview every", self.preview_every)
         form.addRow("device", self.device)
         buttons = QHBoxLayout()
@@ -207,12 +246,17 @@ class TrainWidget(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.plot)
+        layout.addWidget(self.apply_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
         self.start_button.clicked.connect(lambda: self.start())
         self.resume_button.clicked.connect(lambda: self.start(resume=True))
         self.stop_button.clicked.connect(self.stop)
+        self.apply_button.clicked.connect(self.apply_to_all)
+        self.adapt_norm.toggled.connect(self._show_context)
+        self._show_context(defaults.adapt_norm)
+        self.context.itemChanged.connect(self._context_changed)
         self.model_box.currentTextChanged.connect(self._model_changed)
         self.name.textChanged.connect(self._update_resume)
         viewer.layers.events.inserted.connect(self.refresh_layers)
@@ -266,6 +310,44 @@ class TrainWidget(QWidget):
                 else Qt.CheckState.Unchecked
             )
             self.pairs.addItem(item)
+        self._refresh_context()
+
+    def _refresh_context(self) -> None:
+        """Every open image layer without an annotation layer, checked unless unchecked."""
+        annotated = {
+            info["image"] for layer in self.viewer.layers if (info := annotation_info(layer))
+        }
+        self.context.blockSignals(True)
+        self.context.clear()
+        for layer in self.viewer.layers:
+            if not isinstance(layer, napari.layers.Image) or layer.name in annotated:
+                continue
+            item = QListWidgetItem(layer.name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            unchecked = layer.name in self._unchecked_context
+            item.setCheckState(Qt.CheckState.Unchecked if unchecked else Qt.CheckState.Checked)
+            self.context.addItem(item)
+        self.context.blockSignals(False)
+
+    def _show_context(self, on: bool) -> None:
+        self.context_label.setVisible(on)
+        self.context.setVisible(on)
+
+    def _context_changed(self, item) -> None:
+        if item.checkState() == Qt.CheckState.Checked:
+            self._unchecked_context.discard(item.text())
+        else:
+            self._unchecked_context.add(item.text())
+
+    def context_layers(self) -> list[str]:
+        """The unannotated images the fine-tune adapts to (none unless "adapt" is on)."""
+        if not self.adapt_norm.isChecked():
+            return []
+        return [
+            self.context.item(i).text()
+            for i in range(self.context.count())
+            if self.context.item(i).checkState() == Qt.CheckState.Checked
+        ]
 
     def checked_layers(self) -> list[str]:
         return [
@@ -283,6 +365,7 @@ class TrainWidget(QWidget):
             held_out_fraction=float(self.held_out.value()),
             anchor_weight=float(self.anchor.value()),
             refit_knobs=self.refit.isChecked(),
+            adapt_norm=self.adapt_norm.isChecked(),
             preview_every=self.preview_every.value(),
             device=self.device.currentText(),
         )
@@ -291,25 +374,41 @@ class TrainWidget(QWidget):
         self.status.setText(text)
 
     # -- running ---------------------------------------------------------------------------
+    def _model_input(self, layer, card, ndim: int | None = None) -> tuple[np.ndarray, tuple]:
+        """The layer's plane on screen, channels first, read the way the Segment widget reads
+        layers (RGB kept as colour for the appearance step), and where its labels go."""
+        return image_for_model(
+            layer.data,
+            ndim=ndim or card.ndim,
+            in_channels=card.in_channels,
+            rgb=layer.rgb,
+            choice=AxisChoice(indices=current_indices(self.viewer, layer)),
+            keep_rgb=True,
+        )
+
     def _collect(self, card) -> list[AnnotatedImage]:
-        """Copies of the checked annotation layers and their images (main thread), read the
-        way the Segment widget reads layers (RGB to grey, channels first)."""
+        """Copies of the checked annotation layers and their images (main thread)."""
         data = []
         for name in self.checked_layers():
             layer = self.viewer.layers[name]
             image_name = annotation_info(layer)["image"]
             if image_name not in self.viewer.layers:
                 raise InputError(f"the image {image_name!r} of {name!r} is not open")
-            image_layer = self.viewer.layers[image_name]
             annotation = np.array(layer.data, copy=True)
-            image, _ = image_for_model(
-                image_layer.data,
-                ndim=annotation.ndim,
-                in_channels=card.in_channels,
-                rgb=image_layer.rgb,
-            )
+            image, _ = self._model_input(self.viewer.layers[image_name], card, annotation.ndim)
             data.append(AnnotatedImage(image_name, image, annotation, channel_axis=0))
         return data
+
+    def _collect_context(self, card) -> list[UnannotatedImage]:
+        """The checked context images as the model takes them (main thread)."""
+        context = []
+        for name in self.context_layers():
+            try:
+                image, _ = self._model_input(self.viewer.layers[name], card)
+            except InputError as err:
+                raise InputError(f"context image {name!r}: {err}") from None
+            context.append(UnannotatedImage(name, image, channel_axis=0))
+        return context
 
     def _visible_image(self, card) -> tuple[str, np.ndarray] | tuple[None, None]:
         """The image to preview on: the plane on screen of the top visible image layer that
@@ -318,13 +417,7 @@ class TrainWidget(QWidget):
             if not isinstance(layer, napari.layers.Image) or not layer.visible:
                 continue
             try:
-                image, _ = image_for_model(
-                    layer.data,
-                    ndim=card.ndim,
-                    in_channels=card.in_channels,
-                    rgb=layer.rgb,
-                    choice=AxisChoice(indices=current_indices(self.viewer, layer)),
-                )
+                image, _ = self._model_input(layer, card)
             except InputError:
                 continue
             return layer.name, image
@@ -340,6 +433,7 @@ class TrainWidget(QWidget):
         card = self._cards[base]
         try:
             data = self._collect(card)
+            context = self._collect_context(card)
         except InputError as err:
             self._say(f"cannot train: {err}")
             return
@@ -350,12 +444,14 @@ class TrainWidget(QWidget):
         if not resume and run_dir.exists():
             shutil.rmtree(run_dir)
         config = self.config()
+        self._trained = (card, base, config)
         self.plot.clear()
         self.progress.setRange(0, config.iterations)
         self.progress.setValue(0)
-        self.start_button.setEnabled(False)
-        self.resume_button.setEnabled(False)
-        self.stop_button.setEnabled(True)
+        self._held_out = MIN_HELD_OUT_OBJECTS
+        self._set_running(
+            True, "stopping after the current step; keeping the best and latest checkpoints"
+        )
         self._say(f"{'resuming' if resume else 'starting'} {name!r} from {base!r}…")
         preview_name, preview = self._visible_image(card)
 
@@ -370,6 +466,7 @@ class TrainWidget(QWidget):
                 preview=preview,
                 preview_channel_axis=0,
                 resume=resume,
+                context=context,
             )
 
         self.job = start_job(
@@ -383,19 +480,28 @@ class TrainWidget(QWidget):
         if self.job is not None and self.job.running:
             self.job.stop()
             self.stop_button.setEnabled(False)
-            self._say("stopping after the current step; keeping the best and latest checkpoints")
+            self._say(self._stop_text)
 
     def _on_event(self, event, preview_name: str) -> None:
         if isinstance(event, Progress) and event.stage == "train":
             self.progress.setValue(event.step)
-        elif isinstance(event, Progress) and event.step == 0:
+        elif isinstance(event, Progress) and event.step == 0 and event.stage != "predict":
             self._say(f"training done; {event.stage} ...")
         elif isinstance(event, Metric):
             if event.name == "loss":
                 self.plot.add("loss", event.step, event.value)
+            elif event.name == "heldout_objects":
+                self._held_out = int(event.value)
+                if self._held_out < MIN_HELD_OUT_OBJECTS:
+                    self._say(
+                        f"only {self._held_out} held-out object(s): the held-out AP cannot "
+                        "judge this fine-tune"
+                    )
             elif event.name in ("val_ap50", "heldout_ap50_before"):
                 self.plot.add("ap", event.step, event.value)
-                self._say(f"step {event.step}: held-out AP@0.5 {event.value:.3f}")
+                n = self._held_out
+                note = f" (only {n} objects: no judgement)" if n < MIN_HELD_OUT_OBJECTS else ""
+                self._say(f"step {event.step}: held-out AP@0.5 {event.value:.3f}{note}")
         elif isinstance(event, Checkpoint) and event.kind == "best":
             self._say(f"step {event.step}: new best checkpoint")
         elif isinstance(event, Preview):
@@ -410,40 +516,148 @@ class TrainWidget(QWidget):
             if image_name in self.viewer.layers:
                 layer.scale = self.viewer.layers[image_name].scale[-labels.ndim :]
 
-    def _reset_buttons(self) -> None:
-        self.start_button.setEnabled(True)
-        self.stop_button.setEnabled(False)
-        self.job = None
-        self._update_resume()
+    def _set_running(self, running: bool, stop_text: str = "") -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.apply_button.setEnabled(not running and self._published is not None)
+        self._stop_text = stop_text
+        if running:
+            self.resume_button.setEnabled(False)
+        else:
+            self.job = None
+            self._update_resume()
 
     def _done(self, result: FinetuneResult) -> None:
         self.result = result
-        self._reset_buttons()
+        card, base, config = self._trained
+        if result.model_path is not None:
+            self._published = (card, base, result.model_path)
+        self._set_running(False)
         run = result.run
         ended = "stopped" if run.stopped else "finished"
         if result.model_path is None:
             self._say(f"{ended} before any checkpoint; nothing was saved")
         else:
-            before, after = result.heldout_before, result.heldout_after
-            ap = (
-                f"held-out AP@0.5 {before:.3f} -> {after:.3f}; "
-                if math.isfinite(before) and math.isfinite(after)
-                else "no objects held out; "
-            )
+            heldout = describe_heldout(result, held_out_fraction=config.held_out_fraction)
             text = (
-                f"{ended} at step {run.iterations_done}: {ap}saved as model "
+                f"{ended} at step {run.iterations_done}: {heldout}; saved as model "
                 f"{Path(result.model_path).stem!r} (in the Segment widget's list)"
             )
             if describe_refit(result.refit):
                 text += (
-                    f"<br>re-chosen for it: {describe_refit(result.refit)} (best fit to your "
+                    f"\nre-chosen for it: {describe_refit(result.refit)} (best fit to your "
                     "objects and the base model's elsewhere)"
                 )
-            if result.warnings:
-                text += "<br><b>warning:</b> " + "; ".join(result.warnings)
+            if result.comparison:
+                text += f"\ncompared with {base}, " + describe_comparison(
+                    result.comparison, per_image=True
+                )
+            text = html.escape(text, quote=False).replace("\n", "<br>")
+            for warning in result.warnings:
+                text += f"<br><b>warning:</b> {html.escape(warning, quote=False)}"
             self._say(text)
         self.finished.emit(result)
 
-    def _failed(self, err: BaseException) -> None:
-        self._reset_buttons()
-        self._say(f"training failed: {err}")
+    def _failed(self, err: BaseException, what: str = "training") -> None:
+        self._set_running(False)
+        self._say(f"{what} failed: {err}")
+
+    # -- apply to all open images ----------------------------------------------------------
+    def apply_to_all(self) -> None:
+        """Segment every open image layer (the plane on screen) with the new model, and with
+        its base model to count what changed, in a worker; each image gets a Labels layer
+        named as the Segment widget names them, ``IMAGE [MODEL]``."""
+        if (self.job is not None and self.job.running) or self._published is None:
+            return
+        card, base, path = self._published
+        images, places, skipped = [], {}, []
+        for layer in self.viewer.layers:
+            if not isinstance(layer, napari.layers.Image):
+                continue
+            try:
+                image, where = self._model_input(layer, card)
+            except InputError as err:
+                skipped.append(f"{layer.name} skipped: {err}")
+                continue
+            images.append(UnannotatedImage(layer.name, image, channel_axis=0))
+            places[layer.name] = (
+                where,
+                labels_shape(layer.data.shape, rgb=layer.rgb, channel_axis=None),
+            )
+        if not images:
+            self._say("no open image that the model can take")
+            return
+        tuned_name, device = Path(path).stem, self.device.currentText()
+
+        def job():
+            parent, tuned = load_model(base), load_model(path)
+            pairs = yield from segment_with_both(
+                parent, tuned, images, device=device, stage="apply"
+            )
+            if pairs is None:
+                return None
+            return [
+                (item.name, t, compare_labels([p], [t]))
+                for item, (p, t) in zip(images, pairs, strict=True)
+            ]
+
+        self.progress.setRange(0, len(images))
+        self.progress.setValue(0)
+        self._set_running(True, "stopping; no layer will be changed")
+        self._say(f"segmenting {len(images)} open image(s) with {tuned_name!r} and {base!r} ...")
+        self.job = start_job(
+            job,
+            on_event=self._on_apply_event,
+            on_done=lambda out: self._applied(out, tuned_name, places, skipped),
+            on_error=lambda err: self._failed(err, "applying the new model"),
+        )
+
+    def _on_apply_event(self, event) -> None:
+        if isinstance(event, Progress) and event.stage == "apply":
+            self.progress.setValue(event.step)
+
+    def _applied(self, out, tuned_name: str, places: dict, skipped: list[str]) -> None:
+        self._set_running(False)
+        if out is None:
+            self._say("stopped; no layer was changed")
+            return
+        lines = []
+        self.applied = {}
+        for image_name, labels, stats in out:
+            if image_name not in self.viewer.layers:
+                lines.append(f"{image_name}: closed meanwhile, not written")
+                continue
+            self._write_labels(image_name, tuned_name, labels, *places[image_name])
+            self.applied[image_name] = stats
+            kept = stats["agreement"]
+            lines.append(
+                f"{image_name}: {stats['objects_tuned']} objects (parent had "
+                f"{stats['objects_parent']}"
+                + (f", {kept:.0%} of them found again)" if kept is not None else ")")
+            )
+        text = f"applied {tuned_name!r} to {len(out)} open image(s):\n" + "\n".join(lines + skipped)
+        self._say(html.escape(text, quote=False).replace("\n", "<br>"))
+
+    def _write_labels(
+        self, image_name: str, model_name: str, labels: np.ndarray, where: tuple, shape: tuple
+    ) -> None:
+        """Put ``labels`` at ``where`` in the Labels layer ``IMAGE [MODEL]`` (made when
+        missing)."""
+        name = f"{image_name} [{model_name}]"
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(layer, napari.layers.Labels) and tuple(layer.data.shape) == tuple(shape):
+            data = np.asarray(layer.data)
+            data[where] = labels
+            layer.data = data
+            return
+        if layer is not None:
+            self.viewer.layers.remove(name)
+        data = np.zeros(shape, np.uint32)
+        data[where] = labels
+        image = self.viewer.layers[image_name]
+        self.viewer.add_labels(
+            data,
+            name=name,
+            scale=image.scale[-data.ndim :],
+            metadata={"model": model_name, "source_image": image_name},
+        )
