@@ -200,7 +200,9 @@ def main() -> None:
                             name="bench-transfer",
                             run_dir=Path(tmp) / "run",
                             models_dir=tmp,
-                            config=config_from_dict(FinetuneConfig, {**settings, "seed": seed}),
+                            config=config_from_dict(
+                                FinetuneConfig, {"compare_parent": False, **settings, "seed": seed}
+                            ),
                             context=[others[i] for i in picks],
                         )
                     )
