@@ -151,9 +151,9 @@ def working_table(args) -> None:
             card.setdefault("metrics", {})["working_diameter_val"] = {
                 "candidates": candidates,
                 "val_factors": list(args.val_factors),
-                "protocol": "diameter='auto' on every other val image (centre crop 256 px) "
-                "resized by each factor; mean AP@0.5 over images, then over factors "
-                "(benchmarks/scale.py --working)",
+                "protocol": f"diameter='auto' on every {args.every}. val image (centre crop "
+                f"{args.crop} px) resized by each factor; mean AP@0.5 over images, then over "
+                "factors (benchmarks/scale.py --working)",
                 "best_ap50": round(best[1], 4),
             }
             card_path.write_text(json.dumps(card, indent=2) + "\n")

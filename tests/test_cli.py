@@ -633,3 +633,43 @@ def test_segment_bad_diameter_is_one_line(crop, tmp_path, capsys, value, words):
     )
     assert rc == 2
     assert words in one_line_error(err, "segment")
+
+
+@pytest.mark.slow
+def test_train_on_stained_colour_with_appearance_augmentation_and_a_warm_start(
+    tmp_path, capsys, monkeypatch, stained
+):
+    """RGB stained images in the shared layout, one kind kept, mapped like segmenting maps
+    them, every augmentation on, and a second run warm-started from the first."""
+    from napari_instseg.core.checkpoint import read_card
+
+    monkeypatch.delenv("NAPARI_INSTSEG_MODEL_DIRS", raising=False)
+    data = make_shared_layout(tmp_path / "data")
+    rows = (data / "metadata.csv").read_text().splitlines()
+    kinds = {"crop_a": "stained_colour", "crop_b": "stained_colour", "crop_c": "other"}
+    for name in kinds:  # the same crops, as H&E-looking RGB
+        path = data / "images" / f"{name}.tif"
+        tifffile.imwrite(path, stained.stained_like(tifffile.imread(path).astype(np.float32)))
+    (data / "metadata.csv").write_text(
+        "\n".join([rows[0] + ",kind"] + [f"{r},{kinds[r.split(',')[0]]}" for r in rows[1:]])
+    )
+    common = [
+        "train", "--method", "threeclass", "--data", data, "--kind", "stained_colour",
+        "--val-split", "", "--appearance", "auto", "--iterations", "3", "--batch-size", "2",
+        "--patch-size", "32", "--device", "cpu", "--set", "width=4", "--set", "depth=2",
+        "--augment", "zoom=2", "--augment", "gamma=1.5", "--augment", "blur_prob=1",
+        "--augment", "noise=0.05", "--augment", "invert_prob=0.5",
+    ]  # fmt: skip
+    rc, out, err = run(capsys, *common, "--output", tmp_path / "a", "--name", "a")
+    assert rc == 0, err
+    card = read_card(tmp_path / "a" / "latest.json")
+    assert card.training["train_images"] == ["crop_a", "crop_b"]  # crop_c is another kind
+    assert card.training["augment"]["zoom"] == 2.0 and card.object_size > 5
+    rc, out, err = run(
+        capsys, *common, "--output", tmp_path / "b", "--name", "b",
+        "--init", tmp_path / "a" / "latest.json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert read_card(tmp_path / "b" / "latest.json").parent == str(tmp_path / "a" / "latest.json")
+    rc, _, err = run(capsys, *common, "--output", tmp_path / "c", "--augment", "zoom=big")
+    assert rc == 2 and "zoom" in err
