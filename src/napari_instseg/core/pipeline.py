@@ -287,7 +287,8 @@ def segment_image(
 
     ``diameter`` is the objects' diameter in input pixels, ``"auto"`` to estimate it, or
     ``"off"`` for the native scale. With a diameter the image is resized so its objects have
-    the card's ``working_diameter`` (:mod:`~napari_instseg.core.scale`). ``"auto"`` starts
+    the card's ``working_diameter``, or, when that is a ``[low, high]`` range, only as far as
+    it takes to bring them inside it (:mod:`~napari_instseg.core.scale`). ``"auto"`` starts
     from a quick estimate on the image (trusted only to shrink: a first pass is never larger
     than the input), measures the objects the model then finds, and predicts once more when
     that measure asks for a scale more than 20 % away. ``prediction.info["diameter"]`` says
