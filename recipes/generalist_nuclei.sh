@@ -28,13 +28,16 @@ if [ "${SKIP_TRAIN:-0}" != 1 ]; then
     --iterations "$ITERATIONS" --batch-size 4 --patch-size 128 --lr 5e-4 --val-every 1500 \
     --seed 0 "$@"
 fi
-# Pack: knobs tuned on both val splits (each folder weighs the same), test per folder and per
-# kind of image (stained_colour, brightfield_grey), float16 weights; then the working diameter
-# measured on resized val images of both sets, written to the card.
+# Pack: knobs tuned on both val splits (each folder weighs the same; the parent's fc_threshold,
+# merge_size and mws kept), test per folder and per kind of image (stained_colour,
+# brightfield_grey), float16 weights; then the object size from the training masks and the
+# working diameter measured on resized val images of both sets, written to the card.
+# The shipped model: training stopped at 3000 of the 4500 iterations (time), packed from
+# recipes/runs/generalist-nuclei/latest.json; `--resume` continues the run.
 python recipes/pack_model.py "$OUT/latest.json" --name "$NAME" --data "$FLUO" --data "$STAINED" \
   --appearance auto --by-kind --half \
-  --notes "Warm-started from patchperpix-nuclei; $ITERATIONS iterations on 2 CPU cores (batch 4, 128 px crops, lr 5e-4 cosine), dsb2018_fluo and dsb2018_stained train splits weighing the same; augmentation: zoom 1.5, gamma 1.5, blur p 0.2, noise 0.03, inversion p 0.1." \
-  --grid patch_threshold=0.5,0.7 --grid fc_threshold=0.5,0.7 --grid merge_size=0,30 \
-  --grid min_size=15,30
+  --notes "Warm-started from patchperpix-nuclei; dsb2018_fluo and dsb2018_stained train splits weighing the same, stained and brightfield images mapped by --appearance auto; augmentation: zoom 1.5, gamma 1.5, blur p 0.2, noise 0.03, inversion p 0.1; lr 5e-4 cosine over $ITERATIONS iterations, batch 4, 128 px crops, 2 CPU cores." \
+  --grid patch_threshold=0.5,0.7 --grid min_size=15,30 --grid fc_threshold=0.7 \
+  --grid merge_size=30 --grid mws=true
 python recipes/object_size.py "$NAME"
 python benchmarks/scale.py --working --write --every 3 --ratios 1.0 --models "$NAME"
