@@ -383,15 +383,22 @@ class SegmentWidget(QWidget):
     def _cached_model(self, card) -> Model | None:
         return self.model if self.model is not None and self.model.card.name == card.name else None
 
-    def estimate(self) -> None:
-        """Fill the diameter field with a quick estimate on the image (no network), in a
-        worker."""
+    def _chosen(self):
+        """``(layer, card, path)`` of the chosen image layer and model, or None (said)."""
         layer = self.image_layer()
         entry = self._cards.get(self.model_box.currentText())
         if layer is None or entry is None:
             self._say("choose an image layer and a model first")
+            return None
+        return (layer, *entry)
+
+    def estimate(self) -> None:
+        """Fill the diameter field with a quick estimate on the image (no network), in a
+        worker."""
+        chosen = self._chosen()
+        if chosen is None:
             return
-        card, path = entry
+        layer, card, path = chosen
         try:
             image, _ = self._model_input(layer, card)
         except InputError as err:
@@ -432,12 +439,10 @@ class SegmentWidget(QWidget):
 
     def run(self) -> None:
         """Segment the chosen layer with the chosen model in a worker."""
-        layer = self.image_layer()
-        entry = self._cards.get(self.model_box.currentText())
-        if layer is None or entry is None:
-            self._say("choose an image layer and a model first")
+        chosen = self._chosen()
+        if chosen is None:
             return
-        card, path = entry
+        layer, card, path = chosen
         if self.large.isChecked():
             try:
                 diameter = check_diameter(self.diameter.text())
