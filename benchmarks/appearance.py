@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from scale import NUCLEI_MODELS  # benchmarks/ is on the path when run as a script
 
 from napari_instseg.core.data.datasets import read_column, read_image
 from napari_instseg.core.jobs import run
@@ -27,16 +28,7 @@ from napari_instseg.core.pipeline import load_model, segment_image
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018_stained"
-MODELS = (
-    "generalist-nuclei",
-    "embedseg-nuclei",
-    "patchperpix-nuclei",
-    "affinity-nuclei",
-    "threeclass-nuclei",
-    "spoco-nuclei",
-    "spoco-nuclei-full",
-    "allcell",
-)
+MODELS = (*NUCLEI_MODELS, "allcell")
 SETTINGS = (("as-is", "off"), ("auto", "off"), ("auto", "auto"))
 
 

@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .appearance import LUMA
 from .arrays import InputError, as_channel_first
-
-# ITU-R BT.601 luma weights: how RGB is turned into one grey channel.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ def image_for_model(
                 raise InputError(f"RGB has channels 0..2, not {choice.channel}")
             grey = colour[..., choice.channel]
         else:
-            grey = colour @ _LUMA
+            grey = colour @ LUMA
         plane, cax_plane = grey, None
     else:
         cax_plane = None if cax is None else sum(1 for a in range(cax) if a not in extras)
