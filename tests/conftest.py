@@ -138,6 +138,6 @@ class _Stained:
         return np.clip(top * 0.95 * np.exp(-od), 0, top).astype(dtype)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def stained():
     return _Stained

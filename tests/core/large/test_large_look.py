@@ -30,21 +30,6 @@ from napari_instseg.core.metrics import average_precision_dsb
 from napari_instseg.core.pipeline import load_model, segment_image
 from napari_instseg.core.samples import load_sample
 
-#: Haematoxylin and eosin optical density directions (Ruifrok & Johnston).
-H = np.array([0.65, 0.70, 0.29]) / np.linalg.norm([0.65, 0.70, 0.29])
-E = np.array([0.07, 0.99, 0.11]) / np.linalg.norm([0.07, 0.99, 0.11])
-
-
-def stained(image: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A fluorescence image as an H&E-like uint8 RGB slide: its nuclei haematoxylin on a
-    faint, uneven eosin background under bright light."""
-    rng = np.random.default_rng(seed)
-    f = np.clip(image.astype(np.float32) / np.percentile(image, 99.8), 0, 1)
-    eosin = 0.12 + 0.03 * rng.random(f.shape)
-    od = 1.3 * f[..., None] * H + eosin[..., None] * E
-    rgb = np.array([240.0, 232.0, 244.0]) * np.exp(-od) + rng.normal(0, 2, od.shape)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
 
 @pytest.fixture(scope="module")
 def nuclei():
@@ -53,8 +38,8 @@ def nuclei():
 
 
 @pytest.fixture(scope="module")
-def he_tif(nuclei, tmp_path_factory):
-    rgb = stained(nuclei[0])
+def he_tif(nuclei, tmp_path_factory, stained):
+    rgb = stained.stained_like(nuclei[0].astype(np.float32))
     path = tmp_path_factory.mktemp("he") / "he.tif"
     tifffile.imwrite(path, rgb, photometric="rgb", tile=(128, 128))
     return path, rgb
