@@ -177,7 +177,6 @@ def factor_table(args) -> None:
         if not model.card.working_diameter:
             print(f"{name:20} (no working_diameter on the card: run --working --write)")
             continue
-        natives = {}
         for factor in args.factors:
             off, auto, true_ap, errors, ratios, est = [], [], [], [], [], []
             for _, image, mask in pairs:
@@ -198,8 +197,6 @@ def factor_table(args) -> None:
                 d = b.prediction.info["diameter"].get("diameter")
                 if d and true_d:
                     errors.append(d / true_d - 1.0)
-            if factor == 1.0:
-                natives = {"auto": np.mean(auto)}
             within = np.mean(np.abs(errors) <= 0.15) if errors else float("nan")
             med_err = statistics.median(np.abs(errors)) if errors else float("nan")
             print(
@@ -208,7 +205,6 @@ def factor_table(args) -> None:
                 f"{statistics.median(ratios):10.2f} {1000 * statistics.median(est):4.0f}ms",
                 flush=True,
             )
-        del natives
 
 
 def calibrate(args) -> None:

@@ -88,10 +88,14 @@ def test_plan_scale_factors_and_fallbacks():
     assert plan_scale(20.5, working_diameter=20.0).factor == 1.0  # not worth a resize
     far = plan_scale(1.0, working_diameter=20.0)
     assert far.factor == 4.0 and "limited" in far.note
-    none = plan_scale("auto", working_diameter=None, image=np.zeros((8, 8)))
+    none = plan_scale("auto", working_diameter=None)
     assert none.factor == 1.0 and "no object size" in none.note
-    empty = plan_scale("auto", working_diameter=20.0, image=np.zeros((32, 32), np.float32))
-    assert empty.factor == 1.0 and "kept the model's scale" in empty.note
+
+
+def test_auto_on_an_image_without_objects_keeps_the_models_scale(nuclei_model):
+    seg = run(segment_image(nuclei_model, np.zeros((64, 64), np.float32)))
+    plan = seg.prediction.info["diameter"]
+    assert plan["factor"] == 1.0 and "kept this scale" in plan["note"]
 
 
 @pytest.mark.parametrize("factor", [0.3, 0.5, 0.77, 1.6, 2.0, 3.0])

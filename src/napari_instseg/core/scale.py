@@ -186,22 +186,16 @@ def plan_scale(
     diameter,
     *,
     working_diameter: float | list[float] | None,
-    image: np.ndarray | None = None,
     image_shape: tuple[int, ...] | None = None,
 ) -> ScalePlan:
-    """The resize for ``diameter`` ("auto", "off" or pixels) and a model's working diameter
-    (a number, or a ``[low, high]`` range: :func:`target_diameter`).
+    """The resize for ``diameter`` (pixels, or "off") and a model's working diameter (a
+    number, or a ``[low, high]`` range: :func:`target_diameter`).
 
-    ``image`` (one channel, as the model sees it) is needed for "auto". A model without a
-    working diameter, a 3D image for "auto", and an image whose estimate finds no objects
-    all fall back to the native scale, with a note saying so.
+    ``"auto"`` is estimated by :func:`~napari_instseg.core.pipeline.segment_image`, which
+    calls this with the estimate; here it only falls back to the native scale with the
+    reason (a model without a working diameter, or an image it cannot estimate on: 3D).
     """
-    shape = (
-        image_shape
-        if image_shape is not None
-        else (None if image is None else np.shape(image)[-2:])
-    )
-    diameter = check_diameter(diameter, shape)
+    diameter = check_diameter(diameter, image_shape)
     if diameter == "off":
         return ScalePlan(1.0, None, "off", working_diameter)
     if not working_diameter:
@@ -210,20 +204,8 @@ def plan_scale(
             return ScalePlan(1.0, None, "off", None, note)
         return ScalePlan(1.0, float(diameter), "given", None, note)
     if diameter == "auto":
-        if image is None or np.ndim(image) - (1 if np.ndim(image) == 3 else 0) != 2:
-            return ScalePlan(1.0, None, "off", working_diameter, "estimation is 2D only")
-        est = estimate_diameter(image)
-        if est.diameter is None:
-            return ScalePlan(
-                1.0,
-                None,
-                "auto",
-                working_diameter,
-                f"{est.reason}: kept the model's scale",
-            )
-        diameter, source = est.diameter, "auto"
-    else:
-        source = "given"
+        return ScalePlan(1.0, None, "off", working_diameter, "estimation is 2D only")
+    source = "given"
     factor = target_diameter(float(diameter), working_diameter) / float(diameter)
     note = ""
     if factor < MIN_FACTOR or factor > MAX_FACTOR:
