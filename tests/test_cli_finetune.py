@@ -87,6 +87,19 @@ def test_finetune_bad_input_is_one_line(tmp_path, capsys, parent, pair, extra, m
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("option, value", [("--replay", "2"), ("--held-out", "-0.5")])
+def test_values_outside_their_range_are_refused_before_any_work(
+    tmp_path, capsys, parent, pair, option, value
+):
+    rc, _, err = run(
+        capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
+        "--annotations", tmp_path / "ann.tif", "--output", tmp_path / "run", option, value,
+        *FAST,
+    )  # fmt: skip
+    assert rc == 2 and "outside its range" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_empty_annotation_is_refused(tmp_path, capsys, parent, pair):
     tifffile.imwrite(tmp_path / "empty.tif", np.zeros((64, 64), np.uint32))
     rc, _, err = run(

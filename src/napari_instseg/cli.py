@@ -330,6 +330,7 @@ def _context_images(args):
 
 def cmd_finetune(args) -> int:
     from .core.checkpoint import CheckpointError
+    from .core.configs import check_ranges
     from .core.finetune import (
         FinetuneConfig,
         describe_comparison,
@@ -357,6 +358,7 @@ def cmd_finetune(args) -> int:
         patch_size=args.patch_size or FinetuneConfig.patch_size,
         held_out_fraction=args.held_out,
         anchor_weight=args.anchor_weight,
+        replay=FinetuneConfig.replay if args.replay is None else args.replay,
         refit_knobs=not args.keep_knobs,
         adapt_norm=args.adapt_norm,
         val_every=args.val_every or FinetuneConfig.val_every,
@@ -364,6 +366,7 @@ def cmd_finetune(args) -> int:
         seed=args.seed,
         device=args.device,
     )
+    check_ranges(config)
     run_dir = Path(args.output) if args.output else user_model_dir() / "runs" / name
     result = _progress_driver(
         finetune(
@@ -789,6 +792,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="fine-tune: how strongly unannotated pixels keep the base model's output",
+    )
+    t.add_argument(
+        "--replay",
+        type=float,
+        default=None,
+        help="fine-tune: share of each batch from fully annotated crops of the base model's "
+        "own training data, shipped with it (0: the annotations only; default: the Fine-tune "
+        "widget's)",
     )
     t.add_argument(
         "--keep-knobs",

@@ -106,6 +106,33 @@ def test_finetune_samples_hide_held_out_objects(spoco_tiny, disks):
         make_finetune_samples(spoco_tiny, [bad], held_out_fraction=0.0, rng=np.random.default_rng())
 
 
+def test_held_out_objects_are_scored_on_a_crop_around_them(spoco_tiny, disks):
+    from napari_instseg.core.finetune import (
+        HELD_OUT_MARGIN,
+        AnnotatedImage,
+        make_finetune_samples,
+    )
+
+    truth = np.zeros((300, 300), np.uint32)
+    truth[:64, :64] = disks(0, (64, 64))  # the annotated objects sit in one corner
+    annotation = np.where((truth > 0) & (truth <= 6), truth, 0).astype(np.uint32)
+    image = (truth > 0).astype(np.float32)
+    _, val, record = make_finetune_samples(
+        spoco_tiny,
+        [AnnotatedImage("corner", image, annotation)],
+        held_out_fraction=0.5,
+        rng=np.random.default_rng(0),
+    )
+    held = np.isin(truth, np.unique(val[0].labels[val[0].labels > 0]))
+    rows, cols = np.nonzero(held)
+    assert val[0].labels.shape == (
+        min(300, rows.max() + 1 + HELD_OUT_MARGIN),
+        min(300, cols.max() + 1 + HELD_OUT_MARGIN),
+    )  # not the whole 300 x 300 image
+    assert (val[0].labels > 0).sum() == held.sum()  # every held-out pixel inside the crop
+    assert val[0].image.shape[1:] == val[0].labels.shape
+
+
 def test_finetune_job_publishes_model_with_lineage_and_resumes(spoco_tiny, disks, tmp_path):
     from napari_instseg.core.checkpoint import read_card
     from napari_instseg.core.finetune import FinetuneConfig, annotation_sha256, finetune

@@ -34,6 +34,19 @@ def knob_ranges(config_type: type) -> dict[str, dict]:
     return out
 
 
+def check_ranges(config) -> None:
+    """Refuse (``ValueError``) any value of ``config`` outside its declared ``min``/``max``."""
+    for name, meta in knob_ranges(type(config)).items():
+        value = getattr(config, name)
+        low, high = meta.get("min"), meta.get("max")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(
+                f"{name} = {value} is outside its range [{low}, {high}]; choose a value inside it"
+            )
+
+
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is bool:
         if isinstance(value, str):

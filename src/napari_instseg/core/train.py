@@ -43,6 +43,7 @@ class TrainConfig:
     preview_every: int = 0  # steps between Preview events (0 = none; needs a preview image)
     anchor_weight: float = 0.0  # pull towards a frozen reference net on unknown pixels
     freeze_norm: bool = False  # keep normalisation statistics as they are (fine-tuning)
+    replay_share: float = 0.0  # share of each batch's crops drawn from ``replay_samples``
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -68,14 +69,17 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _make_batch(method, cfg, samples, train_cfg, rng, augment):
+def _make_batch(method, cfg, samples, train_cfg, rng, augment, replay=()):
     import torch
 
     nd = samples[0].labels.ndim
     size = (train_cfg.patch_size,) * nd
     images, targets, knowns = [], [], []
     for _ in range(train_cfg.batch_size):
-        s = samples[int(rng.integers(len(samples)))]
+        pool = samples
+        if replay and rng.random() < train_cfg.replay_share:
+            pool = replay
+        s = pool[int(rng.integers(len(pool)))]
         img, lab, known = random_crop(
             s.image,
             s.labels,
@@ -199,6 +203,7 @@ def train(
     resume: bool = False,
     preview_image: np.ndarray | None = None,
     anchor_net=None,
+    replay_samples: list[Sample] | tuple = (),
 ) -> Job[TrainResult]:
     """Train ``method`` on (possibly sparse) samples; a stoppable job.
 
@@ -223,6 +228,10 @@ def train(
         A frozen reference (the parent model when fine-tuning): with
         ``config.anchor_weight > 0`` the outputs on unknown pixels are pulled towards its
         outputs (:func:`anchor_term`).
+    replay_samples : list of Sample, optional
+        Densely labelled crops of the data a parent model learnt from
+        (:mod:`~napari_instseg.core.replay`): each crop of a batch comes from them with
+        probability ``config.replay_share``, from ``train_samples`` otherwise.
 
     Validation and previews assemble with the card's back-end and knobs (``card.backend``,
     ``card.backend_config``), the way the trained model will be used.
@@ -268,6 +277,7 @@ def train(
         "train_config": asdict(config),
         "augment": asdict(augment),
         "train_images": [s.name for s in train_samples],
+        **({"replay_crops": len(replay_samples)} if replay_samples else {}),
         "val_images": [s.name for s in val_samples],
     }
 
@@ -308,7 +318,9 @@ def train(
     _train_mode(net, config)
     running, t0 = [], time.perf_counter()
     for step in range(start, config.iterations):
-        x, targets, known = _make_batch(method, cfg, train_samples, config, rng, augment)
+        x, targets, known = _make_batch(
+            method, cfg, train_samples, config, rng, augment, replay_samples
+        )
         x = x.to(device)
         targets = {k: v.to(device) for k, v in targets.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):

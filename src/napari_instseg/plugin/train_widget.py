@@ -178,6 +178,15 @@ class TrainWidget(QWidget):
             "how strongly the pixels you did not annotate keep the base model's output "
             "(0: free to change)"
         )
+        self.replay = QDoubleSpinBox()
+        self.replay.setRange(0.0, 0.9)
+        self.replay.setSingleStep(0.1)
+        self.replay.setValue(defaults.replay)
+        self.replay.setToolTip(
+            "share of each training batch taken from fully annotated crops of the data the "
+            "base model learnt from (shipped with it): keeps what it knew while it learns "
+            "your objects (0: your annotations only)"
+        )
         self.refit = QCheckBox("re-choose merge distance")
         self.refit.setChecked(defaults.refit_knobs)
         self.refit.setToolTip(
@@ -233,6 +242,7 @@ class TrainWidget(QWidget):
         form.addRow("patch size", self.patch)
         form.addRow("held-out fraction", self.held_out)
         form.addRow("keep base model", self.anchor)
+        form.addRow("replay base data", self.replay)
         form.addRow("", self.refit)
         form.addRow("", self.adapt_norm)
         form.addRow(self.context_label, self.context)
@@ -364,6 +374,7 @@ class TrainWidget(QWidget):
             patch_size=self.patch.value(),
             held_out_fraction=float(self.held_out.value()),
             anchor_weight=float(self.anchor.value()),
+            replay=float(self.replay.value()),
             refit_knobs=self.refit.isChecked(),
             adapt_norm=self.adapt_norm.isChecked(),
             preview_every=self.preview_every.value(),
