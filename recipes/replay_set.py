@@ -44,9 +44,8 @@ def main() -> None:
         recipe="recipes/replay_set.py",
         seed=args.seed,
     )
-    print(
-        f"{path}: {len(chosen)} crops of {args.size} px, {int(labels.max(axis=(1, 2)).sum())} objects"
-    )
+    objects = int(labels.max(axis=(1, 2)).sum())
+    print(f"{path}: {len(chosen)} crops of {args.size} px, {objects} objects")
 
 
 if __name__ == "__main__":
