@@ -124,6 +124,12 @@ def main() -> None:
     p.add_argument("--fluo-every", type=int, default=1, help="every n-th fluorescence test image")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="score on the test splits (the report) or the val splits (choosing settings)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -151,12 +157,14 @@ def main() -> None:
     settings = parse_assignments(args.set)
     config_from_dict(FinetuneConfig, settings)  # refuse a typo before any work
     train = pairs(STAINED, "train", "stained_colour")
-    test = pairs(STAINED, "test", "stained_colour")
-    fluo = pairs(FLUO, "test", every=args.fluo_every)
+    test = pairs(STAINED, args.split, "stained_colour")
+    fluo = pairs(FLUO, args.split, every=args.fluo_every)
     print(
-        f"stained_colour: {len(train)} train images to annotate from, {len(test)} test images; "
-        f"dsb2018_fluo test: {len(fluo)} images; fine-tune: FinetuneConfig defaults "
-        f"({FinetuneConfig.iterations} iterations, lr {FinetuneConfig.lr}) with "
+        f"stained_colour: {len(train)} train images to annotate from, {len(test)} "
+        f"{args.split} images; dsb2018_fluo {args.split}: {len(fluo)} images; fine-tune: "
+        "FinetuneConfig defaults "
+        f"({FinetuneConfig.iterations} iterations, lr {FinetuneConfig.lr}, replay "
+        f"{FinetuneConfig.replay}) with "
         f"{settings or 'nothing'} changed, {args.context} context images; torch threads "
         f"{torch.get_num_threads()}"
     )
