@@ -752,7 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--modality", default="")
     t.add_argument("--description", default="")
     t.add_argument("--recipe", default="")
-    t.add_argument("--iterations", type=int, help="default 2000 (fine-tune: the Fine-tune widget's)")
+    t.add_argument(
+        "--iterations", type=int, help="default 2000 (fine-tune: the Fine-tune widget's)"
+    )
     t.add_argument("--batch-size", type=int, help="default 8 (fine-tune: 4)")
     t.add_argument("--patch-size", type=int, help="default 128")
     t.add_argument("--lr", type=float, help="default 2e-3 (fine-tune: 3e-4)")

@@ -45,6 +45,8 @@ def test_replay_set_round_trip_and_lookup_by_training_data(disks, tmp_path, monk
     assert len(replay.replay_for(Card)) == 1
     Card.training = {"data": "sparse annotations", "parent_data": "mydata"}  # a fine-tuned one
     assert len(replay.replay_for(Card)) == 1
+    Card.training = {"data": "mydata+unknown"}  # trained on several data sets
+    assert len(replay.replay_for(Card)) == 1
     Card.in_channels = 3  # does not fit the network
     assert replay.replay_for(Card) == []
     Card.training = {"data": "other"}
@@ -55,7 +57,7 @@ def test_the_shipped_fluorescence_replay_set_fits_the_nuclei_models():
     from napari_instseg.core.pipeline import load_model
     from napari_instseg.core.replay import replay_for
 
-    for name in ("embedseg-nuclei", "spoco-nuclei"):
+    for name in ("embedseg-nuclei", "spoco-nuclei", "generalist-nuclei"):
         samples = replay_for(load_model(name).card)
         assert len(samples) >= 16, name
         s = samples[0]

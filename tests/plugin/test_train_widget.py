@@ -128,6 +128,15 @@ def test_context_list_offers_the_other_open_images_when_adapting(setup):
     assert train.config().adapt_norm is True
 
 
+def test_replay_share_defaults_to_the_config_and_reaches_it(setup):
+    from napari_instseg.core.finetune import FinetuneConfig
+
+    _, train = setup
+    assert train.config().replay == FinetuneConfig.replay
+    train.replay.setValue(0.0)
+    assert train.config().replay == 0.0
+
+
 def test_result_compares_with_the_base_model_and_applies_to_all_images(setup, qtbot):
     from napari_instseg.core.checkpoint import read_card
     from napari_instseg.core.jobs import run

@@ -91,15 +91,24 @@ def load_replay_set(path: str | Path) -> list[Sample]:
 
 def replay_for(card) -> list[Sample]:
     """The replay samples of the data ``card``'s model (or the model it was fine-tuned
-    from) learnt from, when the package has them and they fit the network's input; else []."""
+    from) learnt from, when the package has them and they fit the network's input; else [].
+
+    A model trained on several data sets (``"dsb2018_fluo+dsb2018_stained"``) gets the
+    replay sets of those that have one."""
     training = card.training or {}
     for data in (training.get("parent_data"), training.get("data")):
         if not isinstance(data, str) or not data:
             continue
-        path = replay_path(data)
-        if path.exists():
-            samples = load_replay_set(path)
-            if samples and samples[0].image.shape[0] == card.in_channels:
-                if samples[0].labels.ndim == card.ndim:
-                    return samples
+        samples = []
+        for part in data.split("+"):
+            path = replay_path(part.strip())
+            if path.exists():
+                samples.extend(load_replay_set(path))
+        fits = [
+            s
+            for s in samples
+            if s.image.shape[0] == card.in_channels and s.labels.ndim == card.ndim
+        ]
+        if fits:
+            return fits
     return []
