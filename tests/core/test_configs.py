@@ -146,3 +146,13 @@ def test_tuple_fields_parse_command_line_text(text):
 def test_tuple_items_are_checked():
     with pytest.raises(ValueError, match="shape"):
         config_from_dict(ToyConfig, {"shape": "1,x"})
+
+
+@pytest.mark.parametrize("value", ["2.0", "-1", "nan", "inf"])
+def test_values_outside_the_declared_range_are_refused(value):
+    from napari_instseg.core.assembly import get_backend
+
+    config_type = get_backend("seeds").config_type
+    with pytest.raises(ValueError, match="fg_threshold"):
+        config_from_dict(config_type, {"fg_threshold": value})
+    assert config_from_dict(config_type, {"fg_threshold": "0.5"}).fg_threshold == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any
 
@@ -41,6 +42,8 @@ def check_ranges(config) -> None:
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
+        if (low is not None or high is not None) and not math.isfinite(value):
+            raise ValueError(f"{name} = {value} is not a number; choose one in [{low}, {high}]")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ValueError(
                 f"{name} = {value} is outside its range [{low}, {high}]; choose a value inside it"
@@ -79,7 +82,8 @@ def config_from_dict(config_type: type, values: dict[str, Any] | None, *, strict
     """Build ``config_type`` from a dict, converting values to the declared field types.
 
     Unknown keys raise ``ValueError`` when ``strict`` (a typo in a knob name must not pass
-    silently), and are dropped otherwise.
+    silently), and are dropped otherwise. Values outside their declared range, and NaN or
+    infinity where a range is declared, raise ``ValueError`` (:func:`check_ranges`).
     """
     values = dict(values or {})
     types = knob_types(config_type)
@@ -89,7 +93,9 @@ def config_from_dict(config_type: type, values: dict[str, Any] | None, *, strict
             f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(types)}"
         )
     kwargs = {k: _coerce(v, types[k], k) for k, v in values.items() if k in types}
-    return config_type(**kwargs)
+    config = config_type(**kwargs)
+    check_ranges(config)
+    return config
 
 
 def config_to_dict(config) -> dict[str, Any]:
