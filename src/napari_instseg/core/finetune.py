@@ -6,7 +6,10 @@ images; everything else stays unlabelled and is ignored by the loss of any metho
 never sees them and they score every checkpoint (AP@0.5 on annotated objects only), before
 training (the parent model) and after. Below ``MIN_HELD_OUT_OBJECTS`` held-out objects that
 score carries no information (one object more or less right moves it by half or more), so it
-is reported as "cannot be judged" and the latest checkpoint is published. After training, the
+is reported as "cannot be judged" and the latest checkpoint is published. Half of each
+batch (``FinetuneConfig.replay``) comes from the parent's replay set, dense crops of the data
+it learnt from (:mod:`~napari_instseg.core.replay`), so that learning the user's objects does
+not unlearn everything else. After training, the
 parent and the fine-tuned model segment the user's images (the annotated ones and any
 unannotated context) and are compared where the user did not annotate
 (:func:`compare_with_parent`); a large change is a warning with its reason. The result is
