@@ -15,7 +15,6 @@ runs ``--repeats`` times; medians.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import tempfile
 import time
@@ -24,17 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from _common import tiled_images, tiled_truth
+from finetune import simulated_annotation  # benchmarks/finetune.py's user
 
 TARGET_MIN = 3.0
-
-
-def _user():
-    spec = importlib.util.spec_from_file_location(
-        "bench_finetune", Path(__file__).with_name("finetune.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.simulated_annotation
 
 
 def timed_finetune(parent, item, context, tmp: str) -> dict[str, float]:
@@ -85,7 +76,7 @@ def main() -> None:
     truth, _ = tiled_truth(4)
     image = tiled_images(4)
     context = [UnannotatedImage("context", np.rot90(image).copy())]
-    annotation, _ = _user()(truth, 20, np.random.default_rng(0))
+    annotation, _ = simulated_annotation(truth, 20, np.random.default_rng(0))
     item = AnnotatedImage("tiled", image, annotation)
     defaults = FinetuneConfig()
     print(

@@ -757,7 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--batch-size", type=int, help="default 8 (fine-tune: 4)")
     t.add_argument("--patch-size", type=int, help="default 128")
-    t.add_argument("--lr", type=float, help="default 2e-3 (fine-tune: 3e-4)")
+    t.add_argument("--lr", type=float, help="default 2e-3 (fine-tune: the Fine-tune widget's)")
     t.add_argument("--val-every", type=int, help="default 250 (fine-tune: 25)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
