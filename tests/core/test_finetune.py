@@ -632,3 +632,73 @@ def test_finetune_compares_with_its_parent_through_segment_image(spoco_tiny, dis
     )  # fmt: skip
     assert off.comparison is None
     assert "parent_comparison" not in read_card(off.model_path).metrics
+
+
+def test_blend_weights_interpolates_floats_and_keeps_integer_buffers(spoco_tiny):
+    import copy
+
+    import torch
+
+    from napari_instseg.core.finetune import blend_weights
+
+    parent = spoco_tiny.net
+    tuned = copy.deepcopy(parent)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(1.0)
+    for module in tuned.modules():
+        if hasattr(module, "num_batches_tracked"):
+            module.num_batches_tracked += 7
+    a, b = tuned.state_dict(), parent.state_dict()
+    assert _same_weights(blend_weights(tuned, parent, 1.0), a)
+    zero = blend_weights(tuned, parent, 0.0)
+    assert all(torch.allclose(zero[k], b[k]) for k in b if b[k].is_floating_point())
+    half = blend_weights(tuned, parent, 0.25)
+    for key, value in half.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.25 * a[key] + 0.75 * b[key], atol=1e-6)
+        else:
+            assert torch.equal(value, a[key])  # step counts are not averaged
+    other = torch.nn.Conv2d(1, 1, 1)
+    with pytest.raises(ValueError, match="different parameters"):
+        blend_weights(tuned, other, 0.5)
+
+
+def test_finetune_publishes_the_blend_with_its_parent(spoco_tiny, disks, tmp_path):
+    """blend=0 publishes the parent's weights (nothing of the fine-tune kept); the card
+    records the blend it was made with."""
+    import torch
+
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    def tune(blend, name):
+        config = FinetuneConfig(
+            iterations=6, batch_size=2, patch_size=32, val_every=3, held_out_fraction=0.0,
+            compare_parent=False, refit_knobs=False, blend=blend, device="cpu",
+        )  # fmt: skip
+        return run(
+            finetune(
+                spoco_tiny,
+                [_annotated(disks)],
+                name=name,
+                run_dir=tmp_path / name,
+                models_dir=tmp_path / "models",
+                config=config,
+            )
+        )
+
+    parent = spoco_tiny.net.state_dict()
+    kept = _weights(tune(0.0, "none").model_path)
+    assert all(torch.allclose(kept[k], parent[k]) for k in parent if parent[k].is_floating_point())
+    full = tune(1.0, "all")
+    assert _same_weights(_weights(full.model_path), _weights(full.run.latest_path))
+    assert not _same_weights(_weights(full.model_path), parent)
+    half = tune(0.5, "half")
+    card = read_card(half.model_path)
+    assert card.training["finetune_config"]["blend"] == 0.5
+    latest = _weights(half.run.latest_path)
+    published = _weights(half.model_path)
+    key = next(k for k in parent if parent[k].is_floating_point() and parent[k].numel() > 1)
+    assert torch.allclose(published[key], 0.5 * latest[key] + 0.5 * parent[key], atol=1e-6)
