@@ -67,6 +67,15 @@ def _save_tiny(directory, method_name: str, backend: str, config: dict, card_fie
 
 
 @pytest.fixture
+def save_tiny_threeclass():
+    """Factory: like ``save_tiny_spoco``, for a tiny three-class model ``threeclass-tiny``
+    with the watershed back-end (the fastest to run end to end)."""
+    return lambda directory, **card_fields: _save_tiny(
+        directory, "threeclass", "watershed", {}, card_fields
+    )
+
+
+@pytest.fixture
 def save_tiny_spoco():
     """Factory: ``save_tiny_spoco(directory, **card_fields)`` saves a freshly initialised tiny
     2D SPOCO model called ``spoco-tiny`` (seeded) and returns its card path."""

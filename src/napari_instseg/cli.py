@@ -1,17 +1,30 @@
 """Command line: ``napari-instseg view|models|segment|evaluate|export|train``.
 
-Every command drives the same core jobs as the napari plugin, with tqdm progress bars. Bad
-paths or formats end with a one-line reason on stderr and a non-zero exit code.
+Every command drives the same core jobs as the napari plugin, with tqdm progress bars. A user
+or environment error (a bad path, format or value; an unwritable, full or read-only disk) ends
+with one line on stderr and exit code 2, before any work where it can be known then; anything
+else is an internal error (exit 1). ``--debug`` or ``NAPARI_INSTSEG_DEBUG=1`` adds the
+traceback. Outputs are written under a hidden temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import logging
+import os
 import sys
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
+#: Exit code of a user or environment error (bad input, unwritable output), as argparse uses.
 EXIT_USAGE = 2
+#: Exit code of an internal error (a bug): the message points to ``--debug``.
+EXIT_INTERNAL = 1
+#: Environment variable that shows tracebacks, like ``--debug``.
+DEBUG_ENV = "NAPARI_INSTSEG_DEBUG"
 
 
 class CliError(Exception):
@@ -92,19 +105,46 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_segment(args) -> int:
-    import numpy as np
-    import tifffile
+def _segment_targets(inputs: list[Path], out: Path, name_of) -> list[Path]:
+    """One output path per input; two inputs that would write the same output are refused
+    (``a/img.tif`` and ``b/img.tif``, or ``img.tif`` and ``img.zarr``)."""
+    claimed: dict[Path, Path] = {}
+    for path in inputs:
+        target = out / name_of(path)
+        if target in claimed:
+            raise CliError(
+                f"{claimed[target]} and {path} would both be written to {target}; "
+                "segment them into separate --output folders or rename one"
+            )
+        claimed[target] = path
+    return list(claimed)
 
+
+def _refuse_existing(paths: list[Path]) -> None:
+    """Refuse, before any work, outputs that exist (the caller checks ``--overwrite``)."""
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise CliError(
+            f"{existing[0]}{more} already exists; use --overwrite to replace, or another --output"
+        )
+
+
+def cmd_segment(args) -> int:
     from .core.checkpoint import CheckpointError
-    from .core.configs import parse_assignments
+    from .core.configs import check_ranges, parse_assignments
     from .core.data.datasets import read_image
+    from .core.export import image_stem, write_json, write_labels_tiff
     from .core.modality import mismatch_note, route_text
     from .core.pipeline import describe_look, load_model, segment_image
     from .core.predict import PredictConfig
     from .core.scale import check_diameter
 
     inputs = _expand_inputs(args.inputs)
+    pconf = PredictConfig(
+        tile_size=args.tile_size, halo=args.halo, device=args.device, tta=args.tta
+    )
+    check_ranges(pconf)
     try:
         model = load_model(args.model)
     except CheckpointError as err:
@@ -112,16 +152,21 @@ def cmd_segment(args) -> int:
     knobs = parse_assignments(args.set)
     model.backend_config(args.backend, knobs)  # refuse bad knobs before any work
     check_diameter(args.diameter)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     if args.tta and not model.method.supports_tta:
         raise CliError(f"method {model.method.name!r} has no test-time augmentation")
-    pconf = PredictConfig(
-        tile_size=args.tile_size, halo=args.halo, device=args.device, tta=args.tta
-    )
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--output {out} is a file; give a folder")
     if args.large or args.scheduler or args.workers:
-        return _segment_blockwise(args, inputs, model, knobs, pconf, out)
-    for path in inputs:
+        suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
+        targets = _segment_targets(inputs, out, lambda p: p.name.split(".")[0] + suffix)
+        out.mkdir(parents=True, exist_ok=True)
+        return _segment_blockwise(args, inputs, targets, model, knobs, pconf)
+    targets = _segment_targets(inputs, out, lambda p: f"{image_stem(p)}.tif")
+    if not args.overwrite:
+        _refuse_existing([q for t in targets for q in (t, t.with_suffix(".json"))])
+    out.mkdir(parents=True, exist_ok=True)
+    for path, target in zip(inputs, targets, strict=True):
         image = read_image(path)
         result = _progress_driver(
             segment_image(
@@ -136,62 +181,66 @@ def cmd_segment(args) -> int:
             ),
             desc=path.name,
         )
-        target = out / f"{path.stem}.tif"
-        tifffile.imwrite(target, result.labels.astype(np.uint32), compression="zlib")
+        info = result.prediction.info
+        # How the labels were made: in the TIFF (``export`` reads it) and next to it.
+        how = {
+            "image": str(path),
+            "model": model.card.name,
+            "method": model.method.name,
+            "backend": result.backend,
+            "knobs": result.knobs,
+            "modality": info.get("modality", ""),
+            "diameter": info["diameter"],
+            "appearance": info["appearance"],
+            "report": result.report,
+        }
+        # Each file is staged and renamed into place: a full disk or a kill leaves no
+        # half-written file under the final name.
+        write_labels_tiff(target, result.labels, attrs=how, overwrite=args.overwrite)
+        write_json(target.with_suffix(".json"), how, overwrite=args.overwrite)
         n = int(result.labels.max())
         print(
             f"{path.name}: {n} objects -> {target} "
             f"(predict {result.seconds['predict']:.1f} s, assemble "
             f"{result.seconds['assemble']:.2f} s)"
         )
-        info = result.prediction.info
         print(f"  {describe_look(info)}")
         if result.report.get("route"):
             print(f"  {route_text(result.report)}")
-        # How the labels were made, next to them (the route a routed back-end took included).
-        target.with_suffix(".json").write_text(
-            json.dumps(
-                {
-                    "image": str(path),
-                    "model": model.card.name,
-                    "method": model.method.name,
-                    "backend": result.backend,
-                    "knobs": result.knobs,
-                    "modality": info.get("modality", ""),
-                    "diameter": info["diameter"],
-                    "appearance": info["appearance"],
-                    "report": result.report,
-                },
-                indent=2,
-                default=str,
-            )
-        )
         note = mismatch_note(result.prediction.info, model.card)
         if note:
             print(f"note: {path.name} {note}", file=sys.stderr)
     return 0
 
 
-def _size(text: str | None) -> int | tuple[int, ...] | None:
-    """``2048`` or ``64,512,512`` (per axis)."""
-    if text is None or text == "auto":
-        return text
-    parts = tuple(int(p) for p in text.split(","))
-    return parts[0] if len(parts) == 1 else parts
+def _whole_numbers(minimum: int, *, per_axis: bool = False):
+    """An argparse type: a whole number ``>= minimum`` (or, ``per_axis``, ``64,512,512`` or
+    ``auto``), refused while the command line is read, before any work."""
+
+    def parse(text: str):
+        if per_axis and text == "auto":
+            return text
+        try:
+            parts = tuple(int(p) for p in text.split(",")) if per_axis else (int(text),)
+        except ValueError:
+            form = "a whole number or one per axis (64,512,512)" if per_axis else "a whole number"
+            raise argparse.ArgumentTypeError(f"expected {form}, not {text!r}") from None
+        if min(parts) < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {text}")
+        return parts[0] if len(parts) == 1 else parts
+
+    return parse
 
 
-def _segment_blockwise(args, inputs, model, knobs, pconf, out: Path) -> int:
+def _segment_blockwise(args, inputs, targets, model, knobs, pconf) -> int:
     """`segment --large`: every input through the blockwise dask engine, one cluster."""
     from .core.large.engine import DaskClient, segment_large
 
-    suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
     cluster = DaskClient(args.scheduler, n_workers=args.workers)
     where = args.scheduler or f"a local cluster of {len(cluster.client.nthreads())} workers"
     print(f"blockwise on {where}")
     try:
-        for path in inputs:
-            stem = path.name.split(".")[0]
-            target = out / f"{stem}{suffix}"
+        for path, target in zip(inputs, targets, strict=True):
             result = _progress_driver(
                 segment_large(
                     path,
@@ -199,8 +248,8 @@ def _segment_blockwise(args, inputs, model, knobs, pconf, out: Path) -> int:
                     model,
                     backend=args.backend,
                     knobs=knobs,
-                    core=_size(args.block),
-                    halo=_size(args.block_halo) or "auto",
+                    core=args.block,
+                    halo="auto" if args.block_halo is None else args.block_halo,
                     predict=pconf,
                     channel_axis=args.channel_axis,
                     client=cluster.client,
@@ -640,10 +689,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model-dir", action="append", help="extra folder with models")
     m.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("segment", help="segment images into uint32 label tifs")
+    s = sub.add_parser(
+        "segment",
+        help="segment images into uint32 label tifs",
+        description=(
+            "Each input X.tif, X.zarr or X.ome.zarr gives --output/X.tif (labels) and "
+            "--output/X.json (how they were made). Existing outputs are refused unless "
+            "--overwrite; two inputs with the same name (a/X.tif and b/X.tif) are refused, "
+            "not renamed: segment them into separate --output folders."
+        ),
+    )
     s.add_argument("inputs", nargs="+", help="tif/zarr files, folders or globs")
     s.add_argument("--model", required=True, help="model name (see `models`) or card path")
     s.add_argument("--output", required=True, help="folder for the label tifs")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     s.add_argument("--backend", help="assembly back-end (default: the model's)")
     s.add_argument("--set", action="append", metavar="KNOB=VALUE", help="post-processing knob")
     s.add_argument("--tile-size", type=int, default=512)
@@ -675,15 +734,24 @@ def build_parser() -> argparse.ArgumentParser:
         "large images (blockwise on dask.distributed; on by --large, --workers or --scheduler)"
     )
     big.add_argument("--large", action="store_true", help="segment block by block")
-    big.add_argument("--workers", type=int, help="local cluster workers (default: one per core)")
+    big.add_argument(
+        "--workers", type=_whole_numbers(1), help="local cluster workers (default: one per core)"
+    )
     big.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler, e.g. tcp://host:8786")
-    big.add_argument("--block", help="block core, e.g. 2048 or 64,512,512 (default: from the halo)")
-    big.add_argument("--block-halo", help="context around each block (default: auto from model)")
+    big.add_argument(
+        "--block",
+        type=_whole_numbers(1, per_axis=True),
+        help="block core, e.g. 2048 or 64,512,512 (default: from the halo)",
+    )
+    big.add_argument(
+        "--block-halo",
+        type=_whole_numbers(0, per_axis=True),
+        help="context around each block (default: auto from model)",
+    )
     big.add_argument(
         "--format", choices=["ome-zarr", "zarr"], default="ome-zarr", help="output per image"
     )
     big.add_argument("--no-resume", action="store_true", help="redo blocks a stopped run did")
-    big.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     s.set_defaults(func=cmd_segment)
 
     e = sub.add_parser("evaluate", help="compare predicted and ground-truth label folders")
@@ -714,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--channel-axis", type=int, default=None, help="channel axis of --image")
     x.add_argument("--image-name", help="OME-Zarr image name (default: --image file name)")
     x.add_argument("--labels-name", default="labels", help="OME-Zarr label image name")
-    x.add_argument("--levels", type=int, default=None, help="OME-Zarr pyramid levels")
+    x.add_argument("--levels", type=_whole_numbers(1), help="OME-Zarr pyramid levels")
     x.add_argument("--model", help="model that made the labels (name or card path)")
     x.add_argument("--backend", help="assembly back-end the labels were made with")
     x.add_argument("--set", action="append", metavar="KNOB=VALUE", help="knob value")
@@ -825,22 +893,101 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
     t.add_argument("--models-dir", help="fine-tune: where to save the model")
     t.set_defaults(func=cmd_train)
+    debug_help = f"show the traceback of an error (also {DEBUG_ENV}=1)"
+    p.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():  # before or after the command name
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+        )
     return p
 
 
+def _debug_wanted(args) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _os_error_text(err: OSError) -> str:
+    """One line for a file-system error: what failed, on which path, what to do."""
+    what = err.strerror or str(err)
+    where = f"{err.filename}: " if err.filename else ""
+    hint = _OS_HINTS.get(err.errno, "")
+    return f"{where}{what}{hint}"
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "; free some space or choose another --output",
+    errno.EACCES: "; choose a folder you can write to",
+    errno.EPERM: "; choose a folder you can write to",
+    errno.EROFS: "; the disk is read-only, choose another folder",
+    errno.EEXIST: "; a file is in the way, choose another path",
+    errno.ENOTDIR: "; part of the path is a file, not a folder",
+    errno.EISDIR: "; it is a folder, give a file name",
+}
+
+
+class _OncePerRun(logging.Filter):
+    """Let each distinct warning through once per command (a card is read by every lookup)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+@contextmanager
+def _warnings_to_stderr():
+    """The library's logged warnings as one ``napari-instseg: warning: ...`` line each."""
+    logger = logging.getLogger("napari_instseg")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("napari-instseg: warning: %(message)s"))
+    handler.addFilter(_OncePerRun())
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. The error boundary: a user or environment error (bad input, a file
+    that cannot be read or written) is one line on stderr and exit code 2; anything else is
+    reported as an internal error. ``--debug`` or ``NAPARI_INSTSEG_DEBUG=1`` adds the
+    traceback."""
     from .core.arrays import InputError
     from .core.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
+    prefix = f"napari-instseg {args.command}: error:"
     try:
-        return args.func(args)
-    except (CliError, InputError, CheckpointError, ValueError, FileNotFoundError) as err:
-        print(f"napari-instseg {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        with _warnings_to_stderr():
+            return args.func(args)
+    except (CliError, InputError, CheckpointError, ValueError) as err:
+        error, text, code = err, str(err), EXIT_USAGE
+    except OSError as err:
+        error, text, code = err, _os_error_text(err), EXIT_USAGE
     except KeyboardInterrupt:
         print("napari-instseg: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        error, text = err, f"internal error ({type(err).__name__}: {err})"
+        if not _debug_wanted(args):
+            text += f"; run again with --debug (or {DEBUG_ENV}=1) for the traceback and report it"
+        code = EXIT_INTERNAL
+    if _debug_wanted(args):
+        traceback.print_exception(error, file=sys.stderr)
+    # One line: a message with line breaks (a wrapped library error) is joined.
+    print(f"{prefix} {' '.join(text.split())}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -68,9 +68,24 @@ def export_format(path: str | Path) -> str:
     )
 
 
+def image_stem(path: str | Path) -> str:
+    """An image's name without its format suffix: ``X`` for ``X.tif``, ``X.zarr``,
+    ``X.ome.zarr`` and ``X.ome.tif``. Outputs are named after it, and ``evaluate`` pairs
+    predictions with ground truth by it."""
+    name = Path(path).name.rstrip("/")
+    for suffix in FORMATS:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = Path(name).stem
+    return name[:-4] if name.lower().endswith(".ome") and len(name) > 4 else name
+
+
 # -- plumbing ---------------------------------------------------------------------------------
 def _jsonable(value: Any) -> Any:
-    """A JSON-safe copy of metadata: numpy scalars and arrays become plain numbers and lists."""
+    """A JSON-safe copy of metadata: numpy scalars and arrays become plain numbers and lists,
+    and NaN or infinity becomes ``null`` (a bare ``NaN`` is not JSON)."""
 
     def default(obj):
         if isinstance(obj, np.generic):
@@ -81,7 +96,16 @@ def _jsonable(value: Any) -> Any:
             return str(obj)
         return repr(obj)
 
-    return json.loads(json.dumps(value, default=default))
+    def finite(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [finite(x) for x in v]
+        return v
+
+    return finite(json.loads(json.dumps(value, default=default)))
 
 
 def _is_zarr_store(path: Path) -> bool:
@@ -145,6 +169,12 @@ def _staged(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path
     try:
         yield staged
         _move_into_place(staged, target)
+    except OSError as err:
+        _remove(staged)
+        if err.filename and str(err.filename).startswith(str(staged)):
+            # Name the file the user asked for, not the hidden one it was written as.
+            raise type(err)(err.errno, err.strerror, str(target)) from err
+        raise
     except BaseException:
         _remove(staged)
         raise
@@ -219,6 +249,20 @@ def write_labels_tiff(
             metadata=metadata,
             bigtiff=labels.nbytes > 2**31,
         )
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+    """Write ``data`` as an indented JSON file (NaN and infinity as ``null``), staged.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    text = json.dumps(_jsonable(dict(data)), indent=2, allow_nan=False)
+    with _staged(path, overwrite=overwrite, folder=False) as staged:
+        staged.write_text(text + "\n", encoding="utf-8")
     return Path(path)
 
 

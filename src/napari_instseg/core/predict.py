@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -21,12 +21,13 @@ from .jobs import Job, Progress, stop_requested
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """How to run a network over an image."""
+    """How to run a network over an image. The ranges are checked by
+    :func:`~napari_instseg.core.configs.check_ranges` (the CLI does so before any work)."""
 
-    tile_size: int = 512
-    halo: int = 32
+    tile_size: Annotated[int, {"min": 16, "max": 16384, "tooltip": "tile side (pixels)"}] = 512
+    halo: Annotated[int, {"min": 0, "max": 4096, "tooltip": "context around each tile"}] = 32
     device: str = "auto"
-    batch_size: int = 1
+    batch_size: Annotated[int, {"min": 1, "max": 4096}] = 1
     tta: bool = False  # average over 8 flips/rotations (2D) or 16 (3D)
 
 
