@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import platform
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +74,14 @@ class ModelCard:
         by_data = self.metrics.get("test_by_data") or {
             self.training.get("data", ""): self.metrics.get("test", {})
         }
-        return {
-            name: (float(m["ap@0.50"]) if isinstance(m.get("ap@0.50"), int | float) else None)
-            for name, m in by_data.items()
-        }
+        if not isinstance(by_data, dict):
+            return {self.training.get("data", ""): None}
+
+        def ap(m):
+            value = m.get("ap@0.50") if isinstance(m, dict) else None
+            return float(value) if isinstance(value, int | float) else None
+
+        return {name: ap(m) for name, m in by_data.items()}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
@@ -87,12 +93,17 @@ class ModelCard:
         missing = [k for k in ("name", "method", "method_config", "backend") if k not in data]
         if missing:
             raise CheckpointError(f"{source}: not a napari-instseg model card (missing {missing})")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            if key in hints and not _fits(value, hints[key]):
+                raise CheckpointError(
+                    f"{source}: {key} = {value!r} is not a {_type_text(hints[key])}"
+                )
         if data.get("format", CARD_FORMAT) > CARD_FORMAT:
             raise CheckpointError(
                 f"{source}: card format {data['format']} is newer than this version supports"
             )
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in hints})
 
     def check_input(self, image_cf: np.ndarray) -> None:
         """Refuse a channel-first image whose channels or dimensions do not fit this model."""
@@ -106,6 +117,39 @@ class ModelCard:
                 f"model {self.name!r} expects {self.in_channels} channel(s), "
                 f"the image has {channels}"
             )
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether a JSON value has a card field's declared type (``Any`` and containers' items
+    are not looked into, except numbers in lists)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _type_text(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_text(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"list of {_type_text(typing.get_args(tp)[0])}s"
+    words = {str: "string", int: "whole number", float: "number", dict: "JSON object"}
+    return words.get(origin or tp, getattr(tp, "__name__", str(tp)))
 
 
 def current_versions() -> dict[str, str]:

@@ -8,11 +8,14 @@ napari go to :func:`user_model_dir`.
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib.resources import files
 from pathlib import Path
 
 from .checkpoint import CheckpointError, ModelCard, load_model, read_card, resolve_model_files
+
+logger = logging.getLogger(__name__)
 
 
 def zoo_dir() -> Path:
@@ -47,8 +50,10 @@ def list_models(extra_dirs: list[str | Path] | None = None) -> list[tuple[ModelC
                 continue
             try:
                 card = read_card(card_path)
-            except CheckpointError:
-                continue  # a foreign JSON file in a user folder is not a model
+            except CheckpointError as err:
+                # One broken card must not hide every other model: skip it, and say so.
+                logger.warning("skipped model card %s: %s", card_path, err)
+                continue
             found.setdefault(card.name, (card, card_path))
     return sorted(found.values(), key=lambda item: item[0].name)
 
