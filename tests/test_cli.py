@@ -291,12 +291,14 @@ def test_evaluate_removed_objects(gt_dir, nuclei_gt, tmp_path, capsys):
     assert row["sbd"] == pytest.approx(118 / 125, rel=1e-12)  # removed objects: Dice 0
     assert (row["n_true"], row["n_pred"]) == (n, n - k)
     assert sorted(data["missing_predictions"]) == sorted(set(N_OBJECTS) - {NUCLEI})
-    assert data["mean"]["ap@0.50"] == pytest.approx(118 / 125)  # one image evaluated
+    # The two images with no prediction are misses (AP 0), not left out of the mean.
+    assert data["mean"]["ap@0.50"] == pytest.approx(118 / 125 / 3)
+    assert data["mean"]["n_images"] == 3
 
     rc, out, err = run(capsys, "evaluate", pred_dir, gt_dir)
     assert rc == 0
     mean = out.strip().splitlines()[-1].split()
-    assert mean[:2] == ["mean", f"{118 / 125:.3f}"] == ["mean", "0.944"]
+    assert mean[:2] == ["mean", f"{118 / 125 / 3:.3f}"] == ["mean", "0.315"]
     assert "2 ground-truth image(s) have no prediction" in err
 
 

@@ -274,31 +274,72 @@ def _segment_blockwise(args, inputs, targets, model, knobs, pconf) -> int:
     return 0
 
 
+def _label_files(folder: Path) -> dict[str, Path]:
+    """Label files of a folder by image name (``X`` for ``X.tif``, ``X.zarr``, ``X.ome.zarr``);
+    hidden files (a staged output) are not labels."""
+    from .core.export import image_stem
+
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+            continue
+        name = image_stem(path)
+        if name in found:
+            raise CliError(f"{found[name]} and {path} are both labels of image {name!r}")
+        found[name] = path
+    return found
+
+
+def _binary_masks(labels) -> int:
+    """The number of separate regions of a 0/1 image (0 for anything else): more than one
+    means a semantic mask, which scores as one object."""
+    import numpy as np
+    from skimage.measure import label as label_regions
+
+    if labels.max() != 1:
+        return 0
+    return int(label_regions(labels > 0).max()) if np.all(labels <= 1) else 0
+
+
 def cmd_evaluate(args) -> int:
-    from .core.arrays import as_labels
-    from .core.data.datasets import read_image
+    import numpy as np
+
+    from .core.export import read_labels
     from .core.metrics import evaluate_pair, summarise
 
     pred_dir, gt_dir = Path(args.pred_dir), Path(args.gt_dir)
     for d in (pred_dir, gt_dir):
         if not d.is_dir():
             raise CliError(f"not a folder: {d}")
-    gts = {p.stem: p for p in gt_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".zarr")}
-    preds = {
-        p.stem: p for p in pred_dir.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".zarr")
-    }
-    names = sorted(set(gts) & set(preds))
-    if not names:
+    gts, preds = _label_files(gt_dir), _label_files(pred_dir)
+    names = sorted(gts)
+    if not set(gts) & set(preds):
         raise CliError(f"no file names in common between {pred_dir} and {gt_dir}")
+    # A ground-truth image with no prediction is a miss (every object missed), not left out.
     missing = sorted(set(gts) - set(preds))
     thresholds = tuple(float(t) for t in args.thresholds.split(","))
-    rows = {}
+    rows, binary = {}, []
     for name in names:
-        gt, pred = as_labels(read_image(gts[name])), as_labels(read_image(preds[name]))
+        gt = read_labels(gts[name])[0]
+        pred = read_labels(preds[name])[0] if name in preds else np.zeros_like(gt)
         if gt.shape != pred.shape:
             raise CliError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")
+        if _binary_masks(gt) > 1:
+            binary.append(name)
         rows[name] = evaluate_pair(gt, pred, thresholds=thresholds)
     summary = summarise(list(rows.values()))
+    if binary:
+        print(
+            f"warning: ground truth {', '.join(binary)} is binary (0/1) with separate regions: "
+            "a semantic mask, scored as one object; give instance labels (1..N)",
+            file=sys.stderr,
+        )
+    if missing:
+        print(
+            f"warning: {len(missing)} ground-truth image(s) have no prediction in {pred_dir} "
+            f"and count as misses (AP 0): {', '.join(missing)}",
+            file=sys.stderr,
+        )
     if args.json:
         print(
             json.dumps({"images": rows, "mean": summary, "missing_predictions": missing}, indent=2)
@@ -313,13 +354,12 @@ def cmd_evaluate(args) -> int:
         print(
             f"{name:{width}} "
             + " ".join(f"{row[k]:8.3f}" if "n_" not in k else f"{int(row[k]):8d}" for k in keys)
+            + ("  (no prediction: a miss)" if name in missing else "")
         )
     print(
         f"{'mean':{width}} "
         + " ".join(f"{summary[k]:8.3f}" if "n_" not in k else f"{int(summary[k]):8d}" for k in keys)
     )
-    if missing:
-        print(f"warning: {len(missing)} ground-truth image(s) have no prediction", file=sys.stderr)
     return 0
 
 
