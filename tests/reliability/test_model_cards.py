@@ -84,3 +84,13 @@ def test_every_shipped_card_passes_the_type_check(caplog):
         listed = {path.stem for _, path in list_models() if path.parent == zoo_dir()}
     assert sorted(listed) == shipped
     assert not caplog.records
+
+
+def test_an_unreadable_card_is_skipped_too(models_env, capsys):
+    (models_env / "folder.json").mkdir()  # reading it fails with an OSError
+    (models_env / "folder.safetensors").write_bytes(b"")
+    rc, out, err = run(capsys, "models")
+    assert rc == 0, err
+    assert MODEL in out
+    (line,) = warning_lines(err)
+    assert str(models_env / "folder.json") in line

@@ -50,7 +50,7 @@ def list_models(extra_dirs: list[str | Path] | None = None) -> list[tuple[ModelC
                 continue
             try:
                 card = read_card(card_path)
-            except CheckpointError as err:
+            except (CheckpointError, OSError) as err:
                 # One broken card must not hide every other model: skip it, and say so.
                 logger.warning("skipped model card %s: %s", card_path, err)
                 continue
