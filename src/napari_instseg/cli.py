@@ -500,7 +500,7 @@ def cmd_train(args) -> int:
         )
 
     from .core.checkpoint import ModelCard
-    from .core.configs import config_from_dict, parse_assignments
+    from .core.configs import check_ranges, config_from_dict, parse_assignments
     from .core.data import load_folder, normalise_percentile
     from .core.data.augment import AugmentConfig
     from .core.data.sparse import sparsify_instances
@@ -508,6 +508,13 @@ def cmd_train(args) -> int:
     from .core.train import TrainConfig, train
 
     method = get_method(args.method)
+    given = {
+        k: getattr(args, k)
+        for k in ("iterations", "batch_size", "patch_size", "lr", "val_every")
+        if getattr(args, k) is not None
+    }
+    tconf = TrainConfig(**given, seed=args.seed, device=args.device)
+    check_ranges(tconf)  # before any data is read
     folders = [Path(d) for d in args.data]
     augment = config_from_dict(AugmentConfig, parse_assignments(args.augment))
     looks = {
@@ -555,15 +562,6 @@ def cmd_train(args) -> int:
         if fitted != cfg:
             print(f"configuration fitted to the training data: {fitted}")
         cfg = fitted
-    tconf = TrainConfig(
-        iterations=args.iterations or 2000,
-        batch_size=args.batch_size or 8,
-        patch_size=args.patch_size or 128,
-        lr=args.lr or 2e-3,
-        val_every=args.val_every or 250,
-        seed=args.seed,
-        device=args.device,
-    )
     from .core.scale import median_diameter
 
     object_size = median_diameter([s.labels for f in per_folder for s in f])

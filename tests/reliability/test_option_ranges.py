@@ -90,3 +90,32 @@ def test_export_levels_must_be_positive(tmp_path, capsys):
         main(["export", "labels.tif", "-o", str(tmp_path / "x.ome.zarr"), "--levels", "0"])
     assert stop.value.code == 2
     assert "argument --levels: must be at least 1, not 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--iterations", "0"], "iterations = 0 is outside its range"),
+        (["--batch-size", "-2"], "batch_size = -2 is outside its range"),
+        (["--patch-size", "4"], "patch_size = 4 is outside its range"),
+        (["--lr", "0"], "lr = 0.0 is outside its range"),
+        (["--lr", "nan"], "lr = nan is not a number"),
+        (["--val-every", "0"], "val_every = 0 is outside its range"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_train_refuses_before_reading_any_data(tmp_path, monkeypatch, capsys, options, words):
+    """A 0 used to become the default silently; now it is refused before the data is read."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was read: the value should have been refused before")
+
+    monkeypatch.setattr("napari_instseg.core.data.load_folder", refuse)
+    out = tmp_path / "run"
+    rc, _, err = run(
+        capsys, "train", "--method", "embedseg", "--data", tmp_path / "nowhere",
+        "--output", out, *options,
+    )  # fmt: skip
+    assert rc == 2
+    assert words in one_line(err, "train")
+    assert not out.exists()

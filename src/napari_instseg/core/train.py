@@ -14,12 +14,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from .assembly import get_backend
 from .checkpoint import ModelCard, load_state, save_model, save_state
-from .configs import config_from_dict, config_to_dict
+from .configs import check_ranges, config_from_dict, config_to_dict
 from .data.augment import AugmentConfig, augment_sample, random_crop
 from .data.datasets import Sample
 from .jobs import Checkpoint, Job, Metric, Preview, Progress, run, stop_requested
@@ -32,18 +33,21 @@ from .predict import PredictConfig, predict_tiled, select_device
 class TrainConfig:
     """How to train; defaults suit a small UNet on a CPU."""
 
-    iterations: int = 2000
-    batch_size: int = 8
-    patch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup: int = 50
-    val_every: int = 250
-    log_every: int = 10
-    preview_every: int = 0  # steps between Preview events (0 = none; needs a preview image)
-    anchor_weight: float = 0.0  # pull towards a frozen reference net on unknown pixels
+    iterations: Annotated[int, {"min": 1, "max": 1_000_000}] = 2000
+    batch_size: Annotated[int, {"min": 1, "max": 256}] = 8
+    patch_size: Annotated[int, {"min": 16, "max": 2048}] = 128
+    lr: Annotated[float, {"min": 1e-7, "max": 1.0}] = 2e-3
+    weight_decay: Annotated[float, {"min": 0.0, "max": 1.0}] = 1e-4
+    warmup: Annotated[int, {"min": 0, "max": 1_000_000}] = 50
+    val_every: Annotated[int, {"min": 1, "max": 1_000_000}] = 250
+    log_every: Annotated[int, {"min": 1, "max": 1_000_000}] = 10
+    # steps between Preview events (0 = none; needs a preview image)
+    preview_every: Annotated[int, {"min": 0, "max": 1_000_000}] = 0
+    # pull towards a frozen reference net on unknown pixels
+    anchor_weight: Annotated[float, {"min": 0.0, "max": 1e4}] = 0.0
     freeze_norm: bool = False  # keep normalisation statistics as they are (fine-tuning)
-    replay_share: float = 0.0  # share of each batch's crops drawn from ``replay_samples``
+    # share of each batch's crops drawn from ``replay_samples``
+    replay_share: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -238,6 +242,7 @@ def train(
     """
     import torch
 
+    check_ranges(config)
     if not train_samples:
         raise ValueError("no training samples")
     out_dir = Path(out_dir)
