@@ -41,8 +41,17 @@ ATTRS_KEY = "napari_instseg"
 OME_VERSION = "0.5"
 #: Table columns that say how the labels were made, repeated on every row.
 METADATA_COLUMNS = ("model", "method", "backend", "knobs")
-#: Formats by file suffix, longest suffix first so ``.ome.zarr`` wins over ``.zarr``.
-FORMATS = {".ome.zarr": "ome-zarr", ".zarr": "zarr", ".tiff": "tiff", ".tif": "tiff", ".csv": "csv"}
+#: Formats by file suffix, longest suffix first so ``.ome.zarr`` wins over ``.zarr``. The
+#: ImageJ ROI set and QuPath GeoJSON writers live in :mod:`.io_roi` and :mod:`.io_geojson`.
+FORMATS = {
+    ".ome.zarr": "ome-zarr",
+    ".zarr": "zarr",
+    ".tiff": "tiff",
+    ".tif": "tiff",
+    ".csv": "csv",
+    ".zip": "imagej-roi",
+    ".geojson": "geojson",
+}
 
 _SPATIAL_NAMES = ("z", "y", "x")
 _MIN_PYRAMID_SIDE = 256
@@ -51,12 +60,13 @@ _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "sp
 
 
 def export_format(path: str | Path) -> str:
-    """The export format a path asks for by its suffix: tiff, zarr, ome-zarr or csv.
+    """The export format a path asks for by its suffix: tiff, zarr, ome-zarr, csv,
+    imagej-roi (``.zip``) or geojson.
 
     Raises
     ------
     InputError
-        For a suffix that is none of ``.tif``, ``.tiff``, ``.zarr``, ``.ome.zarr``, ``.csv``.
+        For a suffix that is none of :data:`FORMATS`.
     """
     name = Path(path).name.lower().rstrip("/")
     for suffix, kind in FORMATS.items():
