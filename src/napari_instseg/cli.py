@@ -621,6 +621,8 @@ def cmd_export(args) -> int:
         write_object_table,
         write_ome_zarr,
     )
+    from .core.io_geojson import write_geojson
+    from .core.io_roi import write_imagej_rois
     from .core.zoo import find_card
 
     outputs = args.output or []
@@ -662,6 +664,17 @@ def cmd_export(args) -> int:
             write_labels_zarr(out, labels, attrs=metadata, overwrite=args.overwrite)
         elif kind == "csv":
             write_object_table(
+                out,
+                labels,
+                image,
+                channel_axis=args.channel_axis,
+                metadata=metadata,
+                overwrite=args.overwrite,
+            )
+        elif kind == "imagej-roi":
+            write_imagej_rois(out, labels, overwrite=args.overwrite)
+        elif kind == "geojson":
+            write_geojson(
                 out,
                 labels,
                 image,
@@ -801,12 +814,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser(
         "export",
-        help="write labels as TIFF, zarr, OME-Zarr or a CSV object table; save a tuned model",
+        help="write labels as TIFF, zarr, OME-Zarr, a CSV object table, an ImageJ ROI set or "
+        "QuPath GeoJSON; save a tuned model",
         description=(
             "Export labels in the formats of the napari Export widget. The format of each "
             "--output follows its suffix: .tif/.tiff (uint32 TIFF), .zarr (zarr v3 array), "
             ".ome.zarr (OME-Zarr 0.5 image + labels, needs --image), .csv (one row per "
-            "object: id, area, centroid, bbox, mean intensity with --image, model and knobs). "
+            "object: id, area, centroid, bbox, mean intensity with --image, model and knobs), "
+            ".zip (ImageJ/Fiji ROI set: one ROI per object named by its id, per Z plane in 3D), "
+            ".geojson (QuPath GeoJSON: one outline per object with the table's measurements). "
             "Model, back-end and knobs come from the labels' own metadata (files written by "
             "napari-instseg) unless --model/--backend/--set say otherwise. --output-model "
             "saves a copy of the model whose card holds these knobs as its defaults."
