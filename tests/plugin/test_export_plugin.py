@@ -112,6 +112,26 @@ def test_ome_zarr_writer_needs_the_image(viewer, tmp_path):
     assert not (tmp_path / "x.ome.zarr").exists()
 
 
+def test_save_labels_as_roi_set_and_geojson(viewer, sample, tmp_path):
+    import roifile
+
+    image, truth = sample
+    ids = np.unique(truth)[1:].tolist()
+    rois_path = tmp_path / "RoiSet.zip"
+    assert save_selected(viewer, ["nuclei [threeclass-nuclei]"], rois_path) == [str(rois_path)]
+    assert [int(r.name) for r in roifile.roiread(rois_path)] == ids
+
+    geojson_path = tmp_path / "nuclei.geojson"
+    save_selected(viewer, ["nuclei", "nuclei [threeclass-nuclei]"], geojson_path)
+    features = json.loads(geojson_path.read_text())["features"]
+    assert [f["properties"]["id"] for f in features] == ids
+    sums = np.bincount(truth.ravel(), weights=image.ravel().astype(float))
+    areas = np.bincount(truth.ravel())
+    means = [f["properties"]["measurements"]["mean_intensity"] for f in features]
+    np.testing.assert_allclose(means, sums[ids] / areas[ids])
+    assert all(f["properties"]["backend"] == "watershed" for f in features)
+
+
 # -- reader -----------------------------------------------------------------------------------
 def test_reader_opens_a_project_folder(make_napari_viewer, sample, tmp_path):
     image, truth = sample
@@ -227,6 +247,27 @@ def test_widget_exports_each_labels_format(widget, qtbot, sample, tmp_path, kind
         assert np.array_equal(labels, truth) and attrs["model"] == MODEL
 
 
+def test_widget_exports_roi_sets_and_geojson(widget, viewer, qtbot, sample, tmp_path):
+    import roifile
+
+    _, truth = sample
+    path = tmp_path / "RoiSet.zip"
+    assert export_and_wait(widget, qtbot, "imagej-roi", path) == f"saved {path}"
+    assert len(roifile.roiread(path)) == 125
+    path = tmp_path / "cells.geojson"
+    assert export_and_wait(widget, qtbot, "geojson", path) == f"saved {path}"
+    features = json.loads(path.read_text())["features"]
+    assert len(features) == 125 and "mean_intensity" in features[0]["properties"]["measurements"]
+
+    viewer.add_labels(np.zeros((3, 8, 8), np.uint32), name="nothing")
+    widget.labels_box.setCurrentText("nothing")
+    widget.image_box.setCurrentText("(none)")
+    path = tmp_path / "nothing.zip"
+    status = export_and_wait(widget, qtbot, "imagej-roi", path)
+    assert status.startswith(f"saved {path}") and "no objects" in status
+    assert roifile.roiread(path) == []
+
+
 def test_widget_exports_the_model_with_its_tuned_knobs(widget, qtbot, tmp_path):
     path = tmp_path / "models" / "nuclei-mine.json"
     status = export_and_wait(widget, qtbot, "model", path)
@@ -271,3 +312,7 @@ def test_widget_suggests_a_path_per_format(widget, tmp_path):
     assert widget.path_edit.text() == str(tmp_path / "mine.ome.zarr")
     widget.set_format("zarr")
     assert widget.path_edit.text() == str(tmp_path / "mine.zarr")
+    widget.set_format("imagej-roi")
+    assert widget.path_edit.text() == str(tmp_path / "mine.zip")
+    widget.set_format("geojson")
+    assert widget.path_edit.text() == str(tmp_path / "mine.geojson")

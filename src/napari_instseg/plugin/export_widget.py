@@ -1,5 +1,6 @@
-"""Export widget: save a labels layer as TIFF, zarr, OME-Zarr (with its image) or an object
-table, or save the model that made it with the knobs it was tuned to.
+"""Export widget: save a labels layer as TIFF, zarr, OME-Zarr (with its image), an object
+table, an ImageJ ROI set or QuPath GeoJSON, or save the model that made it with the knobs it
+was tuned to.
 
 Layers are read (and copied) on the main thread; the writing itself runs in a worker through
 :mod:`napari_instseg.core.export`, so large exports keep the viewer responsive.
@@ -33,6 +34,8 @@ from napari_instseg.core.export import (
     write_object_table,
     write_ome_zarr,
 )
+from napari_instseg.core.io_geojson import write_geojson
+from napari_instseg.core.io_roi import write_imagej_rois
 from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import call_in_worker
@@ -44,6 +47,8 @@ EXPORT_FORMATS = (
     ("zarr labels (.zarr)", "zarr", ".zarr"),
     ("OME-Zarr image + labels (.ome.zarr)", "ome-zarr", ".ome.zarr"),
     ("CSV object table (.csv)", "csv", ".csv"),
+    ("ImageJ ROI set for Fiji (.zip)", "imagej-roi", ".zip"),
+    ("QuPath GeoJSON outlines + measurements (.geojson)", "geojson", ".geojson"),
     ("model with tuned knobs (.json)", "model", ".json"),
 )
 NO_IMAGE = "(none)"
@@ -72,12 +77,15 @@ class ExportWidget(QWidget):
         self.job = None
         self.last_path: Path | None = None
         self._auto_path = True
+        self._note = ""  # said after "saved ...", e.g. that the output is empty
 
         self.labels_box = QComboBox()
         self.labels_box.setObjectName("labels")
         self.image_box = QComboBox()
         self.image_box.setObjectName("image")
-        self.image_box.setToolTip("needed for OME-Zarr; gives mean intensities in the table")
+        self.image_box.setToolTip(
+            "needed for OME-Zarr; gives mean intensities in the table and the GeoJSON"
+        )
         self.format_box = QComboBox()
         self.format_box.setObjectName("format")
         for label, key, _ in EXPORT_FORMATS:
@@ -220,6 +228,10 @@ class ExportWidget(QWidget):
             return lambda: write_labels_tiff(path, labels, attrs=attrs, overwrite=overwrite)
         if kind == "zarr":
             return lambda: write_labels_zarr(path, labels, attrs=attrs, overwrite=overwrite)
+        if kind in ("imagej-roi", "geojson") and not labels.any():
+            self._note = " (the labels have no objects: it is empty)"
+        if kind == "imagej-roi":
+            return lambda: write_imagej_rois(path, labels, overwrite=overwrite)
         image_layer = self.image_layer()
         if image_layer is None and kind == "ome-zarr":
             raise InputError("OME-Zarr export needs the image the labels were made from")
@@ -236,6 +248,10 @@ class ExportWidget(QWidget):
             image_name = image_layer.name
         if kind == "csv":
             return lambda: write_object_table(
+                path, labels, image, channel_axis=channel_axis, metadata=meta, overwrite=overwrite
+            )
+        if kind == "geojson":
+            return lambda: write_geojson(
                 path, labels, image, channel_axis=channel_axis, metadata=meta, overwrite=overwrite
             )
         return lambda: write_ome_zarr(
@@ -257,6 +273,7 @@ class ExportWidget(QWidget):
             return
         path = Path(text).expanduser()
         kind = self.format()
+        self._note = ""
         try:
             task = self._task(kind, path, self.overwrite.isChecked())
         except InputError as err:
@@ -269,7 +286,7 @@ class ExportWidget(QWidget):
     def _finished(self, written) -> None:
         self.export_button.setEnabled(True)
         self.last_path = Path(written)
-        self._say(f"saved {written}")
+        self._say(f"saved {written}{self._note}")
 
     def _failed(self, err: BaseException) -> None:
         self.export_button.setEnabled(True)

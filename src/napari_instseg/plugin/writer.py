@@ -1,4 +1,5 @@
-"""npe2 writers: File > Save Layers to TIFF, zarr, OME-Zarr and a CSV object table.
+"""npe2 writers: File > Save Layers to TIFF, zarr, OME-Zarr, a CSV object table, an ImageJ
+ROI set (``.zip``) and QuPath GeoJSON.
 
 Each writer turns napari's layer data tuples into arrays and metadata and calls
 :mod:`napari_instseg.core.export`. napari's save dialog has already asked before replacing a
@@ -19,6 +20,8 @@ from napari_instseg.core.export import (
     write_object_table,
     write_ome_zarr,
 )
+from napari_instseg.core.io_geojson import write_geojson
+from napari_instseg.core.io_roi import write_imagej_rois
 
 
 class ExportError(RuntimeError):
@@ -150,6 +153,37 @@ def write_csv(path: str, layer_data: list[tuple]) -> list[str]:
         image = full_resolution(image_item[0], image_item[1])
         channel_axis = image_channel_axis(image, image_item[1], labels.ndim)
     write_object_table(
+        path,
+        labels,
+        image,
+        channel_axis=channel_axis,
+        metadata=meta.get("metadata") or {},
+        overwrite=True,
+    )
+    return [path]
+
+
+@_reported
+def write_rois(path: str, data: Any, meta: dict) -> list[str]:
+    """One labels layer to an ImageJ ROI set: one ROI per object, named by its id."""
+    write_imagej_rois(path, full_resolution(data, meta), overwrite=True)
+    return [path]
+
+
+@_reported
+def write_qupath_geojson(path: str, layer_data: list[tuple]) -> list[str]:
+    """A labels layer's outlines as QuPath GeoJSON, with the object table's measurements
+    (mean intensities from an image layer if one is selected too)."""
+    image_item, labels_items = _split(layer_data)
+    if len(labels_items) != 1:
+        raise InputError("select exactly one labels layer for GeoJSON")
+    data, meta, _ = labels_items[0]
+    labels = full_resolution(data, meta)
+    image = channel_axis = None
+    if image_item is not None:
+        image = full_resolution(image_item[0], image_item[1])
+        channel_axis = image_channel_axis(image, image_item[1], labels.ndim)
+    write_geojson(
         path,
         labels,
         image,
