@@ -8,7 +8,7 @@ in several pieces, holes as interior rings. Exterior rings are counter-clockwise
 clockwise in the coordinates as written (RFC 7946's right-hand rule).
 
 Properties, as QuPath reads them when the file is dropped on an image or opened with
-``File > Import objects``:
+``File > Import objects from file``:
 
 * ``objectType``: ``"detection"`` (light objects, as cell detections are in QuPath);
 * ``name``: the label id as text; ``id``: the label id as a number;
