@@ -179,6 +179,15 @@ def test_roi_set_in_3d_has_one_roi_per_plane_with_its_slice(tmp_path):
     assert [r.composite for r in rois] == [False, False, True, True]
 
 
+def test_roi_set_keeps_coordinates_beyond_imagej_integer_range(tmp_path):
+    labels = np.zeros((3, 70_010), np.uint32)
+    labels[1, 70_000:70_005] = 2  # past the 60535 that ImageJ's 16-bit coordinates reach
+    labels[0:2, 40_000:40_003] = 3
+    rois = read_rois(write_imagej_rois(tmp_path / "wide.zip", labels))
+    filled = {int(r.name): fill_rings(r.coordinates(multi=True), labels.shape) for r in rois}
+    assert_objects_match(filled, labels)
+
+
 def test_roi_set_of_labels_without_objects_is_empty(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="napari_instseg"):
         path = write_imagej_rois(tmp_path / "none.zip", np.zeros((8, 8), np.uint32))
