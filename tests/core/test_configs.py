@@ -156,3 +156,11 @@ def test_values_outside_the_declared_range_are_refused(value):
     with pytest.raises(ValueError, match="fg_threshold"):
         config_from_dict(config_type, {"fg_threshold": value})
     assert config_from_dict(config_type, {"fg_threshold": "0.5"}).fg_threshold == 0.5
+
+
+def test_text_values_outside_their_declared_choices_are_refused():
+    from napari_instseg.core.finetune import FinetuneConfig
+
+    with pytest.raises(ValueError, match="tune = 'decoder' is not one of all, encoder, first"):
+        config_from_dict(FinetuneConfig, {"tune": "decoder"})
+    assert config_from_dict(FinetuneConfig, {"tune": "first_block"}).tune == "first_block"

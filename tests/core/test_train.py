@@ -227,3 +227,25 @@ def test_anchor_term_counts_only_unknown_pixels_and_shared_heads():
     out["embedding"][:, 0, 3, 3] = 0.5  # unknown pixel: Huber 0.5 * 0.5**2
     expected = 0.125 / (8 * 2) / 2  # mean over 8 unknown px, 2 channels, then 2 heads
     assert abs(float(anchor_term(out, ref, known)) - expected) < 1e-7
+
+
+@pytest.mark.parametrize("part", ["first_block", "encoder"])
+def test_only_the_chosen_part_of_the_network_moves(tmp_path, disk_samples, part):
+    """trainable: the other weights keep their initial values exactly, the chosen ones move."""
+    from napari_instseg.core.train import TRAINABLE
+
+    samples = disk_samples(1)
+    _train(samples, tmp_path / "a", _config(iterations=2, log_every=1))
+    start = load_state(tmp_path / "a" / "latest.safetensors")
+    _train(
+        samples,
+        tmp_path / "b",
+        _config(iterations=3, log_every=1, trainable=part),
+        init_weights=tmp_path / "a" / "latest.safetensors",
+    )
+    end = load_state(tmp_path / "b" / "latest.safetensors")
+    params = [k for k in start if k.endswith((".weight", ".bias"))]  # not the norm statistics
+    moved = {k for k in params if not torch.equal(start[k], end[k])}
+    chosen = {k for k in params if any(f".{p}" in f".{k}" for p in TRAINABLE[part])}
+    assert moved and moved <= chosen
+    assert all(torch.equal(start[k], end[k]) for k in params if k not in chosen)

@@ -98,7 +98,7 @@ def test_export_levels_must_be_positive(tmp_path, capsys):
         (["--iterations", "0"], "iterations = 0 is outside its range"),
         (["--batch-size", "-2"], "batch_size = -2 is outside its range"),
         (["--patch-size", "4"], "patch_size = 4 is outside its range"),
-        (["--lr", "0"], "lr = 0.0 is outside its range"),
+        (["--lr", "-1"], "lr = -1.0 is outside its range"),
         (["--lr", "nan"], "lr = nan is not a number"),
         (["--val-every", "0"], "val_every = 0 is outside its range"),
     ],

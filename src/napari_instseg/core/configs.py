@@ -36,9 +36,13 @@ def knob_ranges(config_type: type) -> dict[str, dict]:
 
 
 def check_ranges(config) -> None:
-    """Refuse (``ValueError``) any value of ``config`` outside its declared ``min``/``max``."""
+    """Refuse (``ValueError``) any value of ``config`` outside its declared ``min``/``max``, or
+    a text value that is not one of its declared ``choices``."""
     for name, meta in knob_ranges(type(config)).items():
         value = getattr(config, name)
+        choices = meta.get("choices")
+        if choices is not None and isinstance(value, str) and value not in choices:
+            raise ValueError(f"{name} = {value!r} is not one of {', '.join(map(str, choices))}")
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue

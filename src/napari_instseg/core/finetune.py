@@ -83,6 +83,8 @@ class FinetuneConfig:
     # segment the user's images with the parent and the fine-tuned model and compare them
     # outside the annotations (compare_with_parent); costs two predictions per image
     compare_parent: bool = True
+    # which weights move: "all", "encoder" or "first_block" (TrainConfig.trainable)
+    tune: Annotated[str, {"choices": ("all", "encoder", "first_block")}] = "all"
     # share of the fine-tuned weights in the published model, the rest the parent's
     # (weight-space ensembling, Wortsman et al. 2022 "WiSE-FT"); see blend_weights
     blend: Annotated[float, {"min": 0.0, "max": 1.0}] = 1.0
@@ -690,6 +692,7 @@ def finetune(
         anchor_weight=config.anchor_weight,
         freeze_norm=True,
         replay_share=config.replay,
+        trainable=config.tune,
         seed=config.seed,
         device=device,
     )

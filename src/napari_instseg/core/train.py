@@ -36,7 +36,7 @@ class TrainConfig:
     iterations: Annotated[int, {"min": 1, "max": 1_000_000}] = 2000
     batch_size: Annotated[int, {"min": 1, "max": 256}] = 8
     patch_size: Annotated[int, {"min": 16, "max": 2048}] = 128
-    lr: Annotated[float, {"min": 1e-7, "max": 1.0}] = 2e-3
+    lr: Annotated[float, {"min": 0.0, "max": 1.0}] = 2e-3
     weight_decay: Annotated[float, {"min": 0.0, "max": 1.0}] = 1e-4
     warmup: Annotated[int, {"min": 0, "max": 1_000_000}] = 50
     val_every: Annotated[int, {"min": 1, "max": 1_000_000}] = 250
@@ -48,9 +48,36 @@ class TrainConfig:
     freeze_norm: bool = False  # keep normalisation statistics as they are (fine-tuning)
     # share of each batch's crops drawn from ``replay_samples``
     replay_share: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
+    # which weights the optimiser moves (see TRAINABLE); the others keep their values
+    trainable: Annotated[str, {"choices": ("all", "encoder", "first_block")}] = "all"
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+
+
+#: ``TrainConfig.trainable`` -> the UNet modules trained (matched anywhere in a parameter's
+#: dotted name, so a momentum pair's ``f.encoders.0`` counts). "first_block": the input
+#: block only, what an input-level shift (a new stain or contrast) needs when the objects'
+#: geometry is unchanged (Lee et al. 2022, "Surgical fine-tuning"); "encoder": every
+#: encoder block; "all": everything.
+TRAINABLE = {"all": None, "encoder": ("encoders.",), "first_block": ("encoders.0.",)}
+
+
+def trainable_parameters(net, part: str) -> list:
+    """The parameters of ``net`` that ``part`` (a ``TRAINABLE`` key) trains; the others get
+    ``requires_grad = False`` (no gradient kept for them)."""
+    prefixes = TRAINABLE[part]
+    chosen = []
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        if prefixes is None or any(f".{k}" in f".{name}" for k in prefixes):
+            chosen.append(p)
+        else:
+            p.requires_grad_(False)
+    if not chosen:
+        raise ValueError(f"trainable = {part!r} matches no parameter of this network")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -256,7 +283,9 @@ def train(
     if init_weights is not None:
         state = init_weights if isinstance(init_weights, Mapping) else load_state(init_weights)
         net.load_state_dict(state)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(
+        trainable_parameters(net, config.trainable), lr=config.lr, weight_decay=config.weight_decay
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
     loss_fn = method.make_loss(cfg)
     start, best, history = 0, -1.0, {"loss": [], "val_ap50": []}
