@@ -143,6 +143,13 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another FinetuneConfig value, e.g. tune=first_block",
+    )
+    p.add_argument(
         "--blends",
         nargs="*",
         type=float,
@@ -172,6 +179,7 @@ def main() -> None:
     import tifffile
     import torch
 
+    from napari_instseg.core.configs import config_from_dict, parse_assignments
     from napari_instseg.core.finetune import AnnotatedImage, blend_weights, finetune
     from napari_instseg.core.jobs import Preview, Progress, run
     from napari_instseg.core.pipeline import Model, load_model
@@ -179,10 +187,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.method_config)}
+    settings = parse_assignments(args.set)
+    config_from_dict(FinetuneConfig, settings)  # refuse a typo before any work
     print(
         f"torch threads: {torch.get_num_threads()}; model {args.model}; data {args.data}; "
         f"{args.iterations} iterations at lr {args.lr}, anchor weight {args.anchor_weight}, "
-        f"method config overrides {overrides or 'none'}, {args.objects} annotated objects "
+        f"method config overrides {overrides or 'none'}, fine-tune settings "
+        f"{settings or 'defaults'}, {args.objects} annotated objects "
         f"per image (chosen: "
         f"{args.choose}{f', wrong share {args.wrong_share}' if args.choose == 'wrong' else ''})"
     )
@@ -222,13 +233,17 @@ def main() -> None:
                 elif isinstance(event, Preview):
                     along.append(f"{event.step}:{remaining_ap(event.data, truth, chosen)[0]:.3f}")
 
-            config = FinetuneConfig(
-                iterations=args.iterations,
-                lr=args.lr,
-                anchor_weight=args.anchor_weight,
-                held_out_fraction=0.0,
-                preview_every=args.every,
-                seed=seed,
+            config = config_from_dict(
+                FinetuneConfig,
+                {
+                    "iterations": args.iterations,
+                    "lr": args.lr,
+                    "anchor_weight": args.anchor_weight,
+                    "held_out_fraction": 0.0,
+                    "preview_every": args.every,
+                    **settings,
+                    "seed": seed,
+                },
             )
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
