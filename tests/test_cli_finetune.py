@@ -87,16 +87,25 @@ def test_finetune_bad_input_is_one_line(tmp_path, capsys, parent, pair, extra, m
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("option, value", [("--replay", "2"), ("--held-out", "-0.5")])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--replay", "2", "outside its range"),
+        ("--held-out", "-0.5", "outside its range"),
+        ("--iterations", "0", "iterations = 0 is outside its range"),  # was: the default
+        ("--blend", "1.5", "blend = 1.5 is outside its range"),
+        ("--anchor-weight", "nan", "anchor_weight = nan is not a number"),
+    ],
+)
 def test_values_outside_their_range_are_refused_before_any_work(
-    tmp_path, capsys, parent, pair, option, value
+    tmp_path, capsys, parent, pair, option, value, words
 ):
     rc, _, err = run(
         capsys, "train", "--from", parent, "--images", tmp_path / "img.tif",
-        "--annotations", tmp_path / "ann.tif", "--output", tmp_path / "run", option, value,
-        *FAST,
+        "--annotations", tmp_path / "ann.tif", "--output", tmp_path / "run", *FAST,
+        option, value,
     )  # fmt: skip
-    assert rc == 2 and "outside its range" in err and len(err.strip().splitlines()) == 1
+    assert rc == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 

@@ -419,7 +419,7 @@ def _context_images(args):
 
 def cmd_finetune(args) -> int:
     from .core.checkpoint import CheckpointError
-    from .core.configs import check_ranges
+    from .core.configs import config_from_dict
     from .core.finetune import (
         FinetuneConfig,
         describe_comparison,
@@ -431,6 +431,35 @@ def cmd_finetune(args) -> int:
     from .core.pipeline import load_model
     from .core.zoo import list_models, user_model_dir
 
+    # FinetuneConfig is the one source of the defaults; what the user gave is checked
+    # against its declared ranges
+    given = {
+        field: getattr(args, option)
+        for option, field in (
+            ("iterations", "iterations"),
+            ("lr", "lr"),
+            ("batch_size", "batch_size"),
+            ("patch_size", "patch_size"),
+            ("held_out", "held_out_fraction"),
+            ("anchor_weight", "anchor_weight"),
+            ("replay", "replay"),
+            ("tune", "tune"),
+            ("blend", "blend"),
+            ("val_every", "val_every"),
+        )
+        if getattr(args, option) is not None
+    }
+    config = config_from_dict(
+        FinetuneConfig,
+        {
+            **given,
+            "refit_knobs": not args.keep_knobs,
+            "adapt_norm": args.adapt_norm,
+            "preview_every": 0,
+            "seed": args.seed,
+            "device": args.device,
+        },
+    )
     data = _annotated_images(args)
     context = _context_images(args)
     try:
@@ -440,22 +469,6 @@ def cmd_finetune(args) -> int:
     name = args.name or unique_model_name(
         f"{model.card.name}-finetuned", [c.name for c, _ in list_models()]
     )
-    config = FinetuneConfig(
-        iterations=args.iterations or FinetuneConfig.iterations,
-        lr=args.lr or FinetuneConfig.lr,
-        batch_size=args.batch_size or FinetuneConfig.batch_size,
-        patch_size=args.patch_size or FinetuneConfig.patch_size,
-        held_out_fraction=args.held_out,
-        anchor_weight=args.anchor_weight,
-        replay=FinetuneConfig.replay if args.replay is None else args.replay,
-        refit_knobs=not args.keep_knobs,
-        adapt_norm=args.adapt_norm,
-        val_every=args.val_every or FinetuneConfig.val_every,
-        preview_every=0,
-        seed=args.seed,
-        device=args.device,
-    )
-    check_ranges(config)
     run_dir = Path(args.output) if args.output else user_model_dir() / "runs" / name
     result = _progress_driver(
         finetune(
@@ -910,12 +923,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--images", nargs="+", metavar="IMAGE", help="fine-tune: images")
     t.add_argument("--annotations", nargs="+", metavar="LABELS", help="fine-tune: annotations")
     t.add_argument("--project", help="fine-tune: every annotated image of a project folder")
-    t.add_argument("--held-out", type=float, default=0.2, help="fine-tune: held-out objects")
+    t.add_argument(
+        "--held-out",
+        type=float,
+        default=None,
+        help="fine-tune: share of the annotated objects held out to judge it (default: the "
+        "Fine-tune widget's)",
+    )
     t.add_argument(
         "--anchor-weight",
         type=float,
-        default=1.0,
-        help="fine-tune: how strongly unannotated pixels keep the base model's output",
+        default=None,
+        help="fine-tune: how strongly unannotated pixels keep the base model's output "
+        "(default: the Fine-tune widget's)",
+    )
+    t.add_argument(
+        "--tune",
+        choices=["all", "encoder", "first_block"],
+        default=None,
+        help="fine-tune: which weights move (default: the Fine-tune widget's)",
+    )
+    t.add_argument(
+        "--blend",
+        type=float,
+        default=None,
+        help="fine-tune: share of the fine-tuned weights in the published model, the rest "
+        "the base model's (1: the fine-tune as it is; default: the Fine-tune widget's)",
     )
     t.add_argument(
         "--replay",
