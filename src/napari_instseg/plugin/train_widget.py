@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
+from napari_instseg.core.configs import knob_ranges
 from napari_instseg.core.finetune import (
     MIN_HELD_OUT_OBJECTS,
     AnnotatedImage,
@@ -187,6 +188,22 @@ class TrainWidget(QWidget):
             "base model learnt from (shipped with it): keeps what it knew while it learns "
             "your objects (0: your annotations only)"
         )
+        ranges = knob_ranges(FinetuneConfig)  # the config's declared ranges, not a copy
+        self.tune = QComboBox()
+        self.tune.addItems(list(ranges["tune"]["choices"]))
+        self.tune.setCurrentText(defaults.tune)
+        self.tune.setToolTip(
+            "which weights learn: all of them; the encoder; or only the first block, for a "
+            "new stain or contrast when the objects' shapes are as the base model knew them"
+        )
+        self.blend = QDoubleSpinBox()
+        self.blend.setRange(ranges["blend"]["min"], ranges["blend"]["max"])
+        self.blend.setSingleStep(0.1)
+        self.blend.setValue(defaults.blend)
+        self.blend.setToolTip(
+            "share of the fine-tuned weights in the saved model, the rest the base model's "
+            "(1: the fine-tune as it is; lower keeps more of what the base model did)"
+        )
         self.refit = QCheckBox("re-choose merge distance")
         self.refit.setChecked(defaults.refit_knobs)
         self.refit.setToolTip(
@@ -243,6 +260,8 @@ class TrainWidget(QWidget):
         form.addRow("held-out fraction", self.held_out)
         form.addRow("keep base model", self.anchor)
         form.addRow("replay base data", self.replay)
+        form.addRow("weights trained", self.tune)
+        form.addRow("fine-tune share", self.blend)
         form.addRow("", self.refit)
         form.addRow("", self.adapt_norm)
         form.addRow(self.context_label, self.context)
@@ -375,6 +394,8 @@ class TrainWidget(QWidget):
             held_out_fraction=float(self.held_out.value()),
             anchor_weight=float(self.anchor.value()),
             replay=float(self.replay.value()),
+            tune=self.tune.currentText(),
+            blend=float(self.blend.value()),
             refit_knobs=self.refit.isChecked(),
             adapt_norm=self.adapt_norm.isChecked(),
             preview_every=self.preview_every.value(),
