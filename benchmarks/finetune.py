@@ -30,7 +30,6 @@ the run.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import statistics
 import tempfile
@@ -149,14 +148,6 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="another FinetuneConfig value, e.g. tune=first_block",
     )
-    p.add_argument(
-        "--blends",
-        nargs="*",
-        type=float,
-        default=[],
-        help="also score these blends of the fine-tuned weights with the parent's "
-        "(FinetuneConfig.blend applied after the fact)",
-    )
     p.add_argument("--data", choices=sorted(IMAGES), default="dsb2018_fluo")
     p.add_argument("--images", nargs="*", help="test-split image names (default: per --data)")
     p.add_argument(
@@ -180,7 +171,7 @@ def main() -> None:
     import torch
 
     from napari_instseg.core.configs import config_from_dict, parse_assignments
-    from napari_instseg.core.finetune import AnnotatedImage, blend_weights, finetune
+    from napari_instseg.core.finetune import AnnotatedImage, finetune
     from napari_instseg.core.jobs import Preview, Progress, run
     from napari_instseg.core.pipeline import Model, load_model
 
@@ -204,7 +195,6 @@ def main() -> None:
     )
     print(header)
     rows = []
-    blended: dict[float, list[float]] = {b: [] for b in args.blends}
     for name in names:
         image = tifffile.imread(data / "images" / f"{name}.tif")[:512, :512]
         truth = tifffile.imread(data / "masks" / f"{name}.tif")[:512, :512]
@@ -282,12 +272,6 @@ def main() -> None:
             )
             if along:
                 print(f"{'':18} {'':4} AP50 along the run (step:AP): {' '.join(along)}", flush=True)
-            for share in args.blends:
-                net = copy.deepcopy(tuned.net)
-                net.load_state_dict(blend_weights(tuned.net, parent.net, share))
-                ap = remaining_ap(segment(Model.from_card(tuned.card, net), image), truth, chosen)
-                blended[share].append(ap[0] - before[0])
-                print(f"{'':18} {'':4} blend {share:g}: AP50 after {ap[0]:.3f}", flush=True)
     cols = list(zip(*rows, strict=True))
     med = [statistics.median(c) for c in cols]
     print(
@@ -312,11 +296,6 @@ def main() -> None:
         f"annotated objects right (IoU >= 0.5): {sum(r[9] for r in rows)} of "
         f"{args.objects * len(rows)} with the parent, {sum(r[10] for r in rows)} after"
     )
-    for share, gains in blended.items():
-        print(
-            f"AP@0.5 with blend {share:g}: improved in {sum(g > 0 for g in gains)}/{len(gains)} "
-            f"runs; change mean {statistics.mean(gains):+.3f}, worst {min(gains):+.3f}"
-        )
     print(
         f"step rate target >= {TARGET_IT_S} it/s: {'met' if med[0] >= TARGET_IT_S else 'NOT met'}"
     )

@@ -24,7 +24,6 @@ zero-shot) on the stained test AP@0.5. Medians over seeds.
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import tempfile
 import time
@@ -138,14 +137,6 @@ def main() -> None:
         help="a FinetuneConfig value other than the widget's default, e.g. adapt_norm=true",
     )
     p.add_argument(
-        "--blends",
-        nargs="*",
-        type=float,
-        default=[],
-        help="also score these blends of the published weights with the parent's "
-        "(FinetuneConfig.blend applied after the fact; one fine-tune per seed)",
-    )
-    p.add_argument(
         "--context",
         type=int,
         default=0,
@@ -157,7 +148,7 @@ def main() -> None:
 
     from napari_instseg.core.checkpoint import load_model as load_files
     from napari_instseg.core.configs import config_from_dict, parse_assignments
-    from napari_instseg.core.finetune import FinetuneConfig, blend_weights, finetune
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
     from napari_instseg.core.jobs import run
     from napari_instseg.core.pipeline import Model, load_model
 
@@ -201,7 +192,7 @@ def main() -> None:
                 flush=True,
             )
         for k in args.objects:
-            rows: dict[float, list] = {}
+            rows = []
             for seed in args.seeds:
                 rng = np.random.default_rng(seed)
                 t0 = time.perf_counter()
@@ -223,36 +214,24 @@ def main() -> None:
                             context=[others[i] for i in picks],
                         )
                     )
-                    card, net = load_files(result.model_path)
+                    tuned = Model.from_card(*load_files(result.model_path))
+                row = (*scores(tuned, test), *scores(tuned, fluo))
                 minutes = (time.perf_counter() - t0) / 60
-                for share in [None, *args.blends]:
-                    tuned_net = net
-                    if share is not None:
-                        tuned_net = copy.deepcopy(net)
-                        tuned_net.load_state_dict(blend_weights(net, parent.net, share))
-                    row = (
-                        *scores(Model.from_card(card, tuned_net), test),
-                        *scores(Model.from_card(card, tuned_net), fluo),
-                    )
-                    rows.setdefault(share, []).append(row)
-                    gap = gap_closed(row[0], zero[0], ceiling and ceiling[0])
-                    label = f"k={k} seed {seed}" + ("" if share is None else f" b{share:g}")
-                    print(
-                        f"{name:18} {label:14} {len(data):2d} {row[0]:12.3f} "
-                        f"{row[1]:11.3f} {row[2]:9.3f} {row[3]:8.3f} {gap:10.0%} {minutes:7.1f}"
-                        f"{'' if got == k else f'  ({got} objects)'}",
-                        flush=True,
-                    )
-            for share, values in rows.items():
-                med = [statistics.median(c) for c in zip(*values, strict=True)]
-                gap = gap_closed(med[0], zero[0], ceiling and ceiling[0])
-                label = f"k={k} median" + ("" if share is None else f" b{share:g}")
+                rows.append(row)
+                gap = gap_closed(row[0], zero[0], ceiling and ceiling[0])
                 print(
-                    f"{name:18} {label:14} {'':>2} {med[0]:12.3f} {med[1]:11.3f} "
-                    f"{med[2]:9.3f} {med[3]:8.3f} {gap:10.0%}   fluo change "
-                    f"{med[2] - zero[2]:+.3f}",
+                    f"{name:18} {f'k={k} seed {seed}':14} {len(data):2d} {row[0]:12.3f} "
+                    f"{row[1]:11.3f} {row[2]:9.3f} {row[3]:8.3f} {gap:10.0%} {minutes:7.1f}"
+                    f"{'' if got == k else f'  ({got} objects)'}",
                     flush=True,
                 )
+            med = [statistics.median(c) for c in zip(*rows, strict=True)]
+            gap = gap_closed(med[0], zero[0], ceiling and ceiling[0])
+            print(
+                f"{name:18} {f'k={k} median':14} {'':>2} {med[0]:12.3f} {med[1]:11.3f} "
+                f"{med[2]:9.3f} {med[3]:8.3f} {gap:10.0%}   fluo change {med[2] - zero[2]:+.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

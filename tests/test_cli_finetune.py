@@ -93,7 +93,6 @@ def test_finetune_bad_input_is_one_line(tmp_path, capsys, parent, pair, extra, m
         ("--replay", "2", "outside its range"),
         ("--held-out", "-0.5", "outside its range"),
         ("--iterations", "0", "iterations = 0 is outside its range"),  # was: the default
-        ("--blend", "1.5", "blend = 1.5 is outside its range"),
         ("--anchor-weight", "nan", "anchor_weight = nan is not a number"),
     ],
 )

@@ -444,7 +444,6 @@ def cmd_finetune(args) -> int:
             ("anchor_weight", "anchor_weight"),
             ("replay", "replay"),
             ("tune", "tune"),
-            ("blend", "blend"),
             ("val_every", "val_every"),
         )
         if getattr(args, option) is not None
@@ -942,13 +941,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["all", "encoder", "first_block"],
         default=None,
         help="fine-tune: which weights move (default: the Fine-tune widget's)",
-    )
-    t.add_argument(
-        "--blend",
-        type=float,
-        default=None,
-        help="fine-tune: share of the fine-tuned weights in the published model, the rest "
-        "the base model's (1: the fine-tune as it is; default: the Fine-tune widget's)",
     )
     t.add_argument(
         "--replay",

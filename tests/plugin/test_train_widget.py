@@ -137,16 +137,13 @@ def test_replay_share_defaults_to_the_config_and_reaches_it(setup):
     assert train.config().replay == 0.0
 
 
-def test_weights_trained_and_blend_default_to_the_config_and_reach_it(setup):
+def test_weights_trained_default_to_the_config_and_reach_it(setup):
     from napari_instseg.core.finetune import FinetuneConfig
 
     _, train = setup
-    config = train.config()
-    assert (config.tune, config.blend) == (FinetuneConfig.tune, FinetuneConfig.blend)
+    assert train.config().tune == FinetuneConfig.tune
     train.tune.setCurrentText("first_block")
-    train.blend.setValue(0.5)
-    assert (train.config().tune, train.config().blend) == ("first_block", 0.5)
-    assert train.blend.maximum() == 1.0 and train.tune.count() == 3
+    assert train.config().tune == "first_block" and train.tune.count() == 3
 
 
 def test_result_compares_with_the_base_model_and_applies_to_all_images(setup, qtbot):

@@ -85,9 +85,6 @@ class FinetuneConfig:
     compare_parent: bool = True
     # which weights move: "all", "encoder" or "first_block" (TrainConfig.trainable)
     tune: Annotated[str, {"choices": ("all", "encoder", "first_block")}] = "all"
-    # share of the fine-tuned weights in the published model, the rest the parent's
-    # (weight-space ensembling, Wortsman et al. 2022 "WiSE-FT"); see blend_weights
-    blend: Annotated[float, {"min": 0.0, "max": 1.0}] = 1.0
     seed: int = 0
     device: str = "auto"
 
@@ -182,30 +179,6 @@ def _bounding_box(mask: np.ndarray, *, margin: int) -> tuple[slice, ...]:
         slice(max(0, int(w.min()) - margin), min(n, int(w.max()) + 1 + margin))
         for w, n in zip(where, mask.shape, strict=True)
     )
-
-
-def blend_weights(tuned, parent, share: float) -> dict:
-    """The state dict ``share * tuned + (1 - share) * parent`` (floating tensors; integer
-    buffers such as batch-norm step counts are the tuned network's).
-
-    A fine-tune from a few objects moves the weights along directions that fit them; part
-    of that move carries to the user's other images and part is memorisation. Interpolating
-    back towards the parent keeps more of the first than of the second (Wortsman et al.
-    2022, "Robust fine-tuning of zero-shot models"): both networks share one architecture
-    and start point, so the straight line between them stays in a good basin.
-    """
-    a, b = tuned.state_dict(), parent.state_dict()
-    if a.keys() != b.keys():
-        raise ValueError("blend_weights: the two networks have different parameters")
-    out = {}
-    for key, value in a.items():
-        other = b[key].to(value.device)
-        out[key] = (
-            value.lerp(other.to(value.dtype), 1.0 - share)
-            if value.is_floating_point()
-            else value.clone()
-        )
-    return out
 
 
 def finetune_augment(config: FinetuneConfig) -> AugmentConfig:
@@ -735,8 +708,6 @@ def finetune(
             None, result, before, float("nan"), tuple(warnings), heldout_objects=n_held
         )
     card, net = load_model(source)
-    if config.blend < 1.0:
-        net.load_state_dict(blend_weights(net, start_net, config.blend))
     refit = {}
     wants_refit = float(card.backend_config.get("merge_distance", 0) or 0) > 0
     if (

@@ -196,14 +196,6 @@ class TrainWidget(QWidget):
             "which weights learn: all of them; the encoder; or only the first block, for a "
             "new stain or contrast when the objects' shapes are as the base model knew them"
         )
-        self.blend = QDoubleSpinBox()
-        self.blend.setRange(ranges["blend"]["min"], ranges["blend"]["max"])
-        self.blend.setSingleStep(0.1)
-        self.blend.setValue(defaults.blend)
-        self.blend.setToolTip(
-            "share of the fine-tuned weights in the saved model, the rest the base model's "
-            "(1: the fine-tune as it is; lower keeps more of what the base model did)"
-        )
         self.refit = QCheckBox("re-choose merge distance")
         self.refit.setChecked(defaults.refit_knobs)
         self.refit.setToolTip(
@@ -261,7 +253,6 @@ class TrainWidget(QWidget):
         form.addRow("keep base model", self.anchor)
         form.addRow("replay base data", self.replay)
         form.addRow("weights trained", self.tune)
-        form.addRow("fine-tune share", self.blend)
         form.addRow("", self.refit)
         form.addRow("", self.adapt_norm)
         form.addRow(self.context_label, self.context)
@@ -395,7 +386,6 @@ class TrainWidget(QWidget):
             anchor_weight=float(self.anchor.value()),
             replay=float(self.replay.value()),
             tune=self.tune.currentText(),
-            blend=float(self.blend.value()),
             refit_knobs=self.refit.isChecked(),
             adapt_norm=self.adapt_norm.isChecked(),
             preview_every=self.preview_every.value(),
