@@ -263,8 +263,9 @@ def test_affinity_models_fine_tune_from_sparse_annotations(disks, tmp_path, save
     path = save_tiny_affinity(tmp_path / "zoo", backend_config={"min_size": 5})
     model = Model.from_card(*load_model(path))
     config = FinetuneConfig(
-        iterations=4, batch_size=2, patch_size=32, val_every=2, held_out_fraction=0.4
-    )
+        iterations=4, batch_size=2, patch_size=32, val_every=2, held_out_fraction=0.4,
+        anchor_weight=1.0,
+    )  # fmt: skip
     result = run(
         finetune(
             model,
