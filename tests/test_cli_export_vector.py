@@ -10,22 +10,9 @@ import pytest
 import roifile
 import tifffile
 
-from napari_instseg.cli import main
 from napari_instseg.core.export import write_labels_tiff
 from napari_instseg.core.samples import load_sample
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    rc = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def one_line_error(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("napari-instseg export: error: "), lines[0]
-    return lines[0]
+from test_cli_export import one_line_error, run
 
 
 @pytest.fixture(scope="module")

@@ -140,18 +140,25 @@ def write_ome(path: str, layer_data: list[tuple]) -> list[str]:
     return [path]
 
 
-@_reported
-def write_csv(path: str, layer_data: list[tuple]) -> list[str]:
-    """A labels layer's per-object table; mean intensities from an image layer if given."""
+def _labels_and_image(layer_data: list[tuple], what: str):
+    """The one selected labels layer at full resolution, and the selected image layer (if
+    any) with its channel axis: ``(labels, image, channel_axis, labels_meta)``."""
     image_item, labels_items = _split(layer_data)
     if len(labels_items) != 1:
-        raise InputError("select exactly one labels layer for the object table")
+        raise InputError(f"select exactly one labels layer for {what}")
     data, meta, _ = labels_items[0]
     labels = full_resolution(data, meta)
     image = channel_axis = None
     if image_item is not None:
         image = full_resolution(image_item[0], image_item[1])
         channel_axis = image_channel_axis(image, image_item[1], labels.ndim)
+    return labels, image, channel_axis, meta
+
+
+@_reported
+def write_csv(path: str, layer_data: list[tuple]) -> list[str]:
+    """A labels layer's per-object table; mean intensities from an image layer if given."""
+    labels, image, channel_axis, meta = _labels_and_image(layer_data, "the object table")
     write_object_table(
         path,
         labels,
@@ -174,15 +181,7 @@ def write_rois(path: str, data: Any, meta: dict) -> list[str]:
 def write_qupath_geojson(path: str, layer_data: list[tuple]) -> list[str]:
     """A labels layer's outlines as QuPath GeoJSON, with the object table's measurements
     (mean intensities from an image layer if one is selected too)."""
-    image_item, labels_items = _split(layer_data)
-    if len(labels_items) != 1:
-        raise InputError("select exactly one labels layer for GeoJSON")
-    data, meta, _ = labels_items[0]
-    labels = full_resolution(data, meta)
-    image = channel_axis = None
-    if image_item is not None:
-        image = full_resolution(image_item[0], image_item[1])
-        channel_axis = image_channel_axis(image, image_item[1], labels.ndim)
+    labels, image, channel_axis, meta = _labels_and_image(layer_data, "GeoJSON")
     write_geojson(
         path,
         labels,
