@@ -94,6 +94,7 @@ def test_finetune_bad_input_is_one_line(tmp_path, capsys, parent, pair, extra, m
         ("--held-out", "-0.5", "outside its range"),
         ("--iterations", "0", "iterations = 0 is outside its range"),  # was: the default
         ("--anchor-weight", "nan", "anchor_weight = nan is not a number"),
+        ("--tune", "decoder", "tune = 'decoder' is not one of all, encoder, first_block"),
     ],
 )
 def test_values_outside_their_range_are_refused_before_any_work(

@@ -938,9 +938,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--tune",
-        choices=["all", "encoder", "first_block"],
         default=None,
-        help="fine-tune: which weights move (default: the Fine-tune widget's)",
+        help="fine-tune: which weights move: all, encoder or first_block (default: the "
+        "Fine-tune widget's)",
     )
     t.add_argument(
         "--replay",

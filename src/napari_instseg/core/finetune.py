@@ -49,7 +49,15 @@ from .pipeline import Model, prepare_image, segment_image
 from .predict import PredictConfig
 from .replay import replay_for
 from .scale import labels_to_grid, median_diameter, plan_scale, resize_image, scaled_shape
-from .train import TrainConfig, TrainResult, decode_with_net, segment_with_net, train, validate
+from .train import (
+    TRAINABLE,
+    TrainConfig,
+    TrainResult,
+    decode_with_net,
+    segment_with_net,
+    train,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ class FinetuneConfig:
     # outside the annotations (compare_with_parent); costs two predictions per image
     compare_parent: bool = True
     # which weights move: "all", "encoder" or "first_block" (TrainConfig.trainable)
-    tune: Annotated[str, {"choices": ("all", "encoder", "first_block")}] = "all"
+    tune: Annotated[str, {"choices": tuple(TRAINABLE)}] = "all"
     seed: int = 0
     device: str = "auto"
 

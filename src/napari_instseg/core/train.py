@@ -28,6 +28,13 @@ from .methods import Method
 from .metrics import average_precision_annotated, average_precision_dsb
 from .predict import PredictConfig, predict_tiled, select_device
 
+#: ``TrainConfig.trainable`` -> the UNet modules trained (matched anywhere in a parameter's
+#: dotted name, so a momentum pair's ``f.encoders.0`` counts). "first_block": the input
+#: block only, the smallest change (the "surgical" fine-tuning of Lee et al. 2022 for an
+#: input-level shift; on the stained nuclei it kept fluorescence best but learnt too little
+#: of the stain, docs/transfer.md); "encoder": every encoder block; "all": everything.
+TRAINABLE = {"all": None, "encoder": ("encoders.",), "first_block": ("encoders.0.",)}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,18 +56,10 @@ class TrainConfig:
     # share of each batch's crops drawn from ``replay_samples``
     replay_share: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
     # which weights the optimiser moves (see TRAINABLE); the others keep their values
-    trainable: Annotated[str, {"choices": ("all", "encoder", "first_block")}] = "all"
+    trainable: Annotated[str, {"choices": tuple(TRAINABLE)}] = "all"
     seed: int = 0
     device: str = "auto"
     amp: bool = True
-
-
-#: ``TrainConfig.trainable`` -> the UNet modules trained (matched anywhere in a parameter's
-#: dotted name, so a momentum pair's ``f.encoders.0`` counts). "first_block": the input
-#: block only, what an input-level shift (a new stain or contrast) needs when the objects'
-#: geometry is unchanged (Lee et al. 2022, "Surgical fine-tuning"); "encoder": every
-#: encoder block; "all": everything.
-TRAINABLE = {"all": None, "encoder": ("encoders.",), "first_block": ("encoders.0.",)}
 
 
 def trainable_parameters(net, part: str) -> list:
