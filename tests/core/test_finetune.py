@@ -633,3 +633,30 @@ def test_finetune_compares_with_its_parent_through_segment_image(spoco_tiny, dis
     )  # fmt: skip
     assert off.comparison is None
     assert "parent_comparison" not in read_card(off.model_path).metrics
+
+
+def test_anchor_weight_shrinks_with_the_number_of_annotated_objects():
+    from napari_instseg.core.finetune import effective_anchor_weight
+
+    assert effective_anchor_weight(1.0, 50, 0) == 1.0  # off: the same for any count
+    assert effective_anchor_weight(1.0, 8, 10) == 1.0  # in full up to 10 objects
+    assert effective_anchor_weight(1.0, 10, 10) == 1.0
+    assert effective_anchor_weight(2.0, 40, 10) == pytest.approx(0.5)
+
+
+def test_finetune_records_the_anchor_weight_it_used(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.checkpoint import load_model
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    item = _annotated(disks)
+    config = FinetuneConfig(
+        iterations=2, batch_size=1, patch_size=32, held_out_fraction=0.0, anchor_weight=2.0,
+        anchor_objects=1, compare_parent=False, refit_knobs=False, device="cpu",
+    )  # fmt: skip
+    result = run(finetune(spoco_tiny, [item], name="a", run_dir=tmp_path / "run",
+                          models_dir=tmp_path, config=config))  # fmt: skip
+    card, _ = load_model(result.model_path)
+    objects = card.training["annotations"][0]["objects"]
+    assert objects > 1
+    assert card.training["anchor_weight_used"] == pytest.approx(2.0 / objects)

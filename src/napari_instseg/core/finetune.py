@@ -78,6 +78,10 @@ class FinetuneConfig:
     # AP@0.5 0.490 vs 0.440) and on average on the DSB val crops (+0.124 vs +0.043), but one
     # of those 8 runs lost 0.115 where 1 never lost anything (docs/transfer.md): 1 stays
     anchor_weight: Annotated[float, {"min": 0.0, "max": 100.0}] = 1.0
+    # the anchor weighs in full up to this many annotated objects and as
+    # anchor_objects / objects beyond (the evidence outweighs the prior as it grows); 0: the
+    # weight is the same for any number of objects (see effective_anchor_weight)
+    anchor_objects: Annotated[int, {"min": 0, "max": 10_000}] = 0
     val_every: Annotated[int, {"min": 1, "max": 10_000}] = 25
     preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
     # re-choose the published model's merge_distance (see refit_merge_distance)
@@ -198,6 +202,19 @@ def finetune_augment(config: FinetuneConfig) -> AugmentConfig:
     if not config.strong_augment:
         return AugmentConfig(foreground_crop_prob=0.9)
     return AugmentConfig(foreground_crop_prob=0.9, zoom=1.3, gamma=1.4, blur_prob=0.3, noise=0.03)
+
+
+def effective_anchor_weight(weight: float, objects: int, full_up_to: int) -> float:
+    """The "keep base model" weight for ``objects`` annotated objects.
+
+    The anchor is a prior (the parent's outputs where the user did not annotate) and the
+    annotations are the evidence; the loss averages over each, so without this the prior
+    keeps the same say however much the user annotates. With ``full_up_to`` > 0 the weight
+    is ``weight`` up to that many objects and ``weight * full_up_to / objects`` beyond.
+    """
+    if full_up_to <= 0 or objects <= full_up_to:
+        return float(weight)
+    return float(weight) * full_up_to / objects
 
 
 def make_finetune_samples(
@@ -664,6 +681,9 @@ def finetune(
             preview_x = prepare_image(model, preview, channel_axis=preview_channel_axis)
         except InputError as err:  # a preview is a nicety: never a reason to fail
             warnings.append(f"no preview: {err}")
+    anchor_weight = effective_anchor_weight(
+        config.anchor_weight, sum(r["objects"] for r in record), config.anchor_objects
+    )
     tconf = TrainConfig(
         iterations=config.iterations,
         batch_size=config.batch_size,
@@ -673,7 +693,7 @@ def finetune(
         val_every=config.val_every,
         log_every=5,
         preview_every=config.preview_every,
-        anchor_weight=config.anchor_weight,
+        anchor_weight=anchor_weight,
         freeze_norm=True,
         replay_share=config.replay,
         trainable=config.tune,
@@ -691,6 +711,7 @@ def finetune(
             "parent_data": model.card.training.get("data", ""),
             "annotations": record,
             "finetune_config": asdict(config),
+            "anchor_weight_used": anchor_weight,
         },
         metrics={"heldout_ap50_before": before},
         versions={},
