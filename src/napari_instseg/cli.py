@@ -83,6 +83,13 @@ def _expand_inputs(inputs: list[str]) -> list[Path]:
 def cmd_models(args) -> int:
     from .core.zoo import list_models
 
+    if args.import_package:
+        from .core.io_bioimageio import import_bioimageio
+
+        for package in args.import_package:
+            card_path = import_bioimageio(package, overwrite=args.overwrite)
+            print(f"{package}: model {card_path.stem!r} -> {card_path}")
+        return 0
     models = list_models(args.model_dir)
     if args.json:
         from dataclasses import asdict
@@ -638,8 +645,8 @@ def cmd_export(args) -> int:
     from .core.zoo import find_card
 
     outputs = args.output or []
-    if not outputs and not args.output_model:
-        raise CliError("nothing to export: give --output and/or --output-model")
+    if not outputs and not args.output_model and not args.bioimageio:
+        raise CliError("nothing to export: give --output, --output-model and/or --bioimageio")
     kinds = [export_format(out) for out in outputs]  # refuse a bad suffix before any work
     if outputs and not args.labels:
         raise CliError("--output needs a LABELS file (.tif, .tiff or .zarr)")
@@ -647,10 +654,10 @@ def cmd_export(args) -> int:
         raise CliError("OME-Zarr output needs the image the labels belong to (--image)")
     labels, metadata = read_labels(args.labels) if args.labels else (None, {})
     model = args.model or metadata.get("model")
-    if args.backend or args.set or args.model or args.output_model:
+    if args.backend or args.set or args.model or args.output_model or args.bioimageio:
         if not model:
             raise CliError(
-                "--backend, --set and --output-model need --model (or labels "
+                "--backend, --set, --output-model and --bioimageio need --model (or labels "
                 "whose metadata names their model)"
             )
         card = find_card(model)
@@ -707,6 +714,18 @@ def cmd_export(args) -> int:
                 overwrite=args.overwrite,
             )
         print(f"{args.labels}: {n_objects} objects -> {out} ({kind})")
+    if args.bioimageio:
+        from .core.io_bioimageio import export_bioimageio
+
+        package = export_bioimageio(
+            model,
+            args.bioimageio,
+            backend=metadata["backend"],
+            knobs=metadata["knobs"],
+            name=args.model_name,
+            overwrite=args.overwrite,
+        )
+        print(f"model {metadata['model']!r} ({metadata['backend']}) -> {package} (bioimage.io)")
     if args.output_model:
         card_path = export_model(
             model,
@@ -750,6 +769,14 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the available models and their cards")
     m.add_argument("--json", action="store_true")
     m.add_argument("--model-dir", action="append", help="extra folder with models")
+    m.add_argument(
+        "--import",
+        dest="import_package",
+        action="append",
+        metavar="PACKAGE.zip",
+        help="install a bioimage.io package exported by napari-instseg in the user model folder",
+    )
+    m.add_argument("--overwrite", action="store_true", help="with --import: replace a model")
     m.set_defaults(func=cmd_models)
 
     s = sub.add_parser(
@@ -853,7 +880,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--backend", help="assembly back-end the labels were made with")
     x.add_argument("--set", action="append", metavar="KNOB=VALUE", help="knob value")
     x.add_argument("--output-model", metavar="DIR", help="folder for NAME.safetensors + NAME.json")
-    x.add_argument("--model-name", help="name of the saved model (default: MODEL-tuned)")
+    x.add_argument(
+        "--bioimageio", metavar="OUT.zip", help="write the model as a bioimage.io package"
+    )
+    x.add_argument(
+        "--model-name",
+        help="name of the saved model (default: MODEL-tuned; for --bioimageio MODEL's own)",
+    )
     x.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     x.set_defaults(func=cmd_export)
 
