@@ -156,3 +156,24 @@ def test_missing_context_image_is_one_line(tmp_path, capsys, parent, pair):
         "--annotations", tmp_path / "ann.tif", "--context", tmp_path / "nope.tif", *FAST,
     )  # fmt: skip
     assert rc == 2 and "not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_models_dir_holds_the_checkpoints_too(tmp_path, capsys, parent, pair):
+    """With --models-dir and no --output nothing goes to the user's model folder: the run's
+    checkpoints go to MODELS_DIR/runs/NAME, the model to MODELS_DIR; a second run there is
+    named so that it does not clash with the first."""
+    from napari_instseg.core.zoo import user_model_dir
+
+    models = tmp_path / "models"
+    common = (
+        "train", "--from", parent, "--images", tmp_path / "img.tif",
+        "--annotations", tmp_path / "ann.tif", "--models-dir", models, *FAST,
+    )  # fmt: skip
+    rc, out, err = run(capsys, *common)
+    assert rc == 0, err
+    assert (models / "spoco-tiny-finetuned.json").is_file()
+    assert (models / "runs" / "spoco-tiny-finetuned" / "latest.state.safetensors").is_file()
+    assert not any(user_model_dir().rglob("*")), list(user_model_dir().rglob("*"))
+    rc, out, err = run(capsys, *common)
+    assert rc == 0, err
+    assert (models / "spoco-tiny-finetuned-2.json").is_file(), sorted(models.iterdir())

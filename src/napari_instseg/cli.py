@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,21 +33,44 @@ class CliError(Exception):
 
 
 def _progress_driver(job, desc: str):
+    """Drive a core job to its result with a tqdm bar per stage on stderr.
+
+    A bar starts at the step of the first event it sees (``initial``), so its rate counts only
+    the work done while it is shown: a job's first event often arrives with work already
+    done (the first batch of tiles), which counted from a zero start shows absurd rates.
+    ``Progress("plane", i, n)`` (a stack segmented plane by plane) goes into the bar's label.
+    """
     from tqdm import tqdm
 
     from .core.jobs import Metric, Progress
 
     bar = None
+    label = desc
     try:
         event = next(job)
         while True:
-            if isinstance(event, Progress):
-                if bar is None or bar.total != event.total:
+            if isinstance(event, Progress) and event.stage == "plane":
+                if event.total > 1 and event.step < event.total:
+                    label = f"{desc} plane {event.step + 1}/{event.total}"
+            elif isinstance(event, Progress):
+                if (
+                    bar is None
+                    or bar.total != event.total
+                    or event.step < bar.n
+                    or bar.desc != label
+                ):
                     if bar is not None:
                         bar.close()
-                    bar = tqdm(total=event.total, desc=desc, leave=False, unit=event.stage)
-                bar.n = event.step
-                bar.refresh()
+                    bar = tqdm(
+                        total=event.total,
+                        initial=event.step,
+                        desc=label,
+                        leave=False,
+                        unit=event.stage,
+                        mininterval=0.5,
+                    )
+                else:
+                    bar.update(event.step - bar.n)
             elif isinstance(event, Metric) and bar is not None:
                 bar.set_postfix({event.name: f"{event.value:.4f}"}, refresh=False)
                 if event.name.startswith("val"):
@@ -143,7 +167,8 @@ def cmd_segment(args) -> int:
     from .core.data.datasets import read_image
     from .core.export import image_stem, write_json, write_labels_tiff
     from .core.modality import mismatch_note, route_text
-    from .core.pipeline import describe_look, load_model, segment_image
+    from .core.pipeline import describe_look, load_model
+    from .core.planes import segment_planes, stack_layout
     from .core.predict import PredictConfig
     from .core.scale import check_diameter
 
@@ -165,6 +190,11 @@ def cmd_segment(args) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"--output {out} is a file; give a folder")
     if args.large or args.scheduler or args.workers:
+        if args.channel is not None:
+            raise CliError(
+                "--channel is not available block by block (--large); save that channel "
+                "alone, or give --channel-axis for a model that takes all channels"
+            )
         suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
         targets = _segment_targets(inputs, out, lambda p: p.name.split(".")[0] + suffix)
         out.mkdir(parents=True, exist_ok=True)
@@ -173,50 +203,87 @@ def cmd_segment(args) -> int:
     if not args.overwrite:
         _refuse_existing([q for t in targets for q in (t, t.with_suffix(".json"))])
     out.mkdir(parents=True, exist_ok=True)
-    for path, target in zip(inputs, targets, strict=True):
+    started = time.perf_counter()
+    for k, (path, target) in enumerate(zip(inputs, targets, strict=True), 1):
+        counter = f"[{k}/{len(inputs)}] " if len(inputs) > 1 else ""
         image = read_image(path)
+        layout = stack_layout(image.shape, ndim=model.card.ndim, channel_axis=args.channel_axis)
+        if args.channel is not None and layout.channel_axis is None:
+            raise CliError(
+                f"{path.name} (shape {image.shape}) has no colour axis: --channel needs "
+                "--channel-axis, the axis that holds the channels"
+            )
         result = _progress_driver(
-            segment_image(
+            segment_planes(
                 model,
                 image,
+                channel_axis=args.channel_axis,
+                channel=args.channel,
                 config=pconf,
                 backend=args.backend,
                 knobs=knobs,
-                channel_axis=args.channel_axis,
                 appearance=args.appearance,
                 diameter=args.diameter,
             ),
-            desc=path.name,
+            desc=f"{counter}{path.name}",
         )
-        info = result.prediction.info
-        # How the labels were made: in the TIFF (``export`` reads it) and next to it.
+        first = result.planes[0]
+        # How the labels were made: in the TIFF (``export`` reads it) and next to it. A stack
+        # says it per plane too; the top-level entries are its first plane's.
         how = {
             "image": str(path),
             "model": model.card.name,
             "method": model.method.name,
             "backend": result.backend,
             "knobs": result.knobs,
-            "modality": info.get("modality", ""),
-            "diameter": info["diameter"],
-            "appearance": info["appearance"],
-            "report": result.report,
+            "modality": first["info"].get("modality", ""),
+            "diameter": first["info"]["diameter"],
+            "appearance": first["info"]["appearance"],
+            "report": first["report"],
         }
+        if args.channel_axis is not None or args.channel is not None:
+            how.update(channel_axis=args.channel_axis, channel=args.channel)
+        if layout.stack_axes:
+            how["stack_axes"] = list(layout.stack_axes)
+            how["planes"] = [
+                {
+                    "index": p["index"],
+                    "objects": p["objects"],
+                    "ids": p["ids"],
+                    "modality": p["info"].get("modality", ""),
+                    "diameter": p["info"]["diameter"],
+                    "appearance": p["info"]["appearance"],
+                    "report": p["report"],
+                }
+                for p in result.planes
+            ]
         # Each file is staged and renamed into place: a full disk or a kill leaves no
         # half-written file under the final name.
         write_labels_tiff(target, result.labels, attrs=how, overwrite=args.overwrite)
         write_json(target.with_suffix(".json"), how, overwrite=args.overwrite)
-        n = int(result.labels.max())
+        planes = f"{layout.describe()} one by one, " if layout.stack_axes else ""
         print(
-            f"{path.name}: {n} objects -> {target} "
+            f"{counter}{path.name}: {planes}{result.n_objects} objects -> {target} "
             f"(predict {result.seconds['predict']:.1f} s, assemble "
             f"{result.seconds['assemble']:.2f} s)"
         )
-        print(f"  {describe_look(info)}")
-        if result.report.get("route"):
-            print(f"  {route_text(result.report)}")
-        note = mismatch_note(result.prediction.info, model.card)
+        looks: dict[str, int] = {}
+        for p in result.planes:
+            text = describe_look(p["info"])
+            looks[text] = looks.get(text, 0) + 1
+        for text, count in looks.items():
+            print(f"  {text}" + (f" ({count} of {len(result.planes)} planes)" if planes else ""))
+        notes = []
+        for p in result.planes:
+            if p["report"].get("route") and route_text(p["report"]) not in notes:
+                notes.append(route_text(p["report"]))
+        for text in notes:
+            print(f"  {text}")
+        note = mismatch_note(first["info"], model.card)
         if note:
             print(f"note: {path.name} {note}", file=sys.stderr)
+    if len(inputs) > 1:
+        print(f"{len(inputs)} images in {time.perf_counter() - started:.1f} s -> {out}")
     return 0
 
 
@@ -239,6 +306,31 @@ def _whole_numbers(minimum: int, *, per_axis: bool = False):
     return parse
 
 
+def _thresholds(text: str) -> tuple[float, ...]:
+    """An argparse type: IoU thresholds ``0.5,0.75``, each in (0, 1]."""
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, not {text!r}"
+        ) from None
+    if not all(0.0 < t <= 1.0 for t in values):
+        raise argparse.ArgumentTypeError(f"IoU thresholds lie in (0, 1], not {text}")
+    return values
+
+
+def _version() -> str:
+    """The installed distribution's version; the package's own when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("napari-instseg")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 def _segment_blockwise(args, inputs, targets, model, knobs, pconf) -> int:
     """`segment --large`: every input through the blockwise dask engine, one cluster."""
     from .core.large.engine import DaskClient, segment_large
@@ -247,7 +339,8 @@ def _segment_blockwise(args, inputs, targets, model, knobs, pconf) -> int:
     where = args.scheduler or f"a local cluster of {len(cluster.client.nthreads())} workers"
     print(f"blockwise on {where}")
     try:
-        for path, target in zip(inputs, targets, strict=True):
+        for k, (path, target) in enumerate(zip(inputs, targets, strict=True), 1):
+            counter = f"[{k}/{len(inputs)}] " if len(inputs) > 1 else ""
             result = _progress_driver(
                 segment_large(
                     path,
@@ -265,9 +358,12 @@ def _segment_blockwise(args, inputs, targets, model, knobs, pconf) -> int:
                     appearance=args.appearance,
                     diameter=args.diameter,
                 ),
-                desc=path.name,
+                desc=f"{counter}{path.name}",
             )
-            print(f"{path.name}: {result.summary()} -> {target} ({result.seconds['total']:.1f} s)")
+            print(
+                f"{counter}{path.name}: {result.summary()} -> {target} "
+                f"({result.seconds['total']:.1f} s)"
+            )
             if result.look_text():
                 print(f"  {result.look_text()}")
             if result.stats.get("wider_than_halo", 0) > 0.001 * max(result.n_objects, 1):
@@ -324,7 +420,7 @@ def cmd_evaluate(args) -> int:
         raise CliError(f"no file names in common between {pred_dir} and {gt_dir}")
     # A ground-truth image with no prediction is a miss (every object missed), not left out.
     missing = sorted(set(gts) - set(preds))
-    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    thresholds = args.thresholds
     rows, binary = {}, []
     for name in names:
         gt = read_labels(gts[name])[0]
@@ -472,10 +568,14 @@ def cmd_finetune(args) -> int:
         model = load_model(args.from_model)
     except CheckpointError as err:
         raise CliError(str(err)) from None
+    extra = [args.models_dir] if args.models_dir else None
     name = args.name or unique_model_name(
-        f"{model.card.name}-finetuned", [c.name for c, _ in list_models()]
+        f"{model.card.name}-finetuned", [c.name for c, _ in list_models(extra)]
     )
-    run_dir = Path(args.output) if args.output else user_model_dir() / "runs" / name
+    # The checkpoints go next to the model: under --models-dir when given, so that nothing
+    # is written to the user's model folder then.
+    models_dir = Path(args.models_dir) if args.models_dir else user_model_dir()
+    run_dir = Path(args.output) if args.output else models_dir / "runs" / name
     result = _progress_driver(
         finetune(
             model,
@@ -745,12 +845,13 @@ def cmd_view(args) -> int:
             raise CliError(f"input not found: {path}")
     from .plugin.launch import open_viewer
 
-    open_viewer(args.inputs, sample=None if args.inputs else args.sample)
+    open_viewer(args.inputs, sample=None if args.inputs else args.sample, model=args.model)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-instseg", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("view", help="open napari with an image (or a sample) and the widget")
@@ -763,11 +864,13 @@ def build_parser() -> argparse.ArgumentParser:
             "phase2d_usiigaci_set1_crop512",
             "nuclei3d_synthetic_stardist",
         ],
+        help="bundled sample opened when no image is given",
     )
+    v.add_argument("--model", help="model chosen in the Segment widget (see `models`)")
     v.set_defaults(func=cmd_view)
 
     m = sub.add_parser("models", help="list the available models and their cards")
-    m.add_argument("--json", action="store_true")
+    m.add_argument("--json", action="store_true", help="print the cards as JSON")
     m.add_argument("--model-dir", action="append", help="extra folder with models")
     m.add_argument(
         "--import",
@@ -795,10 +898,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     s.add_argument("--backend", help="assembly back-end (default: the model's)")
     s.add_argument("--set", action="append", metavar="KNOB=VALUE", help="post-processing knob")
-    s.add_argument("--tile-size", type=int, default=512)
-    s.add_argument("--halo", type=int, default=32)
+    s.add_argument(
+        "--tile-size",
+        type=int,
+        default=512,
+        help="side of the tiles the network sees, in pixels (default 512; smaller needs "
+        "less memory)",
+    )
+    s.add_argument(
+        "--halo",
+        type=int,
+        default=32,
+        help="context added around each tile and cut off after, in pixels (default 32)",
+    )
     s.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    s.add_argument("--channel-axis", type=int, default=None)
+    s.add_argument(
+        "--channel-axis",
+        type=int,
+        default=None,
+        help="axis of the image that holds channels (RGB/RGBA last is found by itself); "
+        "other axes before the model's spatial ones are a stack (time, z), segmented "
+        "plane by plane",
+    )
+    s.add_argument(
+        "--channel",
+        type=_whole_numbers(0),
+        default=None,
+        help="segment only this channel (of --channel-axis, or of an RGB image's colours)",
+    )
     s.add_argument(
         "--diameter",
         default="auto",
@@ -844,11 +971,27 @@ def build_parser() -> argparse.ArgumentParser:
     big.add_argument("--no-resume", action="store_true", help="redo blocks a stopped run did")
     s.set_defaults(func=cmd_segment)
 
-    e = sub.add_parser("evaluate", help="compare predicted and ground-truth label folders")
-    e.add_argument("pred_dir")
-    e.add_argument("gt_dir")
-    e.add_argument("--thresholds", default="0.5,0.6,0.7,0.8,0.9")
-    e.add_argument("--json", action="store_true")
+    e = sub.add_parser(
+        "evaluate",
+        help="compare predicted and ground-truth label folders",
+        description=(
+            "Label images are paired by name (X.tif, X.zarr or X.ome.zarr in each folder). "
+            "Per image and on average: AP at each IoU threshold, F1 at IoU 0.5, the cell "
+            "segmentation challenge's F1, SBD, and the object counts. A ground-truth image "
+            "with no prediction counts as a miss."
+        ),
+    )
+    e.add_argument("pred_dir", help="folder with the predicted labels")
+    e.add_argument("gt_dir", help="folder with the ground-truth labels")
+    e.add_argument(
+        "--thresholds",
+        type=_thresholds,
+        default="0.5,0.6,0.7,0.8,0.9",
+        help="IoU thresholds for AP, comma separated (default 0.5,0.6,0.7,0.8,0.9)",
+    )
+    e.add_argument(
+        "--json", action="store_true", help="print the scores as JSON instead of a table"
+    )
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser(
@@ -900,14 +1043,16 @@ def build_parser() -> argparse.ArgumentParser:
             "fine-tuned model is saved as --name in the user's model folder (or --models-dir)."
         ),
     )
-    t.add_argument("--method")
+    t.add_argument("--method", help="method to train from scratch (e.g. embedseg, spoco)")
     t.add_argument(
         "--data",
         action="append",
         help="folder with images/, masks/, metadata.csv (repeat to train on several; each "
         "contributes equally)",
     )
-    t.add_argument("--split", default="train")
+    t.add_argument(
+        "--split", default="train", help="metadata.csv split to train on (default train)"
+    )
     t.add_argument(
         "--kind",
         action="append",
@@ -916,9 +1061,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-split", default="val", help="'' to skip validation")
     t.add_argument("--output", help="folder for checkpoints (fine-tune: the run folder)")
     t.add_argument("--name", help="model name (default: model; fine-tune: MODEL-finetuned)")
-    t.add_argument("--modality", default="")
-    t.add_argument("--description", default="")
-    t.add_argument("--recipe", default="")
+    t.add_argument(
+        "--modality",
+        default="",
+        help="the images' modality for the card (fluorescence, phase_contrast, brightfield)",
+    )
+    t.add_argument("--description", default="", help="one line for the model card")
+    t.add_argument("--recipe", default="", help="how it was trained, for the model card")
     t.add_argument(
         "--iterations", type=int, help="default 2000 (fine-tune: the Fine-tune widget's)"
     )
@@ -926,12 +1075,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patch-size", type=int, help="default 128")
     t.add_argument("--lr", type=float, help="default 2e-3 (fine-tune: the Fine-tune widget's)")
     t.add_argument("--val-every", type=int, help="default 250 (fine-tune: 25)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     t.add_argument("--sparse", type=float, default=1.0, help="fraction of instances kept")
-    t.add_argument("--sparse-background", default="none", choices=["none", "all", "near"])
+    t.add_argument(
+        "--sparse-background",
+        default="none",
+        choices=["none", "all", "near"],
+        help="with --sparse: background counted as known: none (default), all, or near the "
+        "kept objects",
+    )
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="method config value")
-    t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
+    )
     t.add_argument(
         "--init",
         metavar="MODEL",
@@ -1003,7 +1160,11 @@ def build_parser() -> argparse.ArgumentParser:
         "annotated and --context images before training",
     )
     t.add_argument("--channel-axis", type=int, default=None, help="fine-tune: image channels")
-    t.add_argument("--models-dir", help="fine-tune: where to save the model")
+    t.add_argument(
+        "--models-dir",
+        help="fine-tune: where to save the model, and its checkpoints under runs/ unless "
+        "--output says (default: the user's model folder)",
+    )
     t.set_defaults(func=cmd_train)
     debug_help = f"show the traceback of an error (also {DEBUG_ENV}=1)"
     p.add_argument("--debug", action="store_true", help=debug_help)
