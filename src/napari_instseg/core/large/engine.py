@@ -514,6 +514,10 @@ class DaskClient:
         if client is None:
             import dask
 
+            from .main_guard import refuse_unguarded_main
+
+            refuse_unguarded_main()  # before a worker process imports the script again
+
             # dask sets MALLOC_TRIM_THRESHOLD_=65536 in workers to return memory eagerly;
             # with torch's large short-lived buffers that makes inference ~1.6x slower
             # (page faults; benchmarks/large.py). Workers here keep glibc's default.
