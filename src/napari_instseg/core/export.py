@@ -24,7 +24,6 @@ import json
 import math
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import LABEL_DTYPE, InputError, as_channel_first, as_labels
+from .staging import clean_stale_staging, staging_name
 
 #: Attribute key (zarr) and metadata key (TIFF) under which our own metadata is stored.
 ATTRS_KEY = "napari_instseg"
@@ -148,7 +148,7 @@ def _remove(path: Path) -> None:
 
 
 def _hidden_sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    return staging_name(path, tag)
 
 
 def _move_into_place(staged: Path, target: Path) -> None:
@@ -173,6 +173,7 @@ def _staged(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path
     On any error the temporary output is deleted and the target is left as it was.
     """
     target = Path(path)
+    clean_stale_staging(target)  # what a killed writer left here (never a live one's)
     _check_target(target, overwrite=overwrite, folder=folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = _hidden_sibling(target, "partial")
@@ -996,6 +997,7 @@ def export_model(
         created="",
     )
     directory.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(directory / name)
     staging = _hidden_sibling(directory / name, "partial")
     try:
         save_model(staging, name, net, new)

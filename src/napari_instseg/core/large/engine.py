@@ -19,7 +19,15 @@
 and reports progress per block. The model travels to workers as its card path and weights
 checksum and is loaded once per worker process, never pickled. Stopped or failed runs leave
 the block store and markers in ``<output>.blocks``; running again with the same settings
-picks up from the blocks already done.
+picks up from the blocks already done, after checking each of them against the block store
+(a block whose slot is missing, changed or unreadable, or whose marker is, is segmented
+again).
+
+The output is composed in the work folder and moved into place only when complete, so a
+killed run never leaves a finished-looking output under the final name. A run holds a lock
+(``.<output>.lock``, :class:`~napari_instseg.core.staging.OutputLock`) for its whole
+duration: a second run on the same output is refused instead of sharing or deleting the
+first one's blocks; a lock left by a killed run is taken over.
 
 By default a ``LocalCluster`` is started on this machine (one single-threaded worker per
 core) and closed at the end; ``client`` may be a scheduler address (``"tcp://host:8786"``)
@@ -28,11 +36,14 @@ or a ``distributed.Client`` the caller owns.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import shutil
 import time
+import zipfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -43,6 +54,7 @@ import numpy as np
 from ..arrays import LABEL_DTYPE, InputError
 from ..jobs import Job, Progress, stop_requested
 from ..predict import PredictConfig
+from ..staging import OutputLock
 from .plan import BlockPlan, intersect, plan_blocks, shift
 from .source import LazyImage, SourceSpec, open_source
 from .stitch import BlockObjects, compose, describe_block, lookup, match_views, resolve
@@ -53,6 +65,8 @@ CORE_3D = (64, 512, 512)
 NETWORK_CONTEXT = 24
 #: Seconds between progress events while waiting for workers (how fast Stop is seen).
 POLL_SECONDS = 0.25
+
+_log = logging.getLogger(__name__)
 
 
 # -- what a worker runs on each block ---------------------------------------------------------
@@ -171,9 +185,41 @@ class RunFiles:
     labels: tuple[str, ...]  # label array key per pyramid level inside ``output``
     image: tuple[str, ...] = ()  # image array key per level, when the image is copied too
     channel_axis_out: int | None = None  # channel axis of the copied image / label arrays
+    #: Where ``output`` (staged in ``work``) goes when complete, and how: "replace" (the
+    #: whole store) or "labels" (a label image into the source OME-Zarr's labels group).
+    final: str = ""
+    publish: str = "replace"
 
     def marker(self, index: int) -> Path:
         return Path(self.work) / "blocks" / f"{index}.npz"
+
+
+def slot_digest(labels: np.ndarray) -> str:
+    """Checksum of a block's labels as its block-store slot holds them."""
+    data = np.ascontiguousarray(labels, dtype="<u4")
+    return hashlib.blake2b(data.tobytes(), digest_size=16).hexdigest()
+
+
+class MarkerError(Exception):
+    """A done-marker that cannot be read as one (truncated, foreign or corrupt file)."""
+
+
+def read_marker(path: Path) -> tuple[BlockObjects, str]:
+    """A block's object table and slot checksum from its done-marker; never unpickles.
+
+    Raises :class:`MarkerError` for a file that is not a complete marker.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            table = BlockObjects.from_arrays(data)
+            digest = str(data["slot_digest"]) if "slot_digest" in data.files else ""
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        # numpy says "pickled data" for any file that is not npy/npz: not a useful hint
+        text = "not a numpy archive" if "pickle" in str(err) else str(err) or type(err).__name__
+        raise MarkerError(text) from None
+    except AttributeError:  # np.load returned a plain array: a .npy, not our .npz
+        raise MarkerError("not a marker archive") from None
+    return table, digest
 
 
 def _reset_peak_rss() -> None:
@@ -209,9 +255,12 @@ def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmente
     _use_worker_threads()
     block = plan.blocks[index]
     image = LazyImage(source).read(block.read)
-    if not np.all(np.isfinite(image)):
+    bad = ~np.isfinite(image)
+    if bad.any():
+        where = np.argwhere(bad.any(axis=0))[0] + [s.start for s in block.read]
         raise InputError(
-            f"block {index} holds NaN or infinite values; fill or mask them before segmenting"
+            f"{source.path} holds NaN or infinite values (block {index}, first at pixel "
+            f"{tuple(int(v) for v in where)}); fill or mask them before segmenting"
         )
     origin = tuple(s.start for s in block.read)
     labels = np.asarray(segmenter(image, origin)).astype(LABEL_DTYPE, copy=False)
@@ -221,7 +270,7 @@ def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmente
     table = describe_block(labels, block, plan.shape)
     marker = files.marker(index)
     tmp = marker.with_suffix(".tmp.npz")
-    np.savez(tmp, **table.to_arrays())
+    np.savez(tmp, **table.to_arrays(), slot_digest=np.array(slot_digest(labels)))
     os.replace(tmp, marker)  # the marker appears only once the slot is written
     return {
         "index": index,
@@ -230,6 +279,38 @@ def segment_block(files: RunFiles, plan: BlockPlan, source: SourceSpec, segmente
         "peak_rss_mb": _peak_rss_mb(),
         "pid": os.getpid(),
     }
+
+
+def verify_block(files: RunFiles, index: int) -> str:
+    """Worker task: why block ``index`` of an earlier run cannot be trusted ("" if it can):
+    its marker must read and its slot in the block store must hold what the marker's
+    checksum says (a deleted or rewritten shard reads back as something else)."""
+    why = _distrust(files, index)
+    if why:  # a damaged shard would also break writing the block anew: start it empty
+        import zarr
+
+        store = zarr.open_array(files.store, mode="r")
+        coords = (index,) + (0,) * (store.ndim - 1)
+        (Path(files.store) / store.metadata.encode_chunk_key(coords)).unlink(missing_ok=True)
+    return why
+
+
+def _distrust(files: RunFiles, index: int) -> str:
+    import zarr
+
+    try:
+        _, digest = read_marker(files.marker(index))
+    except MarkerError as err:
+        return f"its done-marker {files.marker(index).name} cannot be read ({err})"
+    if not digest:
+        return "its done-marker has no checksum of the block (an older run)"
+    try:
+        labels = zarr.open_array(files.store, mode="r")[index]
+    except Exception as err:  # codecs raise many kinds of errors for a damaged shard
+        return f"its slot in the block store cannot be read ({type(err).__name__}: {err})"
+    if slot_digest(labels) != digest:
+        return "its slot in the block store is missing or changed"
+    return ""
 
 
 def match_blocks(files: RunFiles, plan: BlockPlan, a: int, b: int):
@@ -665,84 +746,171 @@ def _check_target(output: Path, overwrite: bool) -> None:
         raise InputError(f"{output} exists and is not a zarr store; not replacing it")
 
 
+def _check_output(output: Path, image: LazyImage, *, labels_name: str, overwrite: bool) -> None:
+    """Refuse an output that must not be replaced, before anything is written."""
+    from ..export import is_ome_zarr
+    from ..staging import clean_stale_staging
+
+    clean_stale_staging(output)  # a killed run's half-moved output is put back first
+    if _in_place(output, image):
+        if not is_ome_zarr(output):
+            raise InputError(f"{output} is not an OME-Zarr image")
+        if labels_name in _listed_labels(output) and not overwrite:
+            raise InputError(
+                f"{output} already has labels {labels_name!r}; pass overwrite (--overwrite) "
+                "to replace them"
+            )
+        return
+    _check_target(output, overwrite)
+
+
+def _in_place(output: Path, image: LazyImage) -> bool:
+    """Whether the labels go next to the image of the source OME-Zarr itself."""
+    return (
+        output.name.lower().endswith(".ome.zarr")
+        and output.exists()
+        and Path(image.spec.path).resolve() == output.resolve()
+    )
+
+
+def _listed_labels(output: Path) -> list[str]:
+    import zarr
+
+    root = zarr.open_group(str(output), mode="r")
+    if "labels" not in root:
+        return []
+    return list(dict(root["labels"].attrs).get("ome", {}).get("labels", []))
+
+
 def _create_output(
     output: Path,
+    work: Path,
     plan: BlockPlan,
     image: LazyImage,
     *,
     labels_name: str,
     attrs: dict,
-    overwrite: bool,
 ) -> RunFiles:
-    """Create the (empty, sharded) output arrays and say where they are.
+    """Create the (empty, sharded) output arrays, staged in ``work``, and say where they
+    are and where they go when complete.
 
-    ``.zarr``: one labels array. ``.ome.zarr``: the image pyramid copied
-    plus ``labels/<name>`` with the same levels; or, when ``output`` is the source
-    OME-Zarr, just the labels next to its image.
+    ``.zarr``: one labels array. ``.ome.zarr``: the image pyramid copied plus
+    ``labels/<name>`` with the same levels; or, when ``output`` is the source OME-Zarr, a
+    label image to move into its ``labels`` group, with as many levels as match its image.
     """
     import zarr
 
-    from ..export import image_attrs, is_ome_zarr, label_image_attrs, ome_axes_and_scales
+    from ..export import image_attrs, label_image_attrs, ome_axes_and_scales
 
-    work = output.with_name(output.name + ".blocks")
     store = str(work / "store.zarr")
     ndim = len(plan.shape)
-    lower = output.name.lower()
-    if not lower.endswith(".zarr"):
-        raise InputError(f"write large labels to a .zarr or .ome.zarr folder, not {output}")
-    if not lower.endswith(".ome.zarr"):
-        _check_target(output, overwrite)
-        if output.exists():
-            shutil.rmtree(output)
-        arr = _sharded_array(str(output), None, plan, 0, LABEL_DTYPE, (), list("zyx"[-ndim:]))
+    if not output.name.lower().endswith(".ome.zarr"):
+        staged = work / "output.zarr"
+        shutil.rmtree(staged, ignore_errors=True)  # a stopped run's: composed again anyway
+        arr = _sharded_array(str(staged), None, plan, 0, LABEL_DTYPE, (), list("zyx"[-ndim:]))
         arr.attrs["napari_instseg"] = attrs
-        return RunFiles(str(work), store, str(output), ("",))
+        return RunFiles(str(work), store, str(staged), ("",), final=str(output))
 
     has_channel = image.spec.channel_axis is not None
     lead = (1,) if has_channel else ()
-    if output.exists() and Path(image.spec.path).resolve() == output.resolve():
-        # Labels next to the source OME-Zarr's own image, with as many levels as match.
-        if not is_ome_zarr(output):
-            raise InputError(f"{output} is not an OME-Zarr image")
-        root = zarr.open_group(str(output), mode="r+")
-        ms = dict(root.attrs).get("ome", dict(root.attrs))["multiscales"][0]
+    if _in_place(output, image):
+        source = zarr.open_group(str(output), mode="r")
+        ms = dict(source.attrs).get("ome", dict(source.attrs))["multiscales"][0]
         axes = ms["axes"]
         levels = 1
         for k, d in enumerate(ms["datasets"][1:], start=1):
-            same = tuple(root[d["path"]].shape[len(lead) :]) == level_shape(plan.shape, k)
+            same = tuple(source[d["path"]].shape[len(lead) :]) == level_shape(plan.shape, k)
             if not same or any(c % 2**k for c in plan.core[-2:]):
                 break
             levels += 1
         scales = [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"][:levels]]
-        image_keys: tuple[str, ...] = ()
-    else:
-        _check_target(output, overwrite)
-        levels = _pyramid_levels(plan)
-        axes, scales = ome_axes_and_scales((1.0,) * ndim, has_channel=has_channel, levels=levels)
-        root = zarr.open_group(str(output), mode="w", zarr_format=3)
-        root.attrs.update(image_attrs(Path(image.spec.path).name.split(".")[0], axes, scales))
+        staged = work / "labels.zarr"
+        shutil.rmtree(staged, ignore_errors=True)
+        group = zarr.open_group(str(staged), mode="w", zarr_format=3)
+        group.attrs.update(label_image_attrs(labels_name, axes, scales[:levels], attrs))
         names = [a["name"] for a in axes]
-        image_keys = tuple(str(k) for k in range(levels))
-        channels = (image.channels,) if has_channel else ()
         for k in range(levels):
-            _sharded_array(root, str(k), plan, k, image.array.dtype, channels, names)
-    labels_group = root.require_group("labels")
-    listed = list(dict(labels_group.attrs).get("ome", {}).get("labels", []))
-    if labels_name in listed and not overwrite:
-        raise InputError(
-            f"{output} already has labels {labels_name!r}; pass overwrite to replace them"
+            _sharded_array(group, str(k), plan, k, LABEL_DTYPE, lead, names)
+        return RunFiles(
+            str(work),
+            store,
+            str(staged),
+            tuple(str(k) for k in range(levels)),
+            (),
+            0 if has_channel else None,
+            final=str(output / "labels" / labels_name),
+            publish="labels",
         )
-    labels_group.attrs["ome"] = {
-        "version": "0.5",
-        "labels": listed + [labels_name] * (labels_name not in listed),
-    }
+
+    levels = _pyramid_levels(plan)
+    axes, scales = ome_axes_and_scales((1.0,) * ndim, has_channel=has_channel, levels=levels)
+    staged = work / "output.ome.zarr"
+    shutil.rmtree(staged, ignore_errors=True)
+    root = zarr.open_group(str(staged), mode="w", zarr_format=3)
+    root.attrs.update(image_attrs(Path(image.spec.path).name.split(".")[0], axes, scales))
+    names = [a["name"] for a in axes]
+    image_keys = tuple(str(k) for k in range(levels))
+    channels = (image.channels,) if has_channel else ()
+    for k in range(levels):
+        _sharded_array(root, str(k), plan, k, image.array.dtype, channels, names)
+    labels_group = root.require_group("labels")
+    labels_group.attrs["ome"] = {"version": "0.5", "labels": [labels_name]}
     group = labels_group.require_group(labels_name)
     group.attrs.update(label_image_attrs(labels_name, axes, scales[:levels], attrs))
-    names = [a["name"] for a in axes]
     for k in range(levels):
         _sharded_array(group, str(k), plan, k, LABEL_DTYPE, lead, names)
     keys = tuple(f"labels/{labels_name}/{k}" for k in range(levels))
-    return RunFiles(str(work), store, str(output), keys, image_keys, 0 if has_channel else None)
+    return RunFiles(
+        str(work),
+        store,
+        str(staged),
+        keys,
+        image_keys,
+        0 if has_channel else None,
+        final=str(output),
+    )
+
+
+def _publish(files: RunFiles, labels_name: str, *, overwrite: bool) -> None:
+    """Move the complete, staged output into place (the last step of a run)."""
+    import zarr
+
+    from ..export import _move_into_place
+
+    staged, final = Path(files.output), Path(files.final)
+    if files.publish == "labels":
+        # The label image first, then its listing: a kill in between leaves labels that
+        # no reader lists (and the next run replaces), never listed labels that are not there.
+        root = zarr.open_group(str(final.parent.parent), mode="r+")
+        labels_group = root.require_group("labels")
+        listed = list(dict(labels_group.attrs).get("ome", {}).get("labels", []))
+        if labels_name in listed and not overwrite:
+            raise InputError(
+                f"{final.parent.parent} got labels {labels_name!r} while this run worked; "
+                f"the result is kept in {staged}"
+            )
+        _move_into_place(staged, final)
+        labels_group.attrs["ome"] = {
+            "version": "0.5",
+            "labels": listed + [labels_name] * (labels_name not in listed),
+        }
+        return
+    if (final.exists() or final.is_symlink()) and not overwrite:
+        raise InputError(
+            f"{final} appeared while this run worked; the result is kept in {staged}; move it "
+            "yourself or run again with overwrite (--overwrite)"
+        )
+    _move_into_place(staged, final)
+
+
+def _read_table(files: RunFiles, index: int) -> BlockObjects:
+    try:
+        return read_marker(files.marker(index))[0]
+    except MarkerError as err:
+        raise InputError(
+            f"the done-marker {files.marker(index)} cannot be read ({err}); run again to "
+            "segment that block anew"
+        ) from None
 
 
 def _poll(client, futures: dict, stage: str, total: int, done_before: int = 0):
@@ -768,6 +936,8 @@ def _poll(client, futures: dict, stage: str, total: int, done_before: int = 0):
             elif fut.status in ("error", "cancelled"):
                 err = fut.exception() if fut.status == "error" else None
                 client.cancel([f for k, f in pending.items() if k != key])
+                if isinstance(err, InputError):  # a bad input seen by a worker: the user's
+                    raise InputError(str(err)) from err
                 if err is not None:
                     raise RuntimeError(f"{stage} {key} failed: {err}") from err
                 raise RuntimeError(f"{stage} {key} was cancelled by the cluster")
@@ -863,197 +1033,217 @@ def segment_large(
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     output = Path(output)
-    image = (
-        source if isinstance(source, LazyImage) else open_source(source, channel_axis=channel_axis)
-    )
-    ndim = image.ndim
-    attrs: dict[str, Any] = {"source": image.spec.path}
-    factor = 1.0
-    if segmenter is None:
-        if model is None:
-            raise InputError("give a model (or a segmenter) for blockwise segmentation")
-        loaded, card_path, sha = _resolve_model(model)
-        if loaded.card.ndim != ndim:
-            raise InputError(
-                f"{loaded.card.name} is a {loaded.card.ndim}D model but the image has {ndim} "
-                f"spatial axes (shape {image.spatial_shape})"
-            )
-        colour_to_one = loaded.card.in_channels == 1 and image.channels in (3, 4)
-        if loaded.card.in_channels != image.channels and not colour_to_one:
-            raise InputError(
-                f"{loaded.card.name} takes {loaded.card.in_channels} channel(s), the image has "
-                f"{image.channels}; choose the channel axis or another model"
-            )
-        name = backend or loaded.card.backend
-        cfg = loaded.backend_config(name, knobs)  # refuses bad knobs before any work
-        look = yield from decide_look(
-            loaded,
-            image,
-            appearance=appearance,
-            diameter=diameter,
-            config=predict,
-            backend=name,
-            knobs=knobs,
+    if not output.name.lower().endswith(".zarr"):
+        raise InputError(f"write large labels to a .zarr or .ome.zarr folder, not {output}")
+    # Held for the whole run: a second run on this output must not share or delete this
+    # one's blocks (a lock left by a killed run is taken over).
+    with OutputLock(output):
+        image = (
+            source
+            if isinstance(source, LazyImage)
+            else open_source(source, channel_axis=channel_axis)
         )
-        if look is None:
-            return None
-        from ..configs import config_to_dict
-
-        segmenter = ModelSegmenter(
-            card_path,
-            sha,
-            name,
-            dict(knobs or {}),
-            look.low,
-            look.high,
-            look.modality,
-            predict,
-            look.appearance["mode"],
-            look.background,
-            look.factor,
-        )
-        factor = look.factor
-        if halo == "auto":
-            halo = auto_halo(look.object_size(loaded.card.object_size), ndim, factor=factor)
-        appearance_attrs = {**look.appearance, "background": look.background}
-        attrs.update(
-            {
-                "model": loaded.card.name,
-                "method": loaded.method.name,
-                "backend": name,
-                "knobs": config_to_dict(cfg),
-                "modality": look.modality,
-                "normalisation": {"low": list(look.low), "high": list(look.high)},
-                "appearance": appearance_attrs,
-                "diameter": look.diameter,
-                "decided_on": look.window,
-            }
-        )
-    elif halo == "auto":
-        halo = auto_halo(None, ndim)
-    halo_t = (int(halo),) * ndim if isinstance(halo, int | float) else tuple(halo)
-    plan = plan_blocks(
-        image.spatial_shape, core=core or auto_core(halo_t, factor=factor), halo=halo, shard=shard
-    )
-    attrs["blocks"] = plan.describe()
-    work = output.with_name(output.name + ".blocks")
-    identity = _identity(plan, image.spec, segmenter, labels_name)
-    # The output is checked (and made) before the work folder is touched: a refused output
-    # must not cost a stopped run its blocks.
-    resuming = resume and _same_run(work, identity)
-    files = _create_output(
-        output, plan, image, labels_name=labels_name, attrs=attrs, overwrite=overwrite or resuming
-    )
-    done = _prepare_work(work, identity, plan, resume=resume)
-    seconds["plan"] = time.perf_counter() - t_start
-
-    with ExitStack() as stack:
-        if stop_requested((yield Progress("start", 0, 1))):
-            return None
-        t0 = time.perf_counter()
-        cluster = DaskClient(client, n_workers=n_workers)
-        stack.callback(cluster.close)
-        dask = cluster.client
-        n_running = len(dask.scheduler_info().get("workers", {}))
-        seconds["start"] = time.perf_counter() - t0
-
-        # 1. segment every block not done yet
-        t0 = time.perf_counter()
-        todo = [b.index for b in plan.blocks if b.index not in done]
-        futures = {
-            i: dask.submit(
-                segment_block,
-                files,
-                plan,
-                image.spec,
-                segmenter,
-                i,
-                key=f"segment-{i}-{os.urandom(4).hex()}",
-                pure=False,
+        ndim = image.ndim
+        attrs: dict[str, Any] = {"source": image.spec.path}
+        factor = 1.0
+        if segmenter is None:
+            if model is None:
+                raise InputError("give a model (or a segmenter) for blockwise segmentation")
+            loaded, card_path, sha = _resolve_model(model)
+            if loaded.card.ndim != ndim:
+                raise InputError(
+                    f"{loaded.card.name} is a {loaded.card.ndim}D model but the image has {ndim} "
+                    f"spatial axes (shape {image.spatial_shape})"
+                )
+            colour_to_one = loaded.card.in_channels == 1 and image.channels in (3, 4)
+            if loaded.card.in_channels != image.channels and not colour_to_one:
+                raise InputError(
+                    f"{loaded.card.name} takes {loaded.card.in_channels} channel(s), the image has "
+                    f"{image.channels}; choose the channel axis or another model"
+                )
+            name = backend or loaded.card.backend
+            cfg = loaded.backend_config(name, knobs)  # refuses bad knobs before any work
+            look = yield from decide_look(
+                loaded,
+                image,
+                appearance=appearance,
+                diameter=diameter,
+                config=predict,
+                backend=name,
+                knobs=knobs,
             )
-            for i in todo
-        }
-        block_info = yield from _poll(dask, futures, "segment", len(plan), len(done))
-        if block_info is None:
-            return None
-        seconds["segment"] = time.perf_counter() - t0
-
-        # 2. match the views of neighbouring blocks
-        t0 = time.perf_counter()
-        tables = {
-            b.index: BlockObjects.from_arrays(np.load(files.marker(b.index))) for b in plan.blocks
-        }
-        pairs = plan.pairs()
-        futures = {
-            (a, b): dask.submit(match_blocks, files, plan, a, b, pure=False) for a, b in pairs
-        }
-        matches = yield from _poll(dask, futures, "match", len(pairs))
-        if matches is None:
-            return None
-        resolution = resolve(plan, tables, [m[:4] for m in matches.values()])
-        seconds["match"] = time.perf_counter() - t0
-
-        # 3. compose each block core into the output (one writer per shard)
-        t0 = time.perf_counter()
-        futures = {}
-        for b in plan.blocks:
-            near = {o.index: resolution.luts[o.index] for o in plan.overlapping(b.core)}
-            futures[b.index] = dask.submit(
-                compose_block, files, plan, b.index, near, image.spec, pure=False
-            )
-        composed = yield from _poll(dask, futures, "compose", len(plan))
-        if composed is None:
-            return None
-        seconds["compose"] = time.perf_counter() - t0
-        # Compute time of every task of this run (one worker thread each).
-        seconds["tasks"] = (
-            sum(d["seconds"] for d in block_info.values())
-            + sum(m[4] for m in matches.values())
-            + sum(d["seconds"] for d in composed.values())
-        )
-
-        # 4. ids that no pixel kept (all painted over) leave gaps: renumber if any
-        counts = np.zeros(resolution.n_objects + 1, np.int64)
-        for info in composed.values():
-            counts[info["ids"]] += info["counts"]
-        present = counts[1:] > 0
-        n_objects = int(present.sum())
-        if n_objects != resolution.n_objects:
-            t0 = time.perf_counter()
-            remap = np.zeros(resolution.n_objects + 1, LABEL_DTYPE)
-            remap[1:][present] = np.arange(1, n_objects + 1, dtype=LABEL_DTYPE)
-            futures = {
-                b.index: dask.submit(relabel_block, files, plan, b.index, remap, pure=False)
-                for b in plan.blocks
-            }
-            if (yield from _poll(dask, futures, "relabel", len(plan))) is None:
+            if look is None:
                 return None
-            seconds["relabel"] = time.perf_counter() - t0
+            from ..configs import config_to_dict
 
-    import zarr
+            segmenter = ModelSegmenter(
+                card_path,
+                sha,
+                name,
+                dict(knobs or {}),
+                look.low,
+                look.high,
+                look.modality,
+                predict,
+                look.appearance["mode"],
+                look.background,
+                look.factor,
+            )
+            factor = look.factor
+            if halo == "auto":
+                halo = auto_halo(look.object_size(loaded.card.object_size), ndim, factor=factor)
+            appearance_attrs = {**look.appearance, "background": look.background}
+            attrs.update(
+                {
+                    "model": loaded.card.name,
+                    "method": loaded.method.name,
+                    "backend": name,
+                    "knobs": config_to_dict(cfg),
+                    "modality": look.modality,
+                    "normalisation": {"low": list(look.low), "high": list(look.high)},
+                    "appearance": appearance_attrs,
+                    "diameter": look.diameter,
+                    "decided_on": look.window,
+                }
+            )
+        elif halo == "auto":
+            halo = auto_halo(None, ndim)
+        halo_t = (int(halo),) * ndim if isinstance(halo, int | float) else tuple(halo)
+        plan = plan_blocks(
+            image.spatial_shape,
+            core=core or auto_core(halo_t, factor=factor),
+            halo=halo,
+            shard=shard,
+        )
+        attrs["blocks"] = plan.describe()
+        work = output.with_name(output.name + ".blocks")
+        identity = _identity(plan, image.spec, segmenter, labels_name)
+        # The output is checked before the work folder is touched: a refused output must not
+        # cost a stopped run its blocks. It is composed in the work folder and moved into
+        # place at the end, so nothing under the final name looks done before it is.
+        _check_output(output, image, labels_name=labels_name, overwrite=overwrite)
+        done = _prepare_work(work, identity, plan, resume=resume)
+        files = _create_output(output, work, plan, image, labels_name=labels_name, attrs=attrs)
+        seconds["plan"] = time.perf_counter() - t_start
 
-    key = files.labels[0]
-    label_node = (
-        zarr.open_array(files.output, mode="r+")
-        if not key
-        else zarr.open_group(files.output, path=key.rsplit("/", 1)[0], mode="r+")
-    )
-    stats = dict(resolution.stats, objects=n_objects)
-    meta = dict(label_node.attrs.get("napari_instseg", {}))
-    meta.update({"objects": n_objects, "stitching": stats})
-    label_node.attrs["napari_instseg"] = json.loads(json.dumps(meta, default=str))
-    if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
-    seconds["total"] = time.perf_counter() - t_start
-    return LargeResult(
-        output=output,
-        n_objects=n_objects,
-        plan=plan.describe(),
-        stats=stats,
-        seconds=seconds,
-        blocks=sorted(block_info.values(), key=lambda d: d["index"]),
-        resumed_blocks=len(done),
-        workers=n_running,
-        appearance=attrs.get("appearance", {}),
-        diameter=attrs.get("diameter", {}),
-    )
+        with ExitStack() as stack:
+            if stop_requested((yield Progress("start", 0, 1))):
+                return None
+            t0 = time.perf_counter()
+            cluster = DaskClient(client, n_workers=n_workers)
+            stack.callback(cluster.close)
+            dask = cluster.client
+            n_running = len(dask.scheduler_info().get("workers", {}))
+            seconds["start"] = time.perf_counter() - t0
+
+            # 0. an earlier run's blocks are checked against the block store, not trusted
+            if done:
+                futures = {i: dask.submit(verify_block, files, i, pure=False) for i in done}
+                verdicts = yield from _poll(dask, futures, "check", len(done))
+                if verdicts is None:
+                    return None
+                for i, why in sorted(verdicts.items()):
+                    if why:
+                        _log.warning("block %d of %s is segmented again: %s", i, output, why)
+                        files.marker(i).unlink(missing_ok=True)
+                        done.discard(i)
+
+            # 1. segment every block not done yet
+            t0 = time.perf_counter()
+            todo = [b.index for b in plan.blocks if b.index not in done]
+            futures = {
+                i: dask.submit(
+                    segment_block,
+                    files,
+                    plan,
+                    image.spec,
+                    segmenter,
+                    i,
+                    key=f"segment-{i}-{os.urandom(4).hex()}",
+                    pure=False,
+                )
+                for i in todo
+            }
+            block_info = yield from _poll(dask, futures, "segment", len(plan), len(done))
+            if block_info is None:
+                return None
+            seconds["segment"] = time.perf_counter() - t0
+
+            # 2. match the views of neighbouring blocks
+            t0 = time.perf_counter()
+            tables = {b.index: _read_table(files, b.index) for b in plan.blocks}
+            pairs = plan.pairs()
+            futures = {
+                (a, b): dask.submit(match_blocks, files, plan, a, b, pure=False) for a, b in pairs
+            }
+            matches = yield from _poll(dask, futures, "match", len(pairs))
+            if matches is None:
+                return None
+            resolution = resolve(plan, tables, [m[:4] for m in matches.values()])
+            seconds["match"] = time.perf_counter() - t0
+
+            # 3. compose each block core into the output (one writer per shard)
+            t0 = time.perf_counter()
+            futures = {}
+            for b in plan.blocks:
+                near = {o.index: resolution.luts[o.index] for o in plan.overlapping(b.core)}
+                futures[b.index] = dask.submit(
+                    compose_block, files, plan, b.index, near, image.spec, pure=False
+                )
+            composed = yield from _poll(dask, futures, "compose", len(plan))
+            if composed is None:
+                return None
+            seconds["compose"] = time.perf_counter() - t0
+            # Compute time of every task of this run (one worker thread each).
+            seconds["tasks"] = (
+                sum(d["seconds"] for d in block_info.values())
+                + sum(m[4] for m in matches.values())
+                + sum(d["seconds"] for d in composed.values())
+            )
+
+            # 4. ids that no pixel kept (all painted over) leave gaps: renumber if any
+            counts = np.zeros(resolution.n_objects + 1, np.int64)
+            for info in composed.values():
+                counts[info["ids"]] += info["counts"]
+            present = counts[1:] > 0
+            n_objects = int(present.sum())
+            if n_objects != resolution.n_objects:
+                t0 = time.perf_counter()
+                remap = np.zeros(resolution.n_objects + 1, LABEL_DTYPE)
+                remap[1:][present] = np.arange(1, n_objects + 1, dtype=LABEL_DTYPE)
+                futures = {
+                    b.index: dask.submit(relabel_block, files, plan, b.index, remap, pure=False)
+                    for b in plan.blocks
+                }
+                if (yield from _poll(dask, futures, "relabel", len(plan))) is None:
+                    return None
+                seconds["relabel"] = time.perf_counter() - t0
+
+        import zarr
+
+        key = files.labels[0]
+        label_node = (
+            zarr.open_array(files.output, mode="r+")
+            if not key
+            else zarr.open_group(files.output, path=key.rpartition("/")[0] or None, mode="r+")
+        )
+        stats = dict(resolution.stats, objects=n_objects)
+        meta = dict(label_node.attrs.get("napari_instseg", {}))
+        meta.update({"objects": n_objects, "stitching": stats})
+        label_node.attrs["napari_instseg"] = json.loads(json.dumps(meta, default=str))
+        _publish(files, labels_name, overwrite=overwrite)
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+        seconds["total"] = time.perf_counter() - t_start
+        return LargeResult(
+            output=output,
+            n_objects=n_objects,
+            plan=plan.describe(),
+            stats=stats,
+            seconds=seconds,
+            blocks=sorted(block_info.values(), key=lambda d: d["index"]),
+            resumed_blocks=len(done),
+            workers=n_running,
+            appearance=attrs.get("appearance", {}),
+            diameter=attrs.get("diameter", {}),
+        )

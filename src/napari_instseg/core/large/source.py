@@ -196,7 +196,9 @@ def global_sample(image: LazyImage, max_pixels: int = SAMPLE_PIXELS) -> np.ndarr
     NaN or infinite values."""
     sample = image.sample(max_pixels)
     if not np.all(np.isfinite(sample)):
-        raise InputError("the image contains NaN or infinite values; fill or mask them first")
+        raise InputError(
+            f"{image.spec.path} contains NaN or infinite values; fill or mask them first"
+        )
     return sample
 
 
