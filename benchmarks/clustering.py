@@ -35,8 +35,8 @@ from sklearn.metrics import adjusted_rand_score
 
 from napari_instseg.core.arrays import LABEL_DTYPE, relabel_consecutive
 from napari_instseg.core.assembly import get_backend
+from napari_instseg.core.assembly.labels import remove_small_objects
 from napari_instseg.core.assembly.meanshift import mean_shift
-from napari_instseg.core.assembly.watershed import remove_small_objects
 from napari_instseg.core.data import load_folder, normalise_percentile
 from napari_instseg.core.jobs import run
 from napari_instseg.core.metrics import average_precision_dsb

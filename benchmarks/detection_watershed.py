@@ -69,14 +69,16 @@ COMPILE_SNIPPET = """
 import time
 import numpy as np
 t0 = time.perf_counter()
-from napari_instseg.core.assembly.detection import segment_detection_watershed
+from napari_instseg.core.assembly.detection import (
+    DetectionWatershedConfig, segment_detection_watershed,
+)
 t1 = time.perf_counter()
 lab = np.zeros((32, 32), np.uint32); lab[4:14, 4:14] = 1; lab[16:28, 6:20] = 2
 from napari_instseg.core.assembly.detection import height_from_labels
 arrays = {"foreground": (lab > 0).astype(np.float32), "height": height_from_labels(lab),
           "boxes": np.array([[4, 4, 14, 14], [16, 6, 28, 20]], np.float32),
           "box_scores": np.array([0.9, 0.8], np.float32)}
-segment_detection_watershed(arrays, modality="fluorescence")
+segment_detection_watershed(arrays, DetectionWatershedConfig(modality="fluorescence"))
 t2 = time.perf_counter()
 print(f"{1000 * (t1 - t0):.0f} {1000 * (t2 - t1):.0f}")
 """
@@ -138,8 +140,11 @@ def run_steps(arrays, cfg, clock):
     from skimage.segmentation import watershed
 
     from napari_instseg.core.assembly import detection as dw
-    from napari_instseg.core.assembly.flows import fill_small_holes
-    from napari_instseg.core.assembly.watershed import _finish, remove_small_objects
+    from napari_instseg.core.assembly.labels import (
+        fill_small_holes,
+        finish_labels,
+        remove_small_objects,
+    )
     from napari_instseg.core.modality import PHASE
 
     report = dw.choose_route(arrays, cfg)
@@ -183,7 +188,7 @@ def run_steps(arrays, cfg, clock):
     clock("clean")
     labels = dw.refine_by_height(labels, height, cfg.refine_threshold)
     clock("refine")
-    labels = _finish(labels, smallest)
+    labels = finish_labels(labels, smallest)
     clock("finish")
     return labels, len(boxes)
 

@@ -103,7 +103,7 @@ def time_targets(repeats: int) -> tuple[float, float, int]:
 def run_steps(arrays, cfg, clock):
     """The back-end's steps in its order, calling ``clock(step)`` after each."""
     from napari_instseg.core.assembly import flows as fd
-    from napari_instseg.core.assembly.watershed import remove_small_objects
+    from napari_instseg.core.assembly.labels import fill_small_holes, remove_small_objects
 
     distance, flow = arrays["distance"], arrays["flow"]
     foreground = distance > cfg.mask_threshold
@@ -118,7 +118,7 @@ def run_steps(arrays, cfg, clock):
     clock("group")
     labels = fd.remove_bad_flow_masks(labels, flow, cfg.flow_threshold)
     clock("check")
-    labels = fd.fill_small_holes(labels, cfg.min_size)
+    labels = fill_small_holes(labels, cfg.min_size)
     labels = relabel_consecutive(remove_small_objects(labels, cfg.min_size))
     clock("clean")
     return labels, steps

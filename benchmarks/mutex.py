@@ -162,7 +162,8 @@ def main() -> None:
             times = []
             for rep in range(repeats + 1):
                 t0 = time.perf_counter()
-                labels = mws.segment_mutex_watershed(arrays, stride=stride)
+                config = mws.MutexWatershedConfig(stride=stride)
+                labels = mws.segment_mutex_watershed(arrays, config)
                 if rep:
                     times.append(time.perf_counter() - t0)
             med, lo, hi = stats(times)

@@ -24,6 +24,7 @@ against the ground truth. Targets on 2 CPU cores: re-assembly <= 1 s at 512², p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -84,6 +85,7 @@ def child(case: str, size: int, noise: float) -> dict:
     from _common import tiled_images, tiled_truth
 
     from napari_instseg.core.assembly.patches import (
+        PatchConsensusConfig,
         patches_from_labels,
         segment_patch_consensus,
     )
@@ -142,13 +144,14 @@ def child(case: str, size: int, noise: float) -> dict:
     _reset_peak()
     base = _status_mb("VmRSS")
     t = {}
-    labels = segment_patch_consensus(arrays, timings=t, **knobs)
+    config = PatchConsensusConfig(**knobs)
+    labels = segment_patch_consensus(arrays, config, timings=t)
     out["full_s"] = t["total"]
     out["voting_s"] = t["voting"]
     again = []
     for change in CHEAP:
         tt = {}
-        segment_patch_consensus(arrays, timings=tt, **{**knobs, **change})
+        segment_patch_consensus(arrays, dataclasses.replace(config, **change), timings=tt)
         assert tt["cached_voting"]
         again.append(tt["total"])
     out["reassembly_s"] = statistics.median(again)

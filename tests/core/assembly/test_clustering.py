@@ -7,6 +7,9 @@ import pytest
 
 from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.assembly.clustering import (
+    ConsistencyConfig,
+    HdbscanConfig,
+    MeanShiftConfig,
     cluster_consistency,
     cluster_hdbscan,
     cluster_meanshift,
@@ -35,43 +38,54 @@ def _same_partition(a, b):
     return len(pairs) == len(np.unique(a)) == len(np.unique(b))
 
 
-@pytest.mark.parametrize("fn", [cluster_meanshift, cluster_hdbscan, cluster_consistency])
-def test_recovers_the_objects(fn):
+@pytest.mark.parametrize(
+    ("fn", "config"),
+    [
+        (cluster_meanshift, MeanShiftConfig(min_size=1)),
+        (cluster_hdbscan, HdbscanConfig(min_size=1)),
+        (cluster_consistency, ConsistencyConfig(min_size=1)),
+    ],
+)
+def test_recovers_the_objects(fn, config):
     truth, arrays = _scene(np.random.default_rng(0))
-    labels = fn(arrays, rng=np.random.default_rng(0), min_size=1)
+    labels = fn(arrays, config, rng=np.random.default_rng(0))
     assert _same_partition(labels, truth)
 
 
 def test_hdbscan_subsample_scales_min_cluster_size():
     truth, arrays = _scene(np.random.default_rng(1), n_side=8)
     # 3136 object pixels, 2000 given to HDBSCAN; min_cluster_size 30 is in full-image pixels
-    labels = cluster_hdbscan(arrays, max_points=2000, min_cluster_size=30, min_size=1)
+    labels = cluster_hdbscan(
+        arrays, HdbscanConfig(max_points=2000, min_cluster_size=30, min_size=1)
+    )
     assert _same_partition(labels, truth)
     # no cluster can be as large as the whole foreground
-    assert not cluster_hdbscan(arrays, max_points=2000, min_cluster_size=5000).any()
+    assert not cluster_hdbscan(arrays, HdbscanConfig(max_points=2000, min_cluster_size=5000)).any()
 
 
 def test_foreground_threshold_and_mask():
     truth, arrays = _scene(np.random.default_rng(2))
     arrays["foreground"] = np.where(truth % 2 == 1, 0.9, 0.3).astype(np.float32)
-    labels = cluster_meanshift(arrays, min_size=1)
+    labels = cluster_meanshift(arrays, MeanShiftConfig(min_size=1))
     assert labels.max() == len(np.unique(truth[truth % 2 == 1]))
     mask = np.zeros(truth.shape, bool)
     mask[: truth.shape[0] // 2] = True
-    assert not cluster_meanshift(arrays, mask=mask, min_size=1)[~mask].any()
+    assert not cluster_meanshift(arrays, MeanShiftConfig(min_size=1), mask=mask)[~mask].any()
     without_fg = {"pixel_embedding": arrays["pixel_embedding"]}
     # without a foreground every pixel is clustered: background is one more cluster
-    assert cluster_meanshift(without_fg, min_size=1).max() == truth.max() + 1
+    assert cluster_meanshift(without_fg, MeanShiftConfig(min_size=1)).max() == truth.max() + 1
 
 
 def test_consistency_drops_what_the_other_view_splits():
     truth, arrays = _scene(np.random.default_rng(3), n_side=2, size=16)
     g = arrays["pixel_embedding_g"]
     g[0][(truth == 1) & (np.arange(truth.shape[1]) < 10)[None, :]] += 5.0  # g halves object 1
-    labels = cluster_consistency(arrays, min_size=1, rng=np.random.default_rng(0))
+    labels = cluster_consistency(
+        arrays, ConsistencyConfig(min_size=1), rng=np.random.default_rng(0)
+    )
     assert not labels[truth == 1].any()
     assert _same_partition(labels[truth > 1], truth[truth > 1])
-    kept = cluster_consistency(arrays, min_size=1, iou_threshold=0.3)
+    kept = cluster_consistency(arrays, ConsistencyConfig(min_size=1, iou_threshold=0.3))
     assert kept[truth == 1].all()
 
 
@@ -93,18 +107,20 @@ def test_split_disconnected_separates_far_objects_embedded_alike():
     truth, arrays = _scene(np.random.default_rng(5), n_side=2, size=10)
     emb = arrays["pixel_embedding"]
     emb[:, truth == 4] = emb[:, truth == 1].mean(axis=1, keepdims=True)  # 1 and 4 look alike
-    merged = cluster_meanshift(arrays, min_size=1, split_disconnected=False)
+    merged = cluster_meanshift(arrays, MeanShiftConfig(min_size=1, split_disconnected=False))
     assert merged.max() == 3
-    assert _same_partition(cluster_meanshift(arrays, min_size=1), truth)
+    assert _same_partition(cluster_meanshift(arrays, MeanShiftConfig(min_size=1)), truth)
 
 
 def test_consistency_on_more_pixels_than_the_iou_sample(monkeypatch):
     import napari_instseg.core.assembly.clustering as clustering
 
     truth, arrays = _scene(np.random.default_rng(7), n_side=4, size=12)
-    full = cluster_consistency(arrays, min_size=1, rng=np.random.default_rng(0))
+    full = cluster_consistency(arrays, ConsistencyConfig(min_size=1), rng=np.random.default_rng(0))
     monkeypatch.setattr(clustering, "IOU_SAMPLE", 300)  # fewer than the 1936 object pixels
-    sampled = cluster_consistency(arrays, min_size=1, rng=np.random.default_rng(0))
+    sampled = cluster_consistency(
+        arrays, ConsistencyConfig(min_size=1), rng=np.random.default_rng(0)
+    )
     assert _same_partition(full, truth)
     assert _same_partition(sampled, truth)
 
@@ -129,15 +145,23 @@ def _fragmented_pair(rng, dim=8):
 
 def test_merge_distance_joins_the_fragments_of_one_object_only():
     truth, arrays = _fragmented_pair(np.random.default_rng(0))
-    split = cluster_meanshift(arrays, bandwidth=0.5, min_size=1)
+    split = cluster_meanshift(arrays, MeanShiftConfig(bandwidth=0.5, min_size=1))
     assert split.max() == 3  # object 1 in two pieces
-    for fn in (cluster_meanshift, cluster_consistency):
+    for fn, config_type in (
+        (cluster_meanshift, MeanShiftConfig),
+        (cluster_consistency, ConsistencyConfig),
+    ):
         if fn is cluster_consistency:
             arrays["pixel_embedding_g"] = arrays["pixel_embedding"].copy()
-        joined = fn(arrays, bandwidth=0.5, min_size=1, merge_distance=2.0)
+        joined = fn(arrays, config_type(bandwidth=0.5, min_size=1, merge_distance=2.0))
         assert _same_partition(joined, truth)
     # a distance above the gap between the objects' means joins them too (single linkage)
-    assert cluster_meanshift(arrays, bandwidth=0.5, min_size=1, merge_distance=6.0).max() == 1
+    assert (
+        cluster_meanshift(
+            arrays, MeanShiftConfig(bandwidth=0.5, min_size=1, merge_distance=6.0)
+        ).max()
+        == 1
+    )
 
 
 def test_merge_touching_needs_contact_and_works_in_3d():

@@ -28,7 +28,7 @@ from napari_instseg.core.assembly.detection import (
     segment_detection_watershed,
     select_boxes,
 )
-from napari_instseg.core.assembly.flows import segment_flow_dynamics
+from napari_instseg.core.assembly.flows import FlowDynamicsConfig, segment_flow_dynamics
 from napari_instseg.core.flow_fields import labels_to_fields
 from napari_instseg.core.modality import BRIGHTFIELD, FLUORESCENCE, PHASE
 
@@ -177,7 +177,7 @@ def test_markers_from_boxes():
     assert (
         markers[0, 35] == 3 and (markers == 3).sum() == 9
     )  # centre clipped onto row 0: half a disc
-    assert not markers_from_boxes(np.zeros((0, 4)), (5, 5)).any()
+    assert not markers_from_boxes(np.zeros((0, 4)), (5, 5), radius=2).any()
     single = markers_from_boxes([[4, 4, 5, 5]], (9, 9), radius=0)
     assert single.sum() == 1 and single[4, 4] == 1
 
@@ -217,9 +217,11 @@ def test_refine_drops_a_cell_with_the_wrong_height():
     # through the whole back-end: the wrong cell is grown, then dropped
     arrays = scene_arrays(truth)
     arrays["height"] = wrong
-    labels = segment_detection_watershed(arrays, modality=FLUORESCENCE)
+    labels = segment_detection_watershed(arrays, DetectionWatershedConfig(modality=FLUORESCENCE))
     assert labels.max() == 3 and not labels[truth == 3].any()
-    labels = segment_detection_watershed(arrays, modality=FLUORESCENCE, refine_threshold=0.0)
+    labels = segment_detection_watershed(
+        arrays, DetectionWatershedConfig(modality=FLUORESCENCE, refine_threshold=0.0)
+    )
     assert labels.max() == 4
 
 
@@ -230,7 +232,9 @@ def test_refine_drops_a_cell_with_the_wrong_height():
 @pytest.mark.parametrize("modality", [FLUORESCENCE, BRIGHTFIELD, PHASE])
 def test_recovers_objects_from_exact_boxes(modality):
     truth = scene()
-    labels = segment_detection_watershed(scene_arrays(truth), modality=modality)
+    labels = segment_detection_watershed(
+        scene_arrays(truth), DetectionWatershedConfig(modality=modality)
+    )
     assert_recovers(labels, truth)
 
 
@@ -247,9 +251,13 @@ def test_duplicates_and_a_box_inside_a_cell_do_not_split_it():
     )
     scores = np.r_[np.full(4, 0.9), [0.8, 0.7, 0.95]].astype(np.float32)
     arrays = scene_arrays(truth, np.concatenate([boxes, extra]), scores)
-    assert_recovers(segment_detection_watershed(arrays, modality=FLUORESCENCE), truth)
+    assert_recovers(
+        segment_detection_watershed(arrays, DetectionWatershedConfig(modality=FLUORESCENCE)), truth
+    )
     # without the IoA filter the inner box seeds a second cell in object 2
-    split = segment_detection_watershed(arrays, modality=FLUORESCENCE, ioa_threshold=1.0)
+    split = segment_detection_watershed(
+        arrays, DetectionWatershedConfig(modality=FLUORESCENCE, ioa_threshold=1.0)
+    )
     assert split.max() == 5 and np.unique(split[truth == 2]).size == 2
 
 
@@ -261,10 +269,22 @@ def test_low_confidence_boxes_are_ignored_per_modality():
     arrays = scene_arrays(truth, boxes, scores)
     arrays["height"] = np.where(truth == 4, 1.0, arrays["height"]).astype(np.float32)
     kw = {"refine_threshold": 0.0}
-    assert segment_detection_watershed(arrays, modality=BRIGHTFIELD, **kw).max() == 4
-    assert segment_detection_watershed(arrays, modality=FLUORESCENCE, **kw).max() == 3
     assert (
-        segment_detection_watershed(arrays, modality=FLUORESCENCE, conf_threshold=0.1, **kw).max()
+        segment_detection_watershed(
+            arrays, DetectionWatershedConfig(modality=BRIGHTFIELD, **kw)
+        ).max()
+        == 4
+    )
+    assert (
+        segment_detection_watershed(
+            arrays, DetectionWatershedConfig(modality=FLUORESCENCE, **kw)
+        ).max()
+        == 3
+    )
+    assert (
+        segment_detection_watershed(
+            arrays, DetectionWatershedConfig(modality=FLUORESCENCE, conf_threshold=0.1, **kw)
+        ).max()
         == 4
     )
 
@@ -272,10 +292,14 @@ def test_low_confidence_boxes_are_ignored_per_modality():
 def test_an_object_without_a_box_is_found_by_its_height():
     truth = scene()
     boxes = exact_boxes(truth)[[0, 1, 3]]  # no box for object 3
-    labels = segment_detection_watershed(scene_arrays(truth, boxes), modality=FLUORESCENCE)
+    labels = segment_detection_watershed(
+        scene_arrays(truth, boxes), DetectionWatershedConfig(modality=FLUORESCENCE)
+    )
     assert_recovers(labels, truth)
     # with t2 above every height, object 3 has no seed
-    labels = segment_detection_watershed(scene_arrays(truth, boxes), modality=FLUORESCENCE, t2=5.0)
+    labels = segment_detection_watershed(
+        scene_arrays(truth, boxes), DetectionWatershedConfig(modality=FLUORESCENCE, t2=5.0)
+    )
     assert labels.max() == 3 and not labels[truth == 3].any()
 
 
@@ -285,7 +309,9 @@ def test_labels_function_directly_and_small_objects():
     fg = arrays["foreground"] > 0.5
     labels = detection_watershed_labels(fg, arrays["height"], arrays["boxes"])
     assert_recovers(labels, truth)
-    labels = detection_watershed_labels(fg, arrays["height"], arrays["boxes"], min_size=400)
+    labels = detection_watershed_labels(
+        fg, arrays["height"], arrays["boxes"], DetectionWatershedConfig(min_size=400)
+    )
     assert labels.max() == 3  # the smallest disc (~317 px) is gone
 
 
@@ -295,15 +321,23 @@ def test_phase_contrast_adaptive_min_size():
     arrays = scene_arrays(truth)
     arrays["height"] = np.where(truth == 5, 1.0, arrays["height"]).astype(np.float32)
     kw = {"refine_threshold": 0.0}
-    assert segment_detection_watershed(arrays, modality=FLUORESCENCE, **kw).max() == 5
-    assert segment_detection_watershed(arrays, modality=PHASE, **kw).max() == 4
+    assert (
+        segment_detection_watershed(
+            arrays, DetectionWatershedConfig(modality=FLUORESCENCE, **kw)
+        ).max()
+        == 5
+    )
+    assert (
+        segment_detection_watershed(arrays, DetectionWatershedConfig(modality=PHASE, **kw)).max()
+        == 4
+    )
 
 
 def test_empty_inputs_give_no_objects():
     truth = scene()
     no_boxes = scene_arrays(truth, np.zeros((0, 4)), np.zeros(0))
     no_boxes["height"] = np.minimum(no_boxes["height"], 1.0)  # no core is seed-high either
-    labels = segment_detection_watershed(no_boxes, modality=FLUORESCENCE)
+    labels = segment_detection_watershed(no_boxes, DetectionWatershedConfig(modality=FLUORESCENCE))
     assert labels.dtype == np.uint32 and labels.shape == truth.shape and not labels.any()
     empty = scene_arrays(np.zeros((30, 30), np.uint32), np.zeros((0, 4)), np.zeros(0))
     assert not segment_detection_watershed(empty).any()
@@ -317,7 +351,9 @@ def test_mask_is_honoured():
     truth = scene()
     mask = np.ones(truth.shape, bool)
     mask[:, 73:] = False  # cuts the ellipse (4) past its centre, leaves the others whole
-    labels = segment_detection_watershed(scene_arrays(truth), mask=mask, modality=FLUORESCENCE)
+    labels = segment_detection_watershed(
+        scene_arrays(truth), DetectionWatershedConfig(modality=FLUORESCENCE), mask=mask
+    )
     assert not labels[~mask].any()
     assert labels.max() == 4
     kept = truth * mask
@@ -363,7 +399,9 @@ def test_phase_contrast_falls_back_when_detection_is_unsure():
     report = choose_route(arrays, config)
     assert report["route"] == "flows" and "0.600" in report["reason"]
     labels = get_backend("detection_watershed")(arrays, config=config)
-    flows = segment_flow_dynamics(arrays, mask_threshold=0.0, flow_threshold=0.3, min_size=12)
+    flows = segment_flow_dynamics(
+        arrays, FlowDynamicsConfig(mask_threshold=0.0, flow_threshold=0.3, min_size=12)
+    )
     np.testing.assert_array_equal(labels, flows)
     # unresolved "auto" counts as phase contrast
     assert choose_route(arrays, {"modality": "auto"})["route"] == "flows"
@@ -396,10 +434,14 @@ def test_forced_routes():
     assert choose_route(arrays, {"modality": PHASE, "route": "detection"})["route"] == "detection"
     report = choose_route(arrays, {"modality": FLUORESCENCE, "route": "flows"})
     assert report["route"] == "flows" and report["reason"] == "forced"
-    labels = segment_detection_watershed(arrays, modality=FLUORESCENCE, route="flows")
-    flows = segment_flow_dynamics(arrays, flow_threshold=0.4, min_size=10)
+    labels = segment_detection_watershed(
+        arrays, DetectionWatershedConfig(modality=FLUORESCENCE, route="flows")
+    )
+    flows = segment_flow_dynamics(arrays, FlowDynamicsConfig(flow_threshold=0.4, min_size=10))
     np.testing.assert_array_equal(labels, flows)
-    forced = segment_detection_watershed(arrays, modality=PHASE, route="detection")
+    forced = segment_detection_watershed(
+        arrays, DetectionWatershedConfig(modality=PHASE, route="detection")
+    )
     assert_recovers(forced, truth)
     del arrays["flow"]
     with pytest.raises(ValueError, match="flow"):
@@ -455,7 +497,7 @@ def test_registered_backend():
     config = DetectionWatershedConfig(modality=BRIGHTFIELD, t1=0.7)
     np.testing.assert_array_equal(
         backend(arrays, config=config),
-        segment_detection_watershed(arrays, modality=BRIGHTFIELD, t1=0.7),
+        segment_detection_watershed(arrays, DetectionWatershedConfig(modality=BRIGHTFIELD, t1=0.7)),
     )
     report = backend.describe(arrays, config)
     assert report["modality"] == BRIGHTFIELD and report["route"] == "detection"

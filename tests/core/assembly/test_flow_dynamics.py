@@ -17,7 +17,6 @@ from napari_instseg.core.assembly.flows import (
     FlowDynamicsConfig,
     absorb_small_groups,
     estimate_niter,
-    fill_small_holes,
     flow_errors,
     follow_flows,
     group_end_points,
@@ -85,11 +84,13 @@ def test_recovers_touching_curved_rods_exactly():
 def test_suppression_keeps_thin_bent_rods_whole():
     truth = curved_rods(width=4, sectors=3)
     arrays = target_arrays(truth)
-    assert_same_partition(segment_flow_dynamics(arrays, suppress=True), truth)
+    assert_same_partition(segment_flow_dynamics(arrays, FlowDynamicsConfig(suppress=True)), truth)
     # unit-speed steps slide along the ridge of 4-pixel-wide arcs and split some of them
-    assert segment_flow_dynamics(arrays, suppress=False).max() > truth.max()
+    assert segment_flow_dynamics(arrays, FlowDynamicsConfig(suppress=False)).max() > truth.max()
     wide = touching_cells((96, 96), 14, 12, 0)
-    assert_same_partition(segment_flow_dynamics(target_arrays(wide), suppress=False), wide)
+    assert_same_partition(
+        segment_flow_dynamics(target_arrays(wide), FlowDynamicsConfig(suppress=False)), wide
+    )
 
 
 def test_the_registered_backend_uses_the_defaults():
@@ -108,8 +109,8 @@ def test_flow_threshold_drops_objects_whose_flows_disagree():
     bad = truth == 2
     arrays["flow"] = arrays["flow"].copy()
     arrays["flow"][:, bad] = np.array([0.0, 1.0], np.float32)[:, None]  # all pixels flow right
-    kept = segment_flow_dynamics(arrays, flow_threshold=0.0)
-    dropped = segment_flow_dynamics(arrays, flow_threshold=0.4)
+    kept = segment_flow_dynamics(arrays, FlowDynamicsConfig(flow_threshold=0.0))
+    dropped = segment_flow_dynamics(arrays, FlowDynamicsConfig(flow_threshold=0.4))
     assert kept[bad].all()
     assert not dropped[bad].any()
     assert dropped.max() == truth.max() - 1
@@ -129,12 +130,12 @@ def test_mask_threshold_and_mask_restrict_the_foreground():
     truth[5:35, 5:35] = 1
     arrays = target_arrays(truth)
     full = segment_flow_dynamics(arrays)
-    core = segment_flow_dynamics(arrays, mask_threshold=5.0)
+    core = segment_flow_dynamics(arrays, FlowDynamicsConfig(mask_threshold=5.0))
     assert (full > 0).sum() == 900
     assert 0 < (core > 0).sum() < 900 and core[20, 20] == 1
     mask = np.ones(truth.shape, bool)
     mask[:, :20] = False
-    masked = segment_flow_dynamics(arrays, mask=mask, flow_threshold=0.0)
+    masked = segment_flow_dynamics(arrays, FlowDynamicsConfig(flow_threshold=0.0), mask=mask)
     assert not masked[~mask].any() and masked[20, 25] > 0
 
 
@@ -176,20 +177,6 @@ def test_group_end_points_and_small_groups():
     np.testing.assert_array_equal(absorb_small_groups(lone, min_size=10), lone)
 
 
-def test_fill_small_holes_only_inside_one_object():
-    labels = np.zeros((20, 30), np.uint32)
-    labels[2:12, 2:12] = 1
-    labels[5:7, 5:7] = 0  # a 4-pixel hole in object 1
-    labels[2:12, 15:20] = 2
-    labels[2:12, 20:25] = 3
-    labels[6, 19:21] = 0  # a 2-pixel gap between objects 2 and 3
-    labels[0, 20] = 0
-    out = fill_small_holes(labels, max_size=15)
-    assert (out[5:7, 5:7] == 1).all()
-    assert (out[6, 19:21] == 0).all()
-    assert fill_small_holes(labels, max_size=4)[5, 5] == 0  # not under 4 pixels
-
-
 def test_estimate_niter_is_about_the_diameter():
     truth = np.zeros((80, 80), np.uint32)
     yy, xx = np.mgrid[:80, :80]
@@ -204,7 +191,7 @@ def test_min_size_and_removal_leave_consecutive_ids():
     truth[2:12, 2:12] = 1
     truth[20:23, 20:23] = 2  # 9 pixels
     truth[30:38, 5:15] = 3
-    out = segment_flow_dynamics(target_arrays(truth), min_size=15)
+    out = segment_flow_dynamics(target_arrays(truth), FlowDynamicsConfig(min_size=15))
     assert out.dtype == np.uint32 and out.max() == 2
     assert not out[20:23, 20:23].any()
     np.testing.assert_array_equal(np.unique(out), [0, 1, 2])

@@ -19,8 +19,8 @@ from napari_instseg.core.assembly.mutex import (
     _edge_order,
     _solve,
     _sort_edges,
-    merge_small_segments,
     mutex_watershed,
+    mutex_watershed_graph,
     segment_mutex_watershed,
 )
 
@@ -73,30 +73,6 @@ def reference_edges(weights, offsets, n_attractive, mask, strides):
             prio.append(np.float32(1) - w if repulsive else w)
             rep.append(repulsive)
     return u, v, prio, rep
-
-
-def reference_merge(labels, max_size):
-    """Small-segment merge recomputing sizes and boundaries from the image at every step."""
-    labels = labels.copy()
-    while True:
-        ids, sizes = np.unique(labels[labels > 0], return_counts=True)
-        border = {}
-        for axis in range(labels.ndim):
-            a = np.moveaxis(labels, axis, 0)
-            for x, y in zip(a[:-1].ravel(), a[1:].ravel(), strict=True):
-                if x and y and x != y:
-                    for s, t in ((x, y), (y, x)):
-                        border.setdefault(int(s), {}).setdefault(int(t), 0)
-                        border[int(s)][int(t)] += 1
-        candidates = [
-            (s, i) for i, s in zip(ids.tolist(), sizes.tolist(), strict=True) if s <= max_size
-        ]
-        candidates = [(s, i) for s, i in sorted(candidates) if border.get(i)]
-        if not candidates:
-            return labels
-        _, i = candidates[0]
-        j = max(border[i], key=lambda k: (border[i][k], -k))
-        labels[labels == i] = j
 
 
 def same_partition(a, b):
@@ -209,6 +185,39 @@ def test_kernel_matches_reference_on_arbitrary_graphs(seed):
             got = _solve(*_sort_edges(u, v, prio, rep), n, table_bits=bits)
             roots = np.array([_root(got, i) for i in range(n)])
             assert same_partition(roots, expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_graph_solver_matches_reference_and_numbers_by_first_node(seed):
+    rng = np.random.default_rng(200 + seed)
+    for _ in range(10):
+        n = int(rng.integers(1, 40))
+        m = int(rng.integers(0, 120))
+        u = rng.integers(0, n, m)
+        v = rng.integers(0, n, m)
+        prio = (np.round(rng.random(m) * 5) / 5).astype(np.float32)
+        rep = rng.random(m) < 0.4
+        got = mutex_watershed_graph(n, u, v, prio, rep)
+        assert got.dtype == np.uint32 and got.shape == (n,)
+        assert same_partition(got, reference_mutex_watershed(u, v, prio, rep, n))
+        first = np.unique(got, return_index=True)[1]
+        np.testing.assert_array_equal(got[np.sort(first)], np.arange(1, got.max() + 1))
+
+
+def test_graph_solver_mask_and_bad_inputs():
+    # a sure repulsion between 0 and 3 stops the chain 0-1-2-3 from closing
+    u, v = np.array([0, 0, 1, 2]), np.array([3, 1, 2, 3])
+    prio = np.array([0.95, 0.9, 0.9, 0.9], np.float32)
+    rep = np.array([True, False, False, False])
+    np.testing.assert_array_equal(mutex_watershed_graph(4, u, v, prio, rep), [1, 1, 1, 2])
+    inside = np.array([True, True, True, True, False])
+    np.testing.assert_array_equal(
+        mutex_watershed_graph(5, u, v, prio, rep, mask=inside), [1, 1, 1, 2, 0]
+    )
+    with pytest.raises(ValueError, match="dtype"):
+        mutex_watershed_graph(4, u, v.astype(np.int32), prio, rep)
+    with pytest.raises(ValueError, match="length"):
+        mutex_watershed_graph(4, u, v, prio[:3], rep)
 
 
 def _root(parent, i):
@@ -395,68 +404,6 @@ def test_bad_inputs_are_refused():
 
 
 # ---------------------------------------------------------------------------------------------
-# merge_small_segments
-
-
-def test_small_fragment_joins_the_longest_border():
-    labels = np.zeros((6, 8), np.uint16)
-    labels[:, :4] = 1
-    labels[:, 5:] = 2
-    labels[2, 4] = 3  # 3-pixel fragment: 2 faces with segment 1 (24 px), 4 with 2 (17 px)
-    labels[3, 4] = 3
-    labels[3, 5] = 3
-    merged = merge_small_segments(labels, 3)
-    assert merged.dtype == np.uint16
-    expected = labels.copy()
-    expected[labels == 3] = 2  # the longest border wins, not the largest neighbour
-    np.testing.assert_array_equal(merged, expected)
-    np.testing.assert_array_equal(merge_small_segments(labels, 2), labels)  # too big to merge
-
-
-def test_isolated_small_segment_stays_and_background_does_not_count():
-    labels = np.zeros((10, 10), np.uint32)
-    labels[:5, :5] = 1
-    labels[8, 8] = 2  # touches only background
-    np.testing.assert_array_equal(merge_small_segments(labels, 10), labels)
-
-
-def test_merges_cascade_and_outgrow_the_limit():
-    labels = np.zeros((3, 10), np.int32)
-    labels[:, :6] = 5  # 18 px
-    labels[1, 6:8] = 7  # 2 px, touches 5
-    labels[1, 8] = 9  # 1 px, touches only 7
-    merged = merge_small_segments(labels, 3)
-    # 9 joins 7 (now 3 px, still small), which joins 5
-    np.testing.assert_array_equal(merged, np.where(labels > 0, 5, 0))
-    pair = np.array([[1, 1, 1, 2, 2, 2]])
-    np.testing.assert_array_equal(merge_small_segments(pair, 4), np.full_like(pair, 2))
-
-
-def test_merge_respects_the_mask():
-    labels = np.array([[1, 1, 1, 2, 3, 3, 3]])
-    mask = np.array([[1, 1, 1, 1, 0, 1, 1]], bool)
-    merged = merge_small_segments(labels, 1, mask=mask)
-    np.testing.assert_array_equal(merged, [[1, 1, 1, 1, 3, 3, 3]])  # 3 outside: not a neighbour
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_merge_matches_reference(seed):
-    rng = np.random.default_rng(seed)
-    shape = (12, 14) if seed % 2 else (4, 6, 7)
-    labels = rng.integers(0, 25, size=shape).astype(np.uint32)
-    labels[rng.random(shape) < 0.2] = 0
-    labels = label_components(labels, background=0, connectivity=1).astype(np.uint32)
-    sparse = np.where(labels > 0, labels.astype(np.uint64) * 10**12 + 7, 0)  # no lookup table
-    for max_size in (1, 2, 4, 9):
-        expected = reference_merge(labels, max_size)
-        np.testing.assert_array_equal(merge_small_segments(labels, max_size), expected)
-        np.testing.assert_array_equal(
-            merge_small_segments(sparse, max_size),
-            np.where(expected > 0, expected.astype(np.uint64) * 10**12 + 7, 0),
-        )
-
-
-# ---------------------------------------------------------------------------------------------
 # back-end
 
 
@@ -473,7 +420,9 @@ def _scene(shape=(48, 64), seed=0):
 
 def test_backend_recovers_noisy_scene_and_keeps_the_contract():
     truth, arrays = _scene()
-    labels = segment_mutex_watershed(arrays, stride=2, merge_size=5, min_size=5)
+    labels = segment_mutex_watershed(
+        arrays, MutexWatershedConfig(stride=2, merge_size=5, min_size=5)
+    )
     assert labels.dtype == np.uint32 and labels.shape == truth.shape
     ids = np.unique(labels)
     np.testing.assert_array_equal(ids, np.arange(ids.size))
@@ -481,18 +430,18 @@ def test_backend_recovers_noisy_scene_and_keeps_the_contract():
     assert same_partition(labels, truth)
     mask = np.zeros(truth.shape, bool)
     mask[:, :30] = True
-    masked = segment_mutex_watershed(arrays, mask=mask, stride=2, merge_size=5, min_size=5)
+    masked = segment_mutex_watershed(
+        arrays, MutexWatershedConfig(stride=2, merge_size=5, min_size=5), mask=mask
+    )
     assert not masked[~mask].any() and masked.max() >= 1
-    again = segment_mutex_watershed(arrays, mask=mask, stride=2, merge_size=5, min_size=5)
+    again = segment_mutex_watershed(
+        arrays, MutexWatershedConfig(stride=2, merge_size=5, min_size=5), mask=mask
+    )
     np.testing.assert_array_equal(masked, again)
 
 
-def test_backend_defaults_and_config_match():
-    cfg = MutexWatershedConfig()
-    truth, arrays = _scene(seed=1)
-    fields = {k: getattr(cfg, k) for k in ("fg_threshold", "stride", "merge_size", "min_size")}
-    labels = segment_mutex_watershed(arrays)
-    np.testing.assert_array_equal(labels, segment_mutex_watershed(arrays, **fields))
+def test_backend_needs_the_offsets():
+    _, arrays = _scene(seed=1)
     with pytest.raises(ValueError, match="offsets"):
         segment_mutex_watershed({"affinities": arrays["affinities"]})
 
@@ -516,9 +465,13 @@ def test_backend_merge_step_absorbs_fragments():
     cut[y - 1 : y + 2, x - 1 : x + 2] = truth.max() + 1
     affinities = _perfect_affinities(cut, arrays["affinity_offsets"]) * 0.8 + 0.1
     arrays = {**arrays, "affinities": affinities}
-    split = segment_mutex_watershed(arrays, stride=1, merge_size=0, min_size=0)
+    split = segment_mutex_watershed(
+        arrays, MutexWatershedConfig(stride=1, merge_size=0, min_size=0)
+    )
     assert same_partition(split, cut)
-    merged = segment_mutex_watershed(arrays, stride=1, merge_size=9, min_size=0)
+    merged = segment_mutex_watershed(
+        arrays, MutexWatershedConfig(stride=1, merge_size=9, min_size=0)
+    )
     assert same_partition(merged, truth)
     assert merged.max() == split.max() - 1
 
@@ -533,12 +486,14 @@ def test_backend_tiny_shapes_and_long_offsets(shape):
     offsets = np.array(unit + long)
     aff = np.full((2 * ndim, *shape), 0.9, np.float64)
     labels = segment_mutex_watershed(
-        {"affinities": aff, "affinity_offsets": offsets}, merge_size=0, min_size=0
+        {"affinities": aff, "affinity_offsets": offsets},
+        MutexWatershedConfig(merge_size=0, min_size=0),
     )
     assert labels.shape == shape and labels.dtype == np.uint32
     assert np.all(labels == 1)
     empty = segment_mutex_watershed(
-        {"affinities": aff, "affinity_offsets": offsets, "foreground": np.zeros(shape)}, min_size=0
+        {"affinities": aff, "affinity_offsets": offsets, "foreground": np.zeros(shape)},
+        MutexWatershedConfig(min_size=0),
     )
     assert empty.shape == shape and not empty.any()
 

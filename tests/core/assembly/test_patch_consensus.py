@@ -7,6 +7,7 @@ from skimage.draw import disk
 from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.assembly import patches as pc
 from napari_instseg.core.assembly.patches import (
+    PatchConsensusConfig,
     pair_offsets,
     patch_offsets,
     patches_from_labels,
@@ -62,14 +63,16 @@ def tiles(shape, step):
 @pytest.mark.parametrize("mws", [True, False])
 def test_exact_patches_give_back_the_objects(mws):
     for labels in (disks(), tiles((96, 96), 24)):
-        out = segment_patch_consensus(arrays_for(labels, 25), mws=mws, min_size=0)
+        out = segment_patch_consensus(
+            arrays_for(labels, 25), PatchConsensusConfig(mws=mws, min_size=0)
+        )
         assert same_partition(out, labels)
 
 
 def test_exact_patches_give_back_touching_objects_in_3d():
     labels = tiles((12, 24, 24), 6)
     labels[:, :, 18:] = 0  # some background too
-    out = segment_patch_consensus(arrays_for(labels, 7), min_size=0)
+    out = segment_patch_consensus(arrays_for(labels, 7), PatchConsensusConfig(min_size=0))
     assert same_partition(out, labels)
 
 
@@ -77,13 +80,15 @@ def test_objects_larger_than_the_patch_stay_whole():
     labels = np.zeros((90, 120), np.int32)
     labels[10:80, 5:60] = 1
     labels[10:80, 60:115] = 2  # two touching 70x55 boxes, patches are 9x9
-    out = segment_patch_consensus(arrays_for(labels, 9), min_size=0)
+    out = segment_patch_consensus(arrays_for(labels, 9), PatchConsensusConfig(min_size=0))
     assert same_partition(out, labels)
 
 
 def test_noisy_patches_are_outvoted():
     labels = disks()
-    out = segment_patch_consensus(arrays_for(labels, 25, noise=0.1, seed=3), min_size=0)
+    out = segment_patch_consensus(
+        arrays_for(labels, 25, noise=0.1, seed=3), PatchConsensusConfig(min_size=0)
+    )
     assert average_precision_dsb(labels, out, iou_threshold=0.8) == 1.0
 
 
@@ -130,16 +135,18 @@ def test_cheap_knobs_reuse_the_voting_and_agree_with_a_fresh_run():
     arrays = arrays_for(disks(), 25, noise=0.15, seed=1)
     pc._CACHE.clear()
     first = {}
-    segment_patch_consensus(arrays, fc_threshold=0.6, timings=first)
+    segment_patch_consensus(arrays, PatchConsensusConfig(fc_threshold=0.6), timings=first)
     assert first["cached_voting"] is False
     for knobs in ({"fc_threshold": 0.8}, {"mws": False}, {"merge_size": 40}, {"min_size": 50}):
         t = {}
-        cached = segment_patch_consensus(arrays, timings=t, **knobs)
+        cached = segment_patch_consensus(arrays, PatchConsensusConfig(**knobs), timings=t)
         assert t["cached_voting"] is True
         pc._CACHE.clear()
-        np.testing.assert_array_equal(cached, segment_patch_consensus(arrays, **knobs))
+        np.testing.assert_array_equal(
+            cached, segment_patch_consensus(arrays, PatchConsensusConfig(**knobs))
+        )
     t = {}
-    segment_patch_consensus(arrays, patch_threshold=0.7, timings=t)
+    segment_patch_consensus(arrays, PatchConsensusConfig(patch_threshold=0.7), timings=t)
     assert t["cached_voting"] is False
     assert {k[1] for k in pc._CACHE[id(arrays["patches"])]} == {0.6, 0.7}  # voted again
 
@@ -157,21 +164,23 @@ def test_the_patch_graph_split_over_threads_gives_the_same_labels(monkeypatch):
     arrays = arrays_for(tiles((96, 96), 6), 7, noise=0.15, seed=2)  # 256 touching objects
     timings = {}
     monkeypatch.setattr(pc.numba, "get_num_threads", lambda: 1)
-    one = segment_patch_consensus(arrays, min_size=0, timings=timings)
+    one = segment_patch_consensus(arrays, PatchConsensusConfig(min_size=0), timings=timings)
     assert timings["patches_chosen"] >= 4 * 64  # enough patches for four runs
     monkeypatch.setattr(pc.numba, "get_num_threads", lambda: 4)
-    np.testing.assert_array_equal(segment_patch_consensus(arrays, min_size=0), one)
+    np.testing.assert_array_equal(
+        segment_patch_consensus(arrays, PatchConsensusConfig(min_size=0)), one
+    )
 
 
 def test_min_size_and_mask():
     labels = disks()
     arrays = arrays_for(labels, 25)
     sizes = np.bincount(labels.ravel())[1:]
-    out = segment_patch_consensus(arrays, min_size=int(np.median(sizes)))
+    out = segment_patch_consensus(arrays, PatchConsensusConfig(min_size=int(np.median(sizes))))
     assert 0 < out.max() < labels.max()
     mask = np.zeros(labels.shape, bool)
     mask[:, :80] = True
-    out = segment_patch_consensus(arrays, mask=mask, min_size=0)
+    out = segment_patch_consensus(arrays, PatchConsensusConfig(min_size=0), mask=mask)
     assert not out[~mask].any() and out[mask & (labels > 0)].all()
 
 
@@ -184,8 +193,8 @@ def test_merge_size_joins_a_fragment_to_its_neighbour():
     split = labels.copy()
     split[5:35, 50:55] = 3  # the network says the right object's edge is another object
     arrays["patches"][rows] = patches_from_labels(split, (9, 9), arrays["patch_pixels"][rows])
-    assert segment_patch_consensus(arrays, min_size=0).max() == 3
-    merged = segment_patch_consensus(arrays, merge_size=200, min_size=0)
+    assert segment_patch_consensus(arrays, PatchConsensusConfig(min_size=0)).max() == 3
+    merged = segment_patch_consensus(arrays, PatchConsensusConfig(merge_size=200, min_size=0))
     assert same_partition(merged, labels)
 
 
@@ -194,7 +203,7 @@ def test_bad_inputs_get_clear_messages():
     with pytest.raises(ValueError, match="2D patches for a 3D image"):
         segment_patch_consensus({**arrays, "foreground": np.zeros((2, 3, 4), np.float32)})
     with pytest.raises(ValueError, match="patch_threshold"):
-        segment_patch_consensus(arrays, patch_threshold=1.0)
+        segment_patch_consensus(arrays, PatchConsensusConfig(patch_threshold=1.0))
 
 
 def test_registered_with_its_knobs():

@@ -168,7 +168,7 @@ def test_matches_naive_reference_on_random_inputs(shape, use_mask, knobs):
     for seed in range(2):
         arrays = random_prediction(shape, seed)
         mask = np.random.default_rng(seed + 7).random(shape) > 0.25 if use_mask else None
-        fast = cluster_seeds(arrays, mask=mask, **knobs)
+        fast = cluster_seeds(arrays, SeedsConfig(**knobs), mask=mask)
         slow = naive_cluster_seeds(arrays, mask=mask, **knobs)
         check_label_contract(fast, shape)
         np.testing.assert_array_equal(fast, slow)
@@ -185,7 +185,7 @@ def test_matches_naive_reference_on_wide_and_uneven_bandwidths(seed):
     )
     knobs = {"fg_threshold": 0.2, "seed_threshold": 0.3, "min_size": 2}
     np.testing.assert_array_equal(
-        cluster_seeds(arrays, **knobs), naive_cluster_seeds(arrays, **knobs)
+        cluster_seeds(arrays, SeedsConfig(**knobs)), naive_cluster_seeds(arrays, **knobs)
     )
 
 
@@ -199,7 +199,7 @@ def test_matches_naive_reference_on_structured_input_with_noise():
     )
     for knobs in KNOBS:
         np.testing.assert_array_equal(
-            cluster_seeds(arrays, **knobs), naive_cluster_seeds(arrays, **knobs)
+            cluster_seeds(arrays, SeedsConfig(**knobs)), naive_cluster_seeds(arrays, **knobs)
         )
 
 
@@ -209,7 +209,7 @@ def test_non_finite_values_are_handled_like_the_reference():
     arrays["embedding"][1, 10, :] = np.inf
     arrays["bandwidth"][:, 20:22, 5:15] = 0.0
     knobs = {"fg_threshold": 0.2, "seed_threshold": 0.3, "min_size": 1}
-    fast = cluster_seeds(arrays, **knobs)
+    fast = cluster_seeds(arrays, SeedsConfig(**knobs))
     check_label_contract(fast, (25, 27))
     np.testing.assert_array_equal(fast, naive_cluster_seeds(arrays, **knobs))
 
@@ -239,8 +239,8 @@ def test_recovers_separated_balls_in_3d():
 
 def test_fg_threshold_changes_the_result():
     arrays, truth = disks_prediction(**DISKS_2D)
-    loose = cluster_seeds(arrays, fg_threshold=0.5)
-    strict = cluster_seeds(arrays, fg_threshold=0.75)  # drops the object borders (0.7)
+    loose = cluster_seeds(arrays, SeedsConfig(fg_threshold=0.5))
+    strict = cluster_seeds(arrays, SeedsConfig(fg_threshold=0.75))  # drops the object borders (0.7)
     assert not np.array_equal(loose > 0, strict > 0)
     np.testing.assert_array_equal(strict > 0, arrays["seediness"] > 0.75)
     assert strict.max() == 5
@@ -251,7 +251,7 @@ def test_min_size_removes_small_proposals():
     arrays, truth = disks_prediction(**DISKS_2D)
     areas = np.bincount(truth.ravel())[1:]
     smallest = int(np.argmin(areas)) + 1
-    labels = cluster_seeds(arrays, min_size=int(areas.min()) + 1)
+    labels = cluster_seeds(arrays, SeedsConfig(min_size=int(areas.min()) + 1))
     assert labels.max() == 4
     assert not labels[truth == smallest].any()
     assert same_partition(labels, np.where(truth == smallest, 0, truth))
@@ -260,15 +260,15 @@ def test_min_size_removes_small_proposals():
 def test_seed_threshold_above_every_seediness_gives_nothing():
     arrays, _ = disks_prediction(**DISKS_2D, fade=False)
     arrays["seediness"] *= 0.8
-    assert not cluster_seeds(arrays, seed_threshold=0.9).any()
-    assert cluster_seeds(arrays, seed_threshold=0.75).max() == 5
+    assert not cluster_seeds(arrays, SeedsConfig(seed_threshold=0.9)).any()
+    assert cluster_seeds(arrays, SeedsConfig(seed_threshold=0.75)).max() == 5
 
 
 def test_min_unclustered_sum_stops_early():
     arrays, truth = disks_prediction(**DISKS_2D)
     n_fg = int((truth > 0).sum())
-    assert not cluster_seeds(arrays, min_unclustered_sum=n_fg).any()
-    partial = cluster_seeds(arrays, min_unclustered_sum=n_fg - 1)
+    assert not cluster_seeds(arrays, SeedsConfig(min_unclustered_sum=n_fg)).any()
+    partial = cluster_seeds(arrays, SeedsConfig(min_unclustered_sum=n_fg - 1))
     assert partial.max() == 1
 
 
@@ -285,8 +285,8 @@ def test_mask_restricts_candidates():
 def test_deterministic_and_rng_independent():
     arrays = random_prediction((30, 30), 11)
     knobs = {"fg_threshold": 0.3, "seed_threshold": 0.5, "min_size": 3}
-    a = cluster_seeds(arrays, rng=np.random.default_rng(0), **knobs)
-    b = cluster_seeds(arrays, rng=np.random.default_rng(99), **knobs)
+    a = cluster_seeds(arrays, SeedsConfig(**knobs), rng=np.random.default_rng(0))
+    b = cluster_seeds(arrays, SeedsConfig(**knobs), rng=np.random.default_rng(99))
     np.testing.assert_array_equal(a, b)
     assert a.max() > 1
 
@@ -329,19 +329,17 @@ def test_registered_backend_matches_direct_call():
     config = SeedsConfig(fg_threshold=0.3, seed_threshold=0.5, min_size=2)
     np.testing.assert_array_equal(
         backend(arrays, config=config),
-        cluster_seeds(arrays, fg_threshold=0.3, seed_threshold=0.5, min_size=2),
+        cluster_seeds(arrays, SeedsConfig(fg_threshold=0.3, seed_threshold=0.5, min_size=2)),
     )
 
 
-def test_config_knobs_match_the_function_and_carry_ranges():
+def test_config_knobs_carry_ranges():
     hints = typing.get_type_hints(SeedsConfig, include_extras=True)
     defaults = SeedsConfig()
-    kwdefaults = cluster_seeds.__kwdefaults__
     for f in fields(SeedsConfig):
         meta = hints[f.name].__metadata__[0]
         assert {"min", "max", "tooltip"} <= set(meta)
         assert meta["min"] <= getattr(defaults, f.name) <= meta["max"]
-        assert kwdefaults[f.name] == getattr(defaults, f.name)
     with pytest.raises(AttributeError):
         defaults.min_size = 3  # frozen
 

@@ -9,7 +9,6 @@ from napari_instseg.core.assembly import get_backend, list_backends
 from napari_instseg.core.assembly.watershed import (
     ComponentsConfig,
     WatershedConfig,
-    remove_small_objects,
     segment_components,
     segment_watershed,
 )
@@ -27,7 +26,7 @@ def _two_touching_blobs():
 
 def test_watershed_splits_touching_objects_along_the_valley():
     arrays = _two_touching_blobs()
-    labels = segment_watershed(arrays, min_size=1, seed_threshold=0.6)
+    labels = segment_watershed(arrays, WatershedConfig(min_size=1, seed_threshold=0.6))
     assert labels.max() == 2
     np.testing.assert_array_equal(labels > 0, arrays["foreground"] > 0.5)
     assert labels[15, 15] != labels[15, 33]
@@ -41,7 +40,7 @@ def test_watershed_splits_touching_objects_along_the_valley():
 def test_components_merge_touching_objects_without_interior_gap():
     arrays = _two_touching_blobs()
     arrays["interior"] = arrays["foreground"]
-    labels = segment_components(arrays, min_size=1)
+    labels = segment_components(arrays, ComponentsConfig(min_size=1))
     assert labels.max() == 1
 
 
@@ -51,7 +50,9 @@ def test_watershed_orphan_foreground_becomes_an_object():
     fg[12:18, 12:18] = 1
     interior = np.zeros_like(fg)
     interior[3:7, 3:7] = 1  # only the first region has a seed
-    labels = segment_watershed({"foreground": fg, "interior": interior}, min_size=1)
+    labels = segment_watershed(
+        {"foreground": fg, "interior": interior}, WatershedConfig(min_size=1)
+    )
     assert labels.max() == 2
     assert set(np.unique(labels[2:8, 2:8])) == {1}
     assert set(np.unique(labels[12:18, 12:18])) == {2}
@@ -62,9 +63,13 @@ def test_watershed_small_seeds_and_objects_are_dropped():
     fg[2:12, 2:12] = 1  # 100 px
     fg[15:18, 20:23] = 1  # 9 px
     interior = fg.copy()
-    labels = segment_watershed({"foreground": fg, "interior": interior}, min_size=10)
+    labels = segment_watershed(
+        {"foreground": fg, "interior": interior}, WatershedConfig(min_size=10)
+    )
     assert labels.max() == 1 and labels[5, 5] == 1 and labels[16, 21] == 0
-    labels = segment_watershed({"foreground": fg, "interior": interior}, min_size=5)
+    labels = segment_watershed(
+        {"foreground": fg, "interior": interior}, WatershedConfig(min_size=5)
+    )
     assert labels.max() == 2
 
 
@@ -73,20 +78,14 @@ def test_components_grow_stops_at_foreground():
     interior[8:12, 8:12] = 1
     fg = np.zeros_like(interior)
     fg[7:13, 7:13] = 1
-    grown = segment_components({"interior": interior, "foreground": fg}, grow=3, min_size=1)
-    np.testing.assert_array_equal(grown, fg.astype(np.uint32))
-    free = segment_components({"interior": interior}, grow=2, min_size=1)
-    assert free.sum() > 36 and free[6, 10] == 1 and free[5, 10] == 0
-    none = segment_components({"interior": interior}, grow=0, min_size=1)
-    np.testing.assert_array_equal(none, interior.astype(np.uint32))
-
-
-def test_remove_small_objects():
-    labels = np.array([[1, 1, 1, 0, 2], [3, 3, 0, 0, 0]], np.uint32)
-    np.testing.assert_array_equal(
-        remove_small_objects(labels, 2), [[1, 1, 1, 0, 0], [3, 3, 0, 0, 0]]
+    grown = segment_components(
+        {"interior": interior, "foreground": fg}, ComponentsConfig(grow=3, min_size=1)
     )
-    np.testing.assert_array_equal(remove_small_objects(labels, 1), labels)
+    np.testing.assert_array_equal(grown, fg.astype(np.uint32))
+    free = segment_components({"interior": interior}, ComponentsConfig(grow=2, min_size=1))
+    assert free.sum() > 36 and free[6, 10] == 1 and free[5, 10] == 0
+    none = segment_components({"interior": interior}, ComponentsConfig(grow=0, min_size=1))
+    np.testing.assert_array_equal(none, interior.astype(np.uint32))
 
 
 def test_registry_lists_and_calls():

@@ -1,9 +1,11 @@
 """Assembly back-ends: pure functions from network-derived arrays to instance labels.
 
 Every back-end follows one contract, tested once for all of them: it takes a mapping of named
-arrays (``Intermediate``), an optional ``mask`` and keyword knobs, and returns ``uint32`` labels
-of the input's spatial shape with 0 as background and ids 1..N consecutive, deterministic for a
-fixed ``rng``. The registry is written out by hand below.
+arrays (``Intermediate``), its config (a frozen dataclass whose defaults are the only place a
+knob's default is written; ``None`` means the defaults), an optional ``mask`` and ``rng``, and
+returns ``uint32`` labels of the input's spatial shape with 0 as background and ids 1..N
+consecutive, deterministic for a fixed ``rng``. Label helpers the back-ends share live in
+:mod:`.labels`. The registry is written out by hand below.
 """
 
 from __future__ import annotations
@@ -54,9 +56,7 @@ class Backend:
         missing = [k for k in self.requires if k not in arrays]
         if missing:
             raise ValueError(f"back-end {self.name!r} needs arrays {missing}")
-        config = self.default_config() if config is None else config
-        knobs = {f.name: getattr(config, f.name) for f in fields(config)}
-        return self.fn(arrays, mask=mask, rng=rng, **knobs)
+        return self.fn(arrays, config, mask=mask, rng=rng)
 
 
 _BACKENDS: dict[str, Backend] = {

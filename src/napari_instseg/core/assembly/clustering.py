@@ -30,8 +30,8 @@ import torch
 from skimage.measure import label as label_regions
 
 from ..arrays import LABEL_DTYPE, adjacent_pairs, relabel_consecutive
+from .labels import remove_small_objects
 from .meanshift import mean_shift, row_chunks
-from .watershed import remove_small_objects
 
 _FG = {"min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "foreground probability threshold"}
 _BANDWIDTH = {
@@ -174,78 +174,65 @@ def merge_touching(labels: np.ndarray, emb: np.ndarray, distance: float) -> np.n
     return relabel_consecutive(lut[labels])
 
 
-def _to_labels(
-    keep: np.ndarray,
-    cluster: np.ndarray,
-    min_size: int,
-    split: bool,
-    emb: np.ndarray | None = None,
-    merge_distance: float = 0.0,
-) -> np.ndarray:
-    """Cluster indices (0..M-1, -1 = none) of the kept pixels to a label image; with ``split``
-    each spatially connected piece of a cluster (face neighbours) becomes its own object;
-    with ``merge_distance`` touching objects with close mean embeddings are then joined
-    (:func:`merge_touching`) before small objects are dropped.
+def _to_labels(keep: np.ndarray, cluster: np.ndarray, emb: np.ndarray, config) -> np.ndarray:
+    """Cluster indices (0..M-1, -1 = none) of the kept pixels to a label image; with
+    ``config.split_disconnected`` each spatially connected piece of a cluster (face
+    neighbours) becomes its own object; with ``config.merge_distance`` touching objects with
+    close mean embeddings are then joined (:func:`merge_touching`) before objects under
+    ``config.min_size`` pixels are dropped.
 
     Clustering sees embeddings only, so two far-apart objects that the network happened to
     embed alike would otherwise share one id.
     """
     labels = np.zeros(keep.shape, LABEL_DTYPE)
     labels[keep] = (cluster + 1).astype(LABEL_DTYPE)
-    if split and labels.any():
+    if config.split_disconnected and labels.any():
         labels = label_regions(labels, background=0, connectivity=1).astype(LABEL_DTYPE)
-    if merge_distance > 0 and emb is not None:
-        labels = merge_touching(labels, emb, merge_distance)
-    return relabel_consecutive(remove_small_objects(labels, min_size))
+    if config.merge_distance > 0:
+        labels = merge_touching(labels, emb, config.merge_distance)
+    return relabel_consecutive(remove_small_objects(labels, config.min_size))
 
 
 def cluster_meanshift(
     arrays: Mapping[str, np.ndarray],
+    config: MeanShiftConfig | None = None,
     *,
     mask=None,
     rng=None,
-    bandwidth: float = 0.5,
-    fg_threshold: float = 0.5,
-    min_size: int = 10,
-    gaussian: bool = False,
-    split_disconnected: bool = True,
-    merge_distance: float = 0.0,
 ) -> np.ndarray:
-    """Mean-shift clusters of the foreground pixels' embeddings as instances."""
-    emb, keep = _selected(arrays, mask, fg_threshold)
+    """Mean-shift clusters of the foreground pixels' embeddings as instances; the knobs are
+    those of ``config`` (:class:`MeanShiftConfig`, defaults when omitted)."""
+    config = MeanShiftConfig() if config is None else config
+    emb, keep = _selected(arrays, mask, config.fg_threshold)
     if not keep.any():
         return np.zeros(keep.shape, LABEL_DTYPE)
     cluster, _ = mean_shift(
         emb[:, keep].T,
-        bandwidth,
-        kernel="gaussian" if gaussian else "flat",
+        config.bandwidth,
+        kernel="gaussian" if config.gaussian else "flat",
         rng=np.random.default_rng(0) if rng is None else rng,
     )
-    return _to_labels(keep, cluster, min_size, split_disconnected, emb, merge_distance)
+    return _to_labels(keep, cluster, emb, config)
 
 
 def cluster_hdbscan(
     arrays: Mapping[str, np.ndarray],
+    config: HdbscanConfig | None = None,
     *,
     mask=None,
     rng=None,
-    min_cluster_size: int = 30,
-    min_samples: int = 0,
-    epsilon: float = 0.5,
-    fg_threshold: float = 0.5,
-    min_size: int = 10,
-    max_points: int = 4000,
-    split_disconnected: bool = True,
-    merge_distance: float = 0.0,
 ) -> np.ndarray:
     """HDBSCAN clusters of a subsample of the foreground embeddings, spread to all pixels.
 
+    The knobs are those of ``config`` (:class:`HdbscanConfig`, defaults when omitted);
     ``min_cluster_size`` and ``min_samples`` are in pixels of the full image and are scaled
     by the subsampling rate before they reach HDBSCAN.
     """
     import hdbscan
 
-    emb, keep = _selected(arrays, mask, fg_threshold)
+    config = HdbscanConfig() if config is None else config
+    max_points = config.max_points
+    emb, keep = _selected(arrays, mask, config.fg_threshold)
     points = np.ascontiguousarray(emb[:, keep].T)
     n = points.shape[0]
     if n == 0:
@@ -256,14 +243,14 @@ def cluster_hdbscan(
     if n > max_points:
         pick = np.sort(rng.choice(n, size=max_points, replace=False))
         sample, rate = points[pick], max_points / n
-    mcs = max(2, int(round(min_cluster_size * rate)))
-    ms = max(1, int(round((min_samples or min_cluster_size) * rate)))
+    mcs = max(2, int(round(config.min_cluster_size * rate)))
+    ms = max(1, int(round((config.min_samples or config.min_cluster_size) * rate)))
     if sample.shape[0] <= mcs:  # too few pixels for any cluster of that size
         return np.zeros(keep.shape, LABEL_DTYPE)
     clusterer = hdbscan.HDBSCAN(
         min_cluster_size=mcs,
         min_samples=ms,
-        cluster_selection_epsilon=float(epsilon),
+        cluster_selection_epsilon=float(config.epsilon),
         core_dist_n_jobs=1,
     )
     sample_labels = clusterer.fit_predict(sample.astype(np.float64))
@@ -274,31 +261,28 @@ def cluster_hdbscan(
 
         _, idx = cKDTree(sample).query(points, k=1, workers=max(1, torch.get_num_threads()))
         cluster = sample_labels[idx]
-    return _to_labels(keep, cluster, min_size, split_disconnected, emb, merge_distance)
+    return _to_labels(keep, cluster, emb, config)
 
 
 def cluster_consistency(
     arrays: Mapping[str, np.ndarray],
+    config: ConsistencyConfig | None = None,
     *,
     mask=None,
     rng=None,
-    bandwidth: float = 0.5,
-    iou_threshold: float = 0.6,
-    num_anchors: int = 100,
-    fg_threshold: float = 0.5,
-    min_size: int = 10,
-    split_disconnected: bool = True,
-    merge_distance: float = 0.0,
 ) -> np.ndarray:
     """Mean-shift on f's embedding; clusters that g's embedding does not reproduce are dropped.
 
+    The knobs are those of ``config`` (:class:`ConsistencyConfig`, defaults when omitted).
     For every cluster, up to ``num_anchors`` random pixels of it are anchors; the pixels whose
     g-embedding lies within ``bandwidth`` of an anchor's form that anchor's mask. The cluster is
     kept when the median IoU between it and its anchors' masks reaches ``iou_threshold``.
     Candidates for the masks are the clustered (foreground) pixels, or a random
     ``IOU_SAMPLE`` of them on large images.
     """
-    emb, keep = _selected(arrays, mask, fg_threshold)
+    config = ConsistencyConfig() if config is None else config
+    bandwidth = config.bandwidth
+    emb, keep = _selected(arrays, mask, config.fg_threshold)
     if not keep.any():
         return np.zeros(keep.shape, LABEL_DTYPE)
     emb_g = np.asarray(arrays["pixel_embedding_g"], np.float32)
@@ -319,7 +303,7 @@ def cluster_consistency(
     anchors, owner = [], []
     for c in range(n_clusters):
         members = order[starts[c] : starts[c] + full_sizes[c]]
-        k = min(num_anchors, members.size)
+        k = min(config.num_anchors, members.size)
         anchors.append(rng.choice(members, size=k, replace=False))
         owner.append(np.full(k, c))
     anchors, owner = np.concatenate(anchors), np.concatenate(owner)
@@ -341,6 +325,6 @@ def cluster_consistency(
     median = np.ones(n_clusters)
     for c in np.unique(owner):
         median[c] = np.median(ious[owner == c])
-    dropped = median < iou_threshold
+    dropped = median < config.iou_threshold
     cluster = np.where(dropped[cluster], -1, cluster)
-    return _to_labels(keep, cluster, min_size, split_disconnected, emb, merge_distance)
+    return _to_labels(keep, cluster, emb, config)

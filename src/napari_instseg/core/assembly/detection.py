@@ -56,8 +56,8 @@ from skimage.segmentation import watershed
 
 from ..arrays import LABEL_DTYPE
 from ..modality import BRIGHTFIELD, FLUORESCENCE, MODALITIES, PHASE
-from .flows import fill_small_holes, segment_flow_dynamics
-from .watershed import _finish, remove_small_objects
+from .flows import FlowDynamicsConfig, segment_flow_dynamics
+from .labels import fill_small_holes, finish_labels, remove_small_objects
 
 __all__ = [
     "IOA_MAX_BOXES",
@@ -412,7 +412,7 @@ def select_boxes(
     return boxes
 
 
-def markers_from_boxes(boxes, shape, *, radius: int = 2) -> np.ndarray:
+def markers_from_boxes(boxes, shape, *, radius: int) -> np.ndarray:
     """A filled disc of ``radius`` pixels at each box centre, labelled by box index + 1.
 
     The centre of ``[y0, x0, y1, x1]`` is pixel ``(floor((y0 + y1) / 2), floor((x0 + x1) / 2))``,
@@ -538,14 +538,8 @@ def detection_watershed_labels(
     foreground: np.ndarray,
     height: np.ndarray,
     boxes,
+    config: DetectionWatershedConfig | None = None,
     *,
-    t1: float = 0.8,
-    t2: float = 1.25,
-    marker_radius: int = 2,
-    min_marker_size: int = 5,
-    min_size: int = 10,
-    hole_size: int = 10,
-    refine_threshold: float = 0.4,
     adaptive_min_size: bool = False,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -559,16 +553,14 @@ def detection_watershed_labels(
         Predicted normalised distance (:func:`height_from_labels` is the target).
     boxes : array (K, 4)
         Selected boxes, most confident first (:func:`select_boxes`).
-    t1 : float
-        Height of the cell cores that the first two watersheds flood.
-    t2 : float
-        Height above which a core blob that no detected cell reached seeds a cell.
-    marker_radius, min_marker_size : int
-        Radius of the disc markers; extra markers with fewer pixels are dropped.
-    min_size, hole_size : int
-        Objects with fewer pixels are removed; enclosed holes with fewer are filled.
-    refine_threshold : float
-        :func:`refine_by_height` threshold; 0 keeps every cell.
+    config : DetectionWatershedConfig, optional
+        The knobs read here (defaults when omitted): ``t1``, the height of the cell cores
+        that the first two watersheds flood; ``t2``, the height above which a core blob that
+        no detected cell reached seeds a cell; ``marker_radius``, the radius of the disc
+        markers, and ``min_marker_size``: extra markers with fewer pixels are dropped;
+        ``min_size`` and ``hole_size``: objects with fewer pixels are removed, enclosed holes
+        with fewer are filled; ``refine_threshold``, the :func:`refine_by_height` threshold
+        (0 keeps every cell).
     adaptive_min_size : bool
         Raise the minimum size to ``min(mean area / 5, 150)`` (the original, for phase
         contrast).
@@ -588,19 +580,22 @@ def detection_watershed_labels(
             f"foreground and height must be 2D of one shape; got {foreground.shape} and "
             f"{height.shape}"
         )
+    config = DetectionWatershedConfig() if config is None else config
     labels = np.zeros(foreground.shape, LABEL_DTYPE)
     if not foreground.any():
         return labels
     relief = -height
-    core = foreground & (height >= t1)
-    markers = markers_from_boxes(boxes, foreground.shape, radius=marker_radius)
+    core = foreground & (height >= config.t1)
+    markers = markers_from_boxes(boxes, foreground.shape, radius=config.marker_radius)
     markers[~core] = 0
     from_boxes = np.zeros_like(labels)
     if markers.any():
         from_boxes = watershed(relief, markers, mask=core).astype(LABEL_DTYPE)
     # cores the detector missed
-    extra, _ = ndi.label(core & (height >= t2) & (from_boxes == 0), structure=np.ones((3, 3)))
-    extra = remove_small_objects(extra.astype(LABEL_DTYPE), min_marker_size)
+    extra, _ = ndi.label(
+        core & (height >= config.t2) & (from_boxes == 0), structure=np.ones((3, 3))
+    )
+    extra = remove_small_objects(extra.astype(LABEL_DTYPE), config.min_marker_size)
     seeds = from_boxes
     if extra.any():
         missed = watershed(relief, extra, mask=core & (from_boxes == 0)).astype(LABEL_DTYPE)
@@ -608,19 +603,19 @@ def detection_watershed_labels(
     if not seeds.any():
         return labels
     labels = watershed(relief, seeds, mask=foreground).astype(LABEL_DTYPE)
-    smallest = min_size
+    smallest = config.min_size
     if adaptive_min_size:
         areas = np.bincount(labels.ravel())[1:]
         areas = areas[areas > 0]
         adaptive = min(_PHASE_MIN_SIZE_FRACTION * areas.mean(), _PHASE_MIN_SIZE_CAP)
-        smallest = max(min_size, int(np.ceil(adaptive)))
+        smallest = max(config.min_size, int(np.ceil(adaptive)))
     labels = remove_small_objects(labels, smallest)
-    labels = fill_small_holes(labels, hole_size)
+    labels = fill_small_holes(labels, config.hole_size)
     if mask is not None:
         mask = np.asarray(mask, bool)
         labels[~mask] = 0
-    labels = refine_by_height(labels, height, refine_threshold, mask=mask)
-    return _finish(labels, smallest)
+    labels = refine_by_height(labels, height, config.refine_threshold, mask=mask)
+    return finish_labels(labels, smallest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,25 +713,9 @@ def choose_route(
 
 def segment_detection_watershed(
     arrays: Mapping[str, np.ndarray],
+    config: DetectionWatershedConfig | None = None,
     *,
     mask: np.ndarray | None = None,
-    modality: str = "auto",
-    conf_threshold: float = 0.0,
-    nms_iou: float = 0.0,
-    ioa_threshold: float = 0.8,
-    fg_threshold: float = 0.5,
-    t1: float = 0.8,
-    t2: float = 1.25,
-    marker_radius: int = 2,
-    min_marker_size: int = 5,
-    min_size: int = 10,
-    hole_size: int = 10,
-    refine_threshold: float = 0.4,
-    route: str = "auto",
-    fallback_quality: float = 0.8,
-    fallback_margin: float = 0.05,
-    flow_threshold: float = 0.4,
-    flow_mask_threshold: float = 0.0,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Cells seeded by detected boxes and grown over a height map (All-Cell Segmenter).
@@ -747,14 +726,14 @@ def segment_detection_watershed(
         ``foreground`` (Y, X) probability, ``height`` (Y, X) normalised distance,
         ``boxes`` (N, 4) ``[y0, x0, y1, x1]`` pixels and ``box_scores`` (N,); optionally
         ``flow`` (2, Y, X) and ``distance`` (Y, X) of a flows branch for the fallback.
-    mask : ndarray of bool, optional
-        Pixels allowed to be foreground.
-    **knobs
-        See :class:`DetectionWatershedConfig`; the route taken is given by
-        :func:`choose_route`. The flows fallback runs
+    config : DetectionWatershedConfig, optional
+        The knobs (defaults when omitted); the route taken is given by :func:`choose_route`.
+        The flows fallback runs
         :func:`~napari_instseg.core.assembly.flows.segment_flow_dynamics` with
         ``mask_threshold=flow_mask_threshold``, ``flow_threshold`` and ``min_size``, its
         other knobs at their defaults.
+    mask : ndarray of bool, optional
+        Pixels allowed to be foreground.
     rng : numpy.random.Generator, optional
         Unused (the result is deterministic); accepted for the back-end contract.
 
@@ -763,25 +742,7 @@ def segment_detection_watershed(
     ndarray of uint32 (Y, X)
         0 = background, cells 1..N.
     """
-    config = DetectionWatershedConfig(
-        modality=modality,
-        conf_threshold=conf_threshold,
-        nms_iou=nms_iou,
-        ioa_threshold=ioa_threshold,
-        fg_threshold=fg_threshold,
-        t1=t1,
-        t2=t2,
-        marker_radius=marker_radius,
-        min_marker_size=min_marker_size,
-        min_size=min_size,
-        hole_size=hole_size,
-        refine_threshold=refine_threshold,
-        route=route,
-        fallback_quality=fallback_quality,
-        fallback_margin=fallback_margin,
-        flow_threshold=flow_threshold,
-        flow_mask_threshold=flow_mask_threshold,
-    )
+    config = DetectionWatershedConfig() if config is None else config
     probability = np.asarray(arrays["foreground"], np.float32)
     height = np.asarray(arrays["height"], np.float32)
     if probability.ndim != 2:
@@ -797,15 +758,13 @@ def segment_detection_watershed(
             raise ValueError(f"mask shape {mask.shape} differs from {probability.shape}")
     report = choose_route(arrays, config, mask=mask)
     if report["route"] == "flows":
-        return segment_flow_dynamics(
-            arrays,
-            mask=mask,
-            mask_threshold=flow_mask_threshold,
-            flow_threshold=flow_threshold,
-            min_size=min_size,
-            rng=rng,
+        flows = FlowDynamicsConfig(
+            mask_threshold=config.flow_mask_threshold,
+            flow_threshold=config.flow_threshold,
+            min_size=config.min_size,
         )
-    foreground = probability > fg_threshold
+        return segment_flow_dynamics(arrays, flows, mask=mask, rng=rng)
+    foreground = probability > config.fg_threshold
     if mask is not None:
         foreground &= mask
     boxes = select_boxes(
@@ -813,20 +772,13 @@ def segment_detection_watershed(
         arrays["box_scores"],
         conf_threshold=report["conf_threshold"],
         nms_iou=report["nms_iou"],
-        ioa_threshold=ioa_threshold,
+        ioa_threshold=config.ioa_threshold,
     )
-    labels = detection_watershed_labels(
+    return detection_watershed_labels(
         foreground,
         height,
         boxes,
-        t1=t1,
-        t2=t2,
-        marker_radius=marker_radius,
-        min_marker_size=min_marker_size,
-        min_size=min_size,
-        hole_size=hole_size,
-        refine_threshold=refine_threshold,
+        config,
         adaptive_min_size=report["modality"] == PHASE,
         mask=mask,
     )
-    return labels

@@ -48,13 +48,12 @@ from scipy.special import expit
 
 from ..arrays import LABEL_DTYPE, face_neighbours
 from ..flow_fields import labels_to_fields
-from .watershed import _finish
+from .labels import fill_small_holes, finish_labels
 
 __all__ = [
     "FlowDynamicsConfig",
     "absorb_small_groups",
     "estimate_niter",
-    "fill_small_holes",
     "flow_errors",
     "follow_flows",
     "group_end_points",
@@ -379,48 +378,6 @@ def remove_bad_flow_masks(labels: np.ndarray, flow: np.ndarray, threshold: float
     return np.where(bad[labels], 0, labels).astype(labels.dtype, copy=False)
 
 
-def fill_small_holes(labels: np.ndarray, max_size: int) -> np.ndarray:
-    """Fill background regions under ``max_size`` pixels that a single object encloses.
-
-    A region is enclosed when all its face neighbours belong to one object and it does not
-    touch the image edge.
-    """
-    if max_size <= 1 or not labels.any():
-        return labels
-    holes, n = ndi.label(labels == 0)
-    if n == 0:
-        return labels
-    sizes = np.bincount(holes.ravel(), minlength=n + 1)
-    candidate = sizes < max_size
-    candidate[0] = False
-    for axis in range(labels.ndim):
-        for edge in (0, -1):
-            candidate[np.take(holes, edge, axis=axis)] = False
-    if not candidate.any():
-        return labels
-    firsts, seconds = [], []
-    for lo, hi in face_neighbours(labels.ndim):
-        h_lo, h_hi = holes[lo].ravel(), holes[hi].ravel()
-        l_lo, l_hi = labels[lo].ravel(), labels[hi].ravel()
-        sel = candidate[h_lo] & (l_hi > 0)
-        firsts.append(h_lo[sel])
-        seconds.append(l_hi[sel])
-        sel = candidate[h_hi] & (l_lo > 0)
-        firsts.append(h_hi[sel])
-        seconds.append(l_lo[sel])
-    hole_ids = np.concatenate(firsts)
-    owners = np.concatenate(seconds).astype(np.int64)
-    lo_owner = np.full(n + 1, np.iinfo(np.int64).max)
-    hi_owner = np.zeros(n + 1, np.int64)
-    np.minimum.at(lo_owner, hole_ids, owners)
-    np.maximum.at(hi_owner, hole_ids, owners)
-    fill = candidate & (lo_owner == hi_owner)
-    if not fill.any():
-        return labels
-    lut = np.where(fill, hi_owner, 0).astype(labels.dtype)
-    return np.where(labels == 0, lut[holes], labels)
-
-
 # ---------------------------------------------------------------------------------------------
 # the back-end
 
@@ -439,13 +396,9 @@ def decode_flows(raw: Mapping[str, np.ndarray], flow_scale: float) -> dict[str, 
 
 def segment_flow_dynamics(
     arrays: Mapping[str, np.ndarray],
+    config: FlowDynamicsConfig | None = None,
     *,
     mask: np.ndarray | None = None,
-    mask_threshold: float = 0.0,
-    flow_threshold: float = 0.4,
-    niter: int = 0,
-    suppress: bool = True,
-    min_size: int = 15,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Instances from a flow field and a distance map by following the flows.
@@ -455,21 +408,21 @@ def segment_flow_dynamics(
     arrays : mapping
         ``flow`` (ndim, *S): unit-ish vectors, ZYX order, pointing from each object's
         boundary towards its ridge; ``distance`` (*S): positive inside objects.
+    config : FlowDynamicsConfig, optional
+        The knobs (defaults when omitted):
+
+        - ``mask_threshold``: distance above which a pixel belongs to some object;
+        - ``flow_threshold``: objects whose recomputed flows differ from ``flow`` by a mean
+          squared error above this are dropped; 0 keeps every object;
+        - ``niter``: Euler steps; 0 estimates them from the mean object diameter
+          (:func:`estimate_niter`);
+        - ``suppress``: scale the unit flows by their normalised divergence
+          (:func:`scale_by_divergence`), as Omnipose does; otherwise follow the unit flows
+          (:func:`unit_flows`);
+        - ``min_size``: smaller objects (pixels) are merged into a touching larger one or
+          removed; enclosed holes smaller than this are filled.
     mask : ndarray of bool, optional
         Pixels allowed to be foreground.
-    mask_threshold : float
-        Distance above which a pixel belongs to some object.
-    flow_threshold : float
-        Objects whose recomputed flows differ from ``flow`` by a mean squared error above
-        this are dropped; 0 keeps every object.
-    niter : int
-        Euler steps; 0 estimates them from the mean object diameter (:func:`estimate_niter`).
-    suppress : bool
-        Scale the unit flows by their normalised divergence (:func:`scale_by_divergence`),
-        as Omnipose does; otherwise follow the unit flows (:func:`unit_flows`).
-    min_size : int
-        Smaller objects (pixels) are merged into a touching larger one or removed; enclosed
-        holes smaller than this are filled.
     rng : numpy.random.Generator, optional
         Unused (the result is deterministic); accepted for the back-end contract.
 
@@ -478,21 +431,23 @@ def segment_flow_dynamics(
     ndarray of uint32 (*S)
         0 = background, objects 1..N.
     """
+    config = FlowDynamicsConfig() if config is None else config
+    min_size = config.min_size
     distance = np.asarray(arrays["distance"], np.float32)
     flow = np.asarray(arrays["flow"], np.float32)
-    foreground = distance > mask_threshold
+    foreground = distance > config.mask_threshold
     if mask is not None:
         mask = np.asarray(mask, bool)
         foreground &= mask
     if not foreground.any():
         return np.zeros(distance.shape, LABEL_DTYPE)
-    steps = niter if niter > 0 else estimate_niter(distance, foreground)
-    field = (scale_by_divergence if suppress else unit_flows)(flow, foreground)
+    steps = config.niter if config.niter > 0 else estimate_niter(distance, foreground)
+    field = (scale_by_divergence if config.suppress else unit_flows)(flow, foreground)
     ends = follow_flows(field, foreground, niter=steps)
     labels = group_end_points(ends, foreground)
     labels = absorb_small_groups(labels, min_size)
-    labels = remove_bad_flow_masks(labels, flow, flow_threshold)
+    labels = remove_bad_flow_masks(labels, flow, config.flow_threshold)
     labels = fill_small_holes(labels, min_size)
     if mask is not None:
         labels[~mask] = 0
-    return _finish(labels, min_size)
+    return finish_labels(labels, min_size)

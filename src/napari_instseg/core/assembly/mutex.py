@@ -31,19 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from heapq import heapify, heappop, heappush
 from typing import Annotated
 
 import numba
 import numpy as np
 
-from ..arrays import LABEL_DTYPE, adjacent_pairs
-from .watershed import _finish
+from ..arrays import LABEL_DTYPE
+from .labels import finish_labels, merge_small_segments
 
 __all__ = [
     "MutexWatershedConfig",
-    "merge_small_segments",
     "mutex_watershed",
+    "mutex_watershed_graph",
     "segment_mutex_watershed",
 ]
 
@@ -467,6 +466,59 @@ def _label_roots(parent, inside):
     return labels
 
 
+def mutex_watershed_graph(
+    n_nodes: int,
+    u: np.ndarray,
+    v: np.ndarray,
+    priority: np.ndarray,
+    repulsive: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Partition the nodes of a graph with the mutex watershed.
+
+    The graph form of :func:`mutex_watershed` (elf's ``compute_mws_clustering``): edges are
+    visited by descending ``priority`` (ties in the given order); a repulsive edge records a
+    mutex between its two clusters, an attractive one merges them unless a mutex separates
+    them.
+
+    Parameters
+    ----------
+    n_nodes : int
+        Nodes are ``0 .. n_nodes - 1``.
+    u, v : ndarray of int, shape (E,)
+        The two ends of each edge (one integer dtype for both).
+    priority : ndarray of float, shape (E,)
+        Compared in float32; the surest edges first (an affinity ``w`` for an attractive edge,
+        ``1 - w`` for a repulsive one).
+    repulsive : ndarray of bool, shape (E,)
+        Which edges are mutex edges.
+    mask : ndarray of bool, shape (n_nodes,), optional
+        Nodes to label; the others get 0 (give them no edges).
+
+    Returns
+    -------
+    ndarray of uint32, shape (n_nodes,)
+        Cluster ids 1..K in order of each cluster's first node.
+
+    Examples
+    --------
+    >>> u, v = np.array([0, 1, 0]), np.array([1, 2, 2])
+    >>> mutex_watershed_graph(3, u, v, np.array([0.9, 0.5, 0.8]), np.array([False, False, True]))
+    array([1, 1, 2], dtype=uint32)
+    """
+    u = np.asarray(u)
+    v = np.asarray(v)
+    repulsive = np.asarray(repulsive, bool)
+    if u.dtype.kind not in "iu" or v.dtype != u.dtype:
+        raise ValueError(f"u and v must share one integer dtype; got {u.dtype} and {v.dtype}")
+    if not u.shape == v.shape == np.shape(priority) == repulsive.shape or u.ndim != 1:
+        raise ValueError("u, v, priority and repulsive must be 1D arrays of one length")
+    parent = _solve(*_sort_edges(u, v, priority, repulsive), int(n_nodes))
+    inside = np.ones(int(n_nodes), bool) if mask is None else np.asarray(mask, bool)
+    return _label_roots(parent, inside)
+
+
 def mutex_watershed(
     weights: np.ndarray,
     offsets: np.ndarray | Sequence[Sequence[int]],
@@ -529,109 +581,10 @@ def mutex_watershed(
         origin=origin,
     )
     n = int(np.prod(weights.shape[1:]))
-    parent = _solve(*_sort_edges(u, v, priority, repulsive), n)
-    inside = np.ones(n, bool) if mask is None else mask.ravel()
-    return _label_roots(parent, inside).reshape(weights.shape[1:])
-
-
-# ---------------------------------------------------------------------------------------------
-# post-processing
-
-
-def _compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, compact)``: the ids present, 0 first, and ``labels`` renumbered as their index."""
-    top = int(labels.max())
-    if top <= 4 * labels.size + 1024:  # a lookup table: linear time, no sort
-        flat = labels.astype(np.intp, copy=False)
-        present = np.bincount(flat.ravel(), minlength=top + 1) > 0
-        present[0] = True
-        lut = (np.cumsum(present) - 1).astype(np.intp)
-        return np.flatnonzero(present).astype(labels.dtype), lut[flat]
-    ids, compact = np.unique(labels, return_inverse=True)
-    compact = compact.reshape(labels.shape)
-    if ids[0] != 0:  # keep 0 as the background slot
-        ids = np.concatenate([[0], ids]).astype(labels.dtype)
-        compact = compact + 1
-    return ids, compact
-
-
-def merge_small_segments(
-    labels: np.ndarray, max_size: int, *, mask: np.ndarray | None = None
-) -> np.ndarray:
-    """Merge every segment of at most ``max_size`` pixels into its best-connected neighbour.
-
-    Segments are visited smallest first (ties: smaller id first). Each one joins the touching
-    segment (face neighbours, background excluded) with which it shares the longest boundary
-    (ties: the smaller id). Sizes and boundaries are updated after each merge, so merges can
-    cascade and a merged segment can outgrow ``max_size``. A segment touching no other
-    segment is kept as it is.
-
-    Parameters
-    ----------
-    labels : ndarray of int
-        Instance labels, 0 = background (non-negative).
-    max_size : int
-        Segments with ``size <= max_size`` pixels are merged.
-    mask : ndarray of bool, optional
-        Only pixels inside count (sizes, boundaries); labels outside are returned unchanged.
-
-    Returns
-    -------
-    ndarray
-        Labels of the same dtype; ids are those of the surviving segments (not consecutive).
-    """
-    labels = np.asarray(labels)
-    if max_size <= 0 or labels.size == 0 or not labels.any():
-        return labels.copy()
-    inside = labels if mask is None else np.where(np.asarray(mask, bool), labels, 0)
-    ids, compact = _compact_ids(inside)
-    size = np.bincount(compact.ravel(), minlength=ids.size).astype(np.int64)
-    a, b, counts = adjacent_pairs(compact)
-    small = np.flatnonzero(size <= max_size)
-    small = small[small > 0]
-    if small.size == 0 or a.size == 0:
-        return labels.copy()
-    # neighbour maps for every segment: boundary length to each touching segment
-    neighbours: list[dict[int, int]] = [{} for _ in range(ids.size)]
-    for x, y, c in zip(a.tolist(), b.tolist(), counts.tolist(), strict=True):
-        neighbours[x][y] = c
-        neighbours[y][x] = c
-    sizes = size.tolist()
-    target = np.arange(ids.size)
-    heap = [(sizes[i], i) for i in small.tolist()]
-    heapify(heap)
-    while heap:
-        s, i = heappop(heap)
-        if target[i] != i or sizes[i] != s:
-            continue  # merged already, or an outdated entry
-        near = neighbours[i]
-        if not near:
-            continue
-        j = min(near, key=lambda k: (-near[k], k))
-        target[i] = j
-        sizes[j] += s
-        into = neighbours[j]
-        del into[i]
-        for k, c in near.items():
-            if k == j:
-                continue
-            into[k] = into.get(k, 0) + c
-            other = neighbours[k]
-            del other[i]
-            other[j] = other.get(j, 0) + c
-        neighbours[i] = {}
-        if sizes[j] <= max_size:
-            heappush(heap, (sizes[j], j))
-    # follow the chains of merges to the surviving segment
-    while True:
-        hop = target[target]
-        if np.array_equal(hop, target):
-            break
-        target = hop
-    merged = ids[target][compact]
-    if mask is not None:
-        merged = np.where(np.asarray(mask, bool), merged, labels)
-    return merged.astype(labels.dtype, copy=False)
+    inside = None if mask is None else mask.ravel()
+    return mutex_watershed_graph(n, u, v, priority, repulsive, mask=inside).reshape(
+        weights.shape[1:]
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -640,12 +593,9 @@ def merge_small_segments(
 
 def segment_mutex_watershed(
     arrays: Mapping[str, np.ndarray],
+    config: MutexWatershedConfig | None = None,
     *,
     mask: np.ndarray | None = None,
-    fg_threshold: float = 0.5,
-    stride: int = 5,
-    merge_size: int = 50,
-    min_size: int = 25,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Mutex watershed on predicted affinities, then small fragments merged and removed.
@@ -658,20 +608,18 @@ def segment_mutex_watershed(
         the others repulsive. An optional ``foreground`` probability map restricts the
         segmentation to pixels above ``fg_threshold``; an optional ``origin`` (image
         coordinates of the first pixel, for a block of a larger image) anchors the strides.
+    config : MutexWatershedConfig, optional
+        The knobs (defaults when omitted): ``fg_threshold``, the foreground probability above
+        which a pixel is segmented; ``stride``: repulsive edges are kept on every
+        ``stride``-th pixel along each axis; ``merge_size``: segments of at most this many
+        pixels merge into the neighbour they share the longest boundary with (0: no
+        merging); ``min_size``: objects smaller than this (pixels) are removed at the end.
     mask : ndarray of bool, optional
         Pixels allowed to be foreground.
-    fg_threshold : float
-        Foreground probability above which a pixel is segmented.
-    stride : int
-        Repulsive edges are kept on every ``stride``-th pixel along each axis.
-    merge_size : int
-        Segments of at most this many pixels merge into the neighbour they share the longest
-        boundary with (0: no merging).
-    min_size : int
-        Objects smaller than this (pixels) are removed at the end.
     rng : numpy.random.Generator, optional
         Unused (strides are regular, the result is deterministic); accepted for the contract.
     """
+    config = MutexWatershedConfig() if config is None else config
     offsets = arrays.get("affinity_offsets")
     if offsets is None:
         raise ValueError("the mutex watershed needs arrays 'affinities' and 'affinity_offsets'")
@@ -681,7 +629,7 @@ def segment_mutex_watershed(
     shape = affinities.shape[1:]
     keep = np.ones(shape, bool) if mask is None else np.asarray(mask, bool).copy()
     if "foreground" in arrays:
-        keep &= np.asarray(arrays["foreground"]) > fg_threshold
+        keep &= np.asarray(arrays["foreground"]) > config.fg_threshold
     if not keep.any():
         return np.zeros(shape, LABEL_DTYPE)
     labels = mutex_watershed(
@@ -689,9 +637,9 @@ def segment_mutex_watershed(
         np.asarray(offsets),
         n_attractive=len(shape),
         mask=keep,
-        strides=max(int(stride), 1),
+        strides=max(int(config.stride), 1),
         origin=arrays.get("origin"),
     )
-    if merge_size > 0:
-        labels = merge_small_segments(labels, merge_size, mask=keep)
-    return _finish(labels, min_size)
+    if config.merge_size > 0:
+        labels = merge_small_segments(labels, config.merge_size, mask=keep)
+    return finish_labels(labels, config.min_size)

@@ -64,8 +64,8 @@ from numba import prange
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .mutex import _label_roots, _solve, _sort_edges, merge_small_segments
-from .watershed import _finish
+from .labels import finish_labels, merge_small_segments
+from .mutex import mutex_watershed_graph
 
 
 @dataclass(frozen=True)
@@ -645,21 +645,15 @@ def _partition(n: int, ea, eb, weight, mws: bool) -> np.ndarray:
         _, comp = connected_components(graph, directed=False)
         return comp.astype(np.int64) + 1
     u, v, rep = ea.astype(np.int64), eb.astype(np.int64), weight <= 0
-    parent = _solve(*_sort_edges(u, v, np.abs(weight).astype(np.float32), rep), n)
-    return _label_roots(parent, np.ones(n, bool)).astype(np.int64)
+    return mutex_watershed_graph(n, u, v, np.abs(weight).astype(np.float32), rep).astype(np.int64)
 
 
 def segment_patch_consensus(
     arrays: Mapping[str, np.ndarray],
+    config: PatchConsensusConfig | None = None,
     *,
     mask: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
-    patch_threshold: float = 0.6,
-    fg_threshold: float = 0.5,
-    fc_threshold: float = 0.6,
-    mws: bool = True,
-    merge_size: int = 0,
-    min_size: int = 15,
     timings: dict | None = None,
 ) -> np.ndarray:
     """Instances from per-pixel shape patches by consensus voting (see the module text).
@@ -669,6 +663,8 @@ def segment_patch_consensus(
     arrays : mapping
         ``foreground`` (probability, spatial shape), ``patches`` (F x P uint8, probability x
         255), ``patch_pixels`` (F linear indices, raster order) and ``patch_shape`` (ndim).
+    config : PatchConsensusConfig, optional
+        The knobs (defaults when omitted).
     mask : ndarray of bool, optional
         Only pixels inside it are segmented.
     rng : unused
@@ -681,6 +677,8 @@ def segment_patch_consensus(
     labels : ndarray of uint32, ids 1..N.
     """
     del rng
+    config = PatchConsensusConfig() if config is None else config
+    patch_threshold = config.patch_threshold
     prob = np.asarray(arrays["foreground"])
     if np.asarray(arrays["patch_shape"]).size != prob.ndim:
         raise ValueError(
@@ -689,7 +687,7 @@ def segment_patch_consensus(
     if not 0.0 < patch_threshold < 1.0:
         raise ValueError(f"patch_threshold must be in (0, 1), got {patch_threshold}")
     t0 = time.perf_counter()
-    voting, cached = _vote(arrays, mask, patch_threshold, fg_threshold)
+    voting, cached = _vote(arrays, mask, patch_threshold, config.fg_threshold)
     t1 = time.perf_counter()
     shape = _shape3(prob.shape)
     ext = _shape3(arrays["patch_shape"])
@@ -700,7 +698,7 @@ def segment_patch_consensus(
     candidates = np.flatnonzero(np.isfinite(voting.scores))
     if candidates.size:
         order = candidates[np.argsort(-voting.scores[candidates], kind="stable")]
-        fc_level = int(np.floor(fc_threshold * 255.0))
+        fc_level = int(np.floor(config.fc_threshold * 255.0))
         lin = _linear_offsets(shape, patch_offsets(ext))
         chosen = _cover(shape, ext, lin, voting.fg, pixels, patches, order, fc_level)
         if chosen.size:
@@ -715,7 +713,7 @@ def segment_patch_consensus(
         ea, eb, es, en = _patch_graph(shape, voting, starts, members, ptr, who)
         w = es / en  # each pair (a, b) comes once, from a's loop
         t3 = time.perf_counter()
-        component = _partition(chosen.size, ea, eb, w, mws)
+        component = _partition(chosen.size, ea, eb, w, config.mws)
         labels = _fill(prob.size, pixels, patches, chosen, starts, members, shape, ext, component)
         t4 = time.perf_counter()
         seconds.update(
@@ -723,9 +721,9 @@ def segment_patch_consensus(
              "patches_chosen": int(chosen.size), "edges": int(ea.size)}
         )  # fmt: skip
     labels = labels.reshape(prob.shape)
-    if merge_size > 0:
-        labels = merge_small_segments(labels, merge_size)
-    out = _finish(labels, min_size)
+    if config.merge_size > 0:
+        labels = merge_small_segments(labels, config.merge_size)
+    out = finish_labels(labels, config.min_size)
     if timings is not None:
         timings.update(seconds)
         timings["cached_voting"] = cached

@@ -180,13 +180,9 @@ def _descending_order(values: np.ndarray) -> np.ndarray:
 
 def cluster_seeds(
     arrays: Mapping[str, np.ndarray],
+    config: SeedsConfig | None = None,
     *,
     mask: np.ndarray | None = None,
-    fg_threshold: float = 0.5,
-    seed_threshold: float = 0.9,
-    min_size: int = 10,
-    min_unclustered_fraction: float = 0.5,
-    min_unclustered_sum: int = 0,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Group pixels around greedily chosen seeds by their predicted object centres.
@@ -198,21 +194,21 @@ def cluster_seeds(
         coordinate times the grid spacing plus a learnt offset); ``bandwidth`` ``(ndim, *S)``
         (or ``(1, *S)`` for an isotropic one): per-axis Gaussian precision ``b_d > 0``;
         ``seediness`` ``(*S)`` in [0, 1]. ``S`` is 2D or 3D.
+    config : SeedsConfig, optional
+        The knobs (defaults when omitted):
+
+        - ``fg_threshold``: candidate pixels are those with seediness above this (and inside
+          ``mask``);
+        - ``seed_threshold``: seeds are taken in order of decreasing seediness (ties in raster
+          order) among the unclaimed candidates; clustering stops at the first one below it;
+        - ``min_size``: a proposal needs at least this many pixels to become an object;
+        - ``min_unclustered_fraction``: a proposal becomes an object only if more than this
+          fraction of its pixels is still unclaimed. Pixels of an accepted proposal take its
+          id, overwriting earlier ids;
+        - ``min_unclustered_sum``: clustering stops once at most this many candidates are
+          unclaimed (no object at all if there are no more candidates than this).
     mask : ndarray of bool, optional
         Pixels allowed to be foreground.
-    fg_threshold : float
-        Candidate pixels are those with seediness above this (and inside ``mask``).
-    seed_threshold : float
-        Seeds are taken in order of decreasing seediness (ties in raster order) among the
-        unclaimed candidates; clustering stops at the first one below this value.
-    min_size : int
-        A proposal needs at least this many pixels to become an object.
-    min_unclustered_fraction : float
-        A proposal becomes an object only if more than this fraction of its pixels is still
-        unclaimed. Pixels of an accepted proposal take its id, overwriting earlier ids.
-    min_unclustered_sum : int
-        Clustering stops once at most this many candidates are unclaimed (no object at all if
-        there are no more candidates than this).
     rng : numpy.random.Generator, optional
         Unused (the result is deterministic); accepted for the back-end contract.
 
@@ -228,12 +224,16 @@ def cluster_seeds(
     (the Gaussian score ``exp(-...)`` above 0.5), evaluated in float64. Whether accepted or
     not, the proposal and the seed are marked claimed.
     """
+    config = SeedsConfig() if config is None else config
+    min_size = config.min_size
+    min_unclustered_fraction = config.min_unclustered_fraction
+    min_unclustered_sum = config.min_unclustered_sum
     seediness, embedding, bandwidth, mask = _check_inputs(arrays, mask)
     shape = seediness.shape
     ndim = len(shape)
     out = np.zeros(shape, dtype=LABEL_DTYPE)
 
-    fg = seediness > fg_threshold
+    fg = seediness > config.fg_threshold
     if mask is not None:
         fg &= mask
     cand = np.flatnonzero(fg)  # raster order: ties in seediness are broken by it
@@ -242,7 +242,7 @@ def cluster_seeds(
         return out
 
     score = seediness.reshape(-1)[cand]
-    high = np.flatnonzero(score >= seed_threshold)
+    high = np.flatnonzero(score >= config.seed_threshold)
     if high.size == 0:
         return out
     high = high[_descending_order(score[high])]  # seeds in visiting order

@@ -16,7 +16,8 @@ from scipy import ndimage as ndi
 from skimage.measure import label as label_components
 from skimage.segmentation import watershed
 
-from ..arrays import LABEL_DTYPE, relabel_consecutive
+from ..arrays import LABEL_DTYPE
+from .labels import finish_labels, remove_small_objects
 
 
 @dataclass(frozen=True)
@@ -50,29 +51,11 @@ class ComponentsConfig:
     ] = 15
 
 
-def remove_small_objects(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Set objects with fewer than ``min_size`` pixels to background (labels kept as given)."""
-    if min_size <= 1 or not labels.any():
-        return labels
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels).astype(labels.dtype, copy=False)
-
-
-def _finish(labels: np.ndarray, min_size: int) -> np.ndarray:
-    labels = remove_small_objects(labels.astype(LABEL_DTYPE, copy=False), min_size)
-    return relabel_consecutive(labels)
-
-
 def segment_watershed(
     arrays: Mapping[str, np.ndarray],
+    config: WatershedConfig | None = None,
     *,
     mask: np.ndarray | None = None,
-    fg_threshold: float = 0.5,
-    seed_threshold: float = 0.6,
-    min_seed_size: int = 4,
-    min_size: int = 15,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Flood the foreground from interior seeds along the interior probability.
@@ -81,46 +64,47 @@ def segment_watershed(
     ----------
     arrays : mapping
         ``foreground`` and ``interior`` probability maps of the same spatial shape.
+    config : WatershedConfig, optional
+        The knobs (defaults when omitted): ``fg_threshold``, the foreground probability above
+        which a pixel belongs to some object; ``seed_threshold``, the interior probability
+        above which a pixel is part of a seed (each connected seed becomes one object);
+        ``min_seed_size`` and ``min_size``: seeds and final objects smaller than these
+        (pixels) are dropped. Foreground regions that contain no seed become objects of
+        their own when large enough.
     mask : ndarray of bool, optional
         Pixels allowed to be foreground.
-    fg_threshold : float
-        Foreground probability above which a pixel belongs to some object.
-    seed_threshold : float
-        Interior probability above which a pixel is part of a seed; each connected seed
-        becomes one object.
-    min_seed_size, min_size : int
-        Seeds and final objects smaller than these (pixels) are dropped. Foreground regions
-        that contain no seed become objects of their own when large enough.
     rng : numpy.random.Generator, optional
         Unused (the result is deterministic); accepted for the back-end contract.
     """
-    foreground = np.asarray(arrays["foreground"]) > fg_threshold
+    config = WatershedConfig() if config is None else config
+    foreground = np.asarray(arrays["foreground"]) > config.fg_threshold
     interior = np.asarray(arrays["interior"], dtype=np.float32)
     if mask is not None:
         foreground &= np.asarray(mask, bool)
-    seeds = label_components((interior > seed_threshold) & foreground, connectivity=1)
-    seeds = remove_small_objects(seeds.astype(LABEL_DTYPE), min_seed_size)
+    seeds = label_components((interior > config.seed_threshold) & foreground, connectivity=1)
+    seeds = remove_small_objects(seeds.astype(LABEL_DTYPE), config.min_seed_size)
     labels = watershed(-interior, markers=seeds, mask=foreground).astype(LABEL_DTYPE)
     orphans = label_components(foreground & (labels == 0), connectivity=1)
     if orphans.max():
         labels = np.where(orphans > 0, orphans.astype(LABEL_DTYPE) + labels.max(), labels)
-    return _finish(labels, min_size)
+    return finish_labels(labels, config.min_size)
 
 
 def segment_components(
     arrays: Mapping[str, np.ndarray],
+    config: ComponentsConfig | None = None,
     *,
     mask: np.ndarray | None = None,
-    threshold: float = 0.5,
-    grow: int = 1,
-    min_size: int = 15,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Connected components of the thresholded interior, grown back by ``grow`` pixels.
 
-    Growing stops at the foreground (when given) and where two objects meet.
+    Growing stops at the foreground (when given) and where two objects meet; the knobs are
+    those of ``config`` (:class:`ComponentsConfig`, defaults when omitted).
     """
-    interior = np.asarray(arrays["interior"]) > threshold
+    config = ComponentsConfig() if config is None else config
+    grow = config.grow
+    interior = np.asarray(arrays["interior"]) > config.threshold
     allowed = None
     if "foreground" in arrays:
         allowed = np.asarray(arrays["foreground"]) > 0.5
@@ -136,4 +120,4 @@ def segment_components(
         if allowed is not None:
             grown = np.where(allowed | (labels > 0), grown, 0)
         labels = grown.astype(LABEL_DTYPE)
-    return _finish(labels, min_size)
+    return finish_labels(labels, config.min_size)
