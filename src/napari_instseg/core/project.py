@@ -15,13 +15,21 @@ an *entry* under ``entries/KEY`` where ``KEY`` is derived from the image's pixel
 zarr's local store replaces each chunk file atomically, so an interrupted save leaves every
 chunk either old or new, never torn; :meth:`Project.save_annotations` can write only the
 region that changed, which keeps autosaving cheap on large images.
+
+Every stored array keeps a checksum of each chunk it wrote (attribute :data:`_CRC`), so a chunk
+file that was deleted (zarr would read it back as "not annotated"), truncated or replaced is
+reported as damage, naming the file, instead of passing for an empty annotation. A save first
+forgets the checksums of the chunks it touches and records them again once they are written,
+so an interrupted save is never mistaken for damage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +42,8 @@ PROJECT_FORMAT = 1
 _MARK = "napari_instseg_project"
 #: Images larger than this are identified by a sample of their pixels, not all of them.
 _FULL_HASH_BYTES = 256 * 2**20
+#: Array attribute holding ``{"i.j": crc32}`` of every chunk written since checksums exist.
+_CRC = "napari_instseg_chunk_crc32"
 
 
 def image_key(image: np.ndarray) -> str:
@@ -63,6 +73,70 @@ def default_project_path() -> Path:
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     edge = 256 if len(shape) <= 2 else 64
     return tuple(max(1, min(s, edge)) for s in shape)
+
+
+def _chunk_slices(arr, coords: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(
+        slice(c * n, min((c + 1) * n, s))
+        for c, n, s in zip(coords, arr.chunks, arr.shape, strict=True)
+    )
+
+
+def _touched_chunks(arr, window: tuple[slice, ...]) -> list[tuple[int, ...]]:
+    """Coordinates of the chunks of ``arr`` that ``window`` (slices with steps of 1) writes."""
+    ranges = []
+    for sl, n, s in zip(window, arr.chunks, arr.shape, strict=True):
+        start, stop, _ = sl.indices(s)
+        if stop <= start:
+            return []
+        ranges.append(range(start // n, (stop - 1) // n + 1))
+    return list(itertools.product(*ranges))
+
+
+def _crc(block: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(block).data)
+
+
+class _Damaged(Exception):
+    def __init__(self, coords: tuple[int, ...], why: str):
+        super().__init__(why)
+        self.coords, self.why = coords, why
+
+
+def _write_checked(arr, window: tuple[slice, ...], values: np.ndarray) -> None:
+    """``arr[window] = values``, keeping the checksums of the chunks written up to date."""
+    window = tuple(window) + (slice(None),) * (arr.ndim - len(window))
+    touched = _touched_chunks(arr, window)
+    sums = dict(arr.attrs.get(_CRC, {}))
+    names = [".".join(map(str, c)) for c in touched]
+    if any(n in sums for n in names):  # forgotten first: a kill mid-save is not damage
+        for n in names:
+            sums.pop(n, None)
+        arr.attrs[_CRC] = sums
+    arr[window] = values
+    for coords, name in zip(touched, names, strict=True):
+        sums[name] = _crc(arr[_chunk_slices(arr, coords)])
+    arr.attrs[_CRC] = sums
+
+
+def _read_checked(arr) -> np.ndarray:
+    """The whole of ``arr``; raises :class:`_Damaged` for a chunk that cannot be decoded or
+    does not hold what its checksum says (a deleted chunk reads back as fill values)."""
+    sums = dict(arr.attrs.get(_CRC, {}))
+    try:
+        data = np.asarray(arr[...])
+    except Exception:  # zarr's codecs raise many kinds of errors: find the chunk that fails
+        for coords in itertools.product(*(range(n) for n in arr.cdata_shape)):
+            try:
+                arr[_chunk_slices(arr, coords)]
+            except Exception as err:
+                raise _Damaged(coords, f"cannot be read ({type(err).__name__})") from None
+        raise
+    for name, crc in sums.items():
+        coords = tuple(int(c) for c in name.split("."))
+        if _crc(data[_chunk_slices(arr, coords)]) != crc:
+            raise _Damaged(coords, "is missing or changed")
+    return data
 
 
 @dataclass(frozen=True)
@@ -177,7 +251,7 @@ class Project:
             arr = group.create_array(
                 "image", shape=image.shape, dtype=image.dtype, chunks=_chunks(image.shape)
             )
-            arr[...] = image
+            _write_checked(arr, tuple(slice(None) for _ in image.shape), image)
         return key
 
     def entry_attrs(self, key: str) -> dict[str, Any]:
@@ -185,7 +259,21 @@ class Project:
 
     def load_image(self, key: str) -> np.ndarray | None:
         group = self._entry(key)
-        return np.asarray(group["image"][...]) if "image" in group else None
+        return self._read(key, group, "image") if "image" in group else None
+
+    def _read(self, key: str, group, field: str) -> np.ndarray:
+        """A stored array of entry ``key``, with a clear message when its files are damaged."""
+        arr = group[field]
+        try:
+            return _read_checked(arr)
+        except _Damaged as err:
+            chunk = self.path / "entries" / key / field / arr.metadata.encode_chunk_key(err.coords)
+            name = dict(group.attrs).get("name", key)
+            raise InputError(
+                f"the project {self.path} is damaged: a chunk file of the {field} of {name!r} "
+                f"{err.why} ({chunk}); restore the project folder from a backup (nothing was "
+                "changed in it)"
+            ) from None
 
     # -- annotations -----------------------------------------------------------------------
     def _labels_array(self, key: str, field: str, shape: tuple[int, ...]):
@@ -212,14 +300,14 @@ class Project:
         labels = as_labels(labels)
         arr = self._labels_array(key, "annotations", labels.shape)
         window = region if region is not None else tuple(slice(None) for _ in labels.shape)
-        arr[window] = labels[window]
+        _write_checked(arr, window, labels[window])
 
     def load_annotations(self, key: str) -> np.ndarray | None:
         """The stored annotation of image ``key``, or None."""
         if not self.has(key):
             return None
         group = self._entry(key)
-        return np.asarray(group["annotations"][...]) if "annotations" in group else None
+        return self._read(key, group, "annotations") if "annotations" in group else None
 
     # -- predictions -----------------------------------------------------------------------
     def save_predictions(
@@ -228,7 +316,7 @@ class Project:
         """Store predicted labels of image ``key`` with how they were made."""
         labels = as_labels(labels)
         arr = self._labels_array(key, "predictions", labels.shape)
-        arr[...] = labels
+        _write_checked(arr, tuple(slice(None) for _ in labels.shape), labels)
         arr.attrs.update(json.loads(json.dumps(metadata or {}, default=str)))
 
     def load_predictions(self, key: str) -> tuple[np.ndarray, dict] | None:
@@ -239,4 +327,5 @@ class Project:
         if "predictions" not in group:
             return None
         arr = group["predictions"]
-        return np.asarray(arr[...]), dict(arr.attrs)
+        attrs = {k: v for k, v in dict(arr.attrs).items() if k != _CRC}
+        return self._read(key, group, "predictions"), attrs
