@@ -206,6 +206,39 @@ def test_test_outputs_are_reproduced_from_the_package_alone(contents, tmp_path):
     sys.modules.pop("bioimageio_arch_under_test", None)
 
 
+def test_torchscript_weights_reproduce_the_network_at_any_size(contents):
+    """The traced network (for Java tools such as deepImageJ) gives the test outputs, and
+    the eager network's outputs on an input of another size."""
+    import torch
+
+    from napari_instseg.core.bioimageio_network import InstSegNetwork
+
+    rdf, files = contents
+    entry = rdf["weights"]["torchscript"]
+    assert entry["parent"] == "pytorch_state_dict" and entry["pytorch_version"]
+    scripted = torch.jit.load(io.BytesIO(files[entry["source"]]))
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    x = npy(files[inp["test_tensor"]["source"]])
+    all_axes = [a.get("id", a["type"]) for a in inp["axes"]]
+    kwargs = inp["preprocessing"][-1]["kwargs"]
+    x = _scale_range(x, kwargs["axes"], kwargs, all_axes)
+    with torch.no_grad():
+        (got,) = scripted(torch.from_numpy(x))
+    expected = npy(files[out["test_tensor"]["source"]])
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+    arch = rdf["weights"]["pytorch_state_dict"]["architecture"]
+    eager = InstSegNetwork(**arch["kwargs"])
+    state = torch.load(io.BytesIO(files["weights.pt"]), weights_only=True)
+    eager.load_state_dict(state)
+    eager.eval()
+    other = torch.from_numpy(x[..., 8:136, 24:216].copy())  # 128 x 192
+    with torch.no_grad():
+        (a,), (b,) = scripted(other), eager(other)
+    assert a.shape == (1, 3, 128, 192)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_round_trip_gives_the_same_labels(package, original, tmp_path):
     from napari_instseg.core.jobs import run
     from napari_instseg.core.pipeline import load_model, segment_image
@@ -232,7 +265,11 @@ def test_tuned_knobs_travel_in_config_and_card(tmp_path, original):
     from napari_instseg.core.zoo import list_models
 
     path = export_bioimageio(
-        MODEL, tmp_path / "tuned.zip", knobs={"min_size": "55"}, name="nuclei-tuned"
+        MODEL,
+        tmp_path / "tuned.zip",
+        knobs={"min_size": "55"},
+        name="nuclei-tuned",
+        torchscript=False,
     )
     rdf, _ = read_package(path)
     assert rdf["config"][CONFIG_KEY]["knobs"]["min_size"] == 55
@@ -258,7 +295,7 @@ def test_an_unsaved_model_is_exported_with_fresh_weights(tmp_path, original):
     with torch.no_grad():
         net.heads["classes"].bias.add_(0.25)  # different weights from the shipped ones
     model = Model.from_card(original.card, net.eval())
-    path = export_bioimageio(model, tmp_path / "changed.zip")
+    path = export_bioimageio(model, tmp_path / "changed.zip", torchscript=False)
     restored = load_bioimageio(path)
     assert restored.card.weights_sha256 != original.card.weights_sha256
     assert torch.allclose(restored.net.heads["classes"].bias, net.heads["classes"].bias)
@@ -272,7 +309,7 @@ def test_an_existing_output_is_refused_unless_overwrite(package, tmp_path):
     assert target.read_bytes() == b"keep me"
     with pytest.raises(InputError, match=r"\.zip"):
         export_bioimageio(MODEL, tmp_path / "model.tar")
-    export_bioimageio(MODEL, target, overwrite=True)
+    export_bioimageio(MODEL, target, overwrite=True, torchscript=False)
     assert read_package(target)[0]["type"] == "model"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -338,9 +375,44 @@ def test_bad_packages_are_refused_in_one_line(package, tmp_path, make, message):
 
 def test_importing_twice_is_fine_but_a_different_model_is_not_replaced(package, tmp_path):
     first = import_bioimageio(package, tmp_path)
+    exported = first.read_bytes()
     assert import_bioimageio(package, tmp_path) == first
-    tuned = export_bioimageio(MODEL, tmp_path / "tuned.zip", knobs={"min_size": 40})
+    other = json.loads(exported)
+    other["backend_config"]["min_size"] = 40  # another model of the same name
+    first.write_text(json.dumps(other))
     with pytest.raises(InputError, match="already in"):
-        import_bioimageio(tuned, tmp_path)
-    import_bioimageio(tuned, tmp_path, overwrite=True)
-    assert json.loads(first.read_text())["backend_config"]["min_size"] == 40
+        import_bioimageio(package, tmp_path)
+    assert json.loads(first.read_text())["backend_config"]["min_size"] == 40  # kept
+    import_bioimageio(package, tmp_path, overwrite=True)
+    assert first.read_bytes() == exported
+
+
+def test_a_3d_model_gets_zyx_axes_that_its_test_tensors_fit(tmp_path):
+    """An (untrained, tiny) 3D model on the bundled 3D sample: sizes and halos by the spec's
+    rules, and the package still imports."""
+    from napari_instseg.core.checkpoint import ModelCard
+    from napari_instseg.core.configs import config_to_dict
+    from napari_instseg.core.methods import get_method
+
+    method = get_method("threeclass")
+    cfg = method.config_type(ndim=3, depth=3, width=4)
+    card = ModelCard(
+        name="tiny-3d",
+        method="threeclass",
+        method_config=config_to_dict(cfg),
+        backend="watershed",
+        modality="fluorescence",
+    )
+    net = method.build_net(cfg).eval()
+    path = export_bioimageio((card, net), tmp_path / "tiny3d.zip")
+    rdf, files = read_package(path)
+    (inp,), (out,) = rdf["inputs"], rdf["outputs"]
+    assert [a.get("id") for a in inp["axes"][2:]] == ["z", "y", "x"]
+    x = npy(files[inp["test_tensor"]["source"]])
+    assert x.ndim == 5 and x.shape[:2] == (1, 1)
+    for axis, n, out_axis in zip(inp["axes"][2:], x.shape[2:], out["axes"][2:], strict=True):
+        size = axis["size"]
+        assert size["step"] == 4 and n >= size["min"] and (n - size["min"]) % 4 == 0
+        assert size["min"] - 2 * out_axis["halo"] >= 1
+    assert npy(files[out["test_tensor"]["source"]]).shape == (1, 3, *x.shape[2:])
+    assert load_bioimageio(path).card.ndim == 3

@@ -8,7 +8,10 @@ A bioimage.io model package is a zip with an ``rdf.yaml`` (model description, sp
   architecture, ``napari_instseg_network.py`` (:mod:`~napari_instseg.core.bioimageio_network`,
   copied verbatim), whose ``InstSegNetwork(**kwargs)`` builds the network with the
   napari-instseg package and returns its heads as a tuple; ``environment.yaml`` names the
-  packages it needs.
+  packages it needs;
+* ``weights.torchscript``: the same network traced to TorchScript (runs without
+  napari-instseg, e.g. in deepImageJ or QuPath), added only when the trace gives the
+  network's own outputs on the test input and on a second input size;
 * one input tensor ``image`` (batch, channel, [z,] y, x) with the card's percentile
   normalisation as ``scale_range`` preprocessing, and one output tensor per network head, with
   the test input (a crop of a bundled sample image) and the outputs our network gives for it;
@@ -255,6 +258,38 @@ def _rdf_name(name: str) -> str:
     return text if len(text) >= 5 else f"napari-instseg {text}"
 
 
+def _torchscript(network, x: np.ndarray, low: list[int], multiple: int) -> bytes | None:
+    """The network traced to TorchScript, or None (logged) when the trace does not give the
+    eager network's outputs at another input size than the one it was traced at."""
+    import warnings
+
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    example = x[(..., *map(slice, low))]
+    # A second size (one step larger where the test input allows) catches traces that froze
+    # the example's shape into the graph. Small inputs: tracing costs one forward pass.
+    bigger = [min(n + multiple, m) for n, m in zip(low, x.shape[2:], strict=True)]
+    other = x[(..., *map(slice, bigger))]
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(network, example, check_trace=False)
+            buf = io.BytesIO()
+            torch.jit.save(traced, buf)
+            same = all(
+                torch.allclose(t, e, rtol=1e-4, atol=1e-4)
+                for t, e in zip(traced(other), network(other), strict=True)
+            )
+    except Exception as err:  # tracing fails in many ways; the package is fine without it
+        _log.warning("no TorchScript weights: tracing failed (%s: %s)", type(err).__name__, err)
+        return None
+    if not same:
+        _log.warning("no TorchScript weights: the traced network differs from the eager one")
+        return None
+    return buf.getvalue()
+
+
 def _channel_names(head: str, n: int, method: str) -> list[str]:
     if method == "threeclass" and head == "classes" and n == 3:
         return ["background", "interior", "boundary"]
@@ -262,16 +297,26 @@ def _channel_names(head: str, n: int, method: str) -> list[str]:
     return [base] if n == 1 else [f"{base}{i}" for i in range(n)]
 
 
-def _axes(ndim: int, *, multiple: int | None, channels: list[str]) -> list[dict]:
+def _min_sizes(test_shape: tuple[int, ...], multiple: int) -> list[int]:
+    """Smallest input side per spatial axis: room for 4 halos, a multiple of the network's
+    step, and never above the test input's (which must itself be a valid size)."""
+    return [min(n, -(-4 * HALO // multiple) * multiple) for n in test_shape]
+
+
+def _axes(
+    ndim: int, *, channels: list[str], multiple: int | None = None, low: list[int] | None = None
+) -> list[dict]:
+    """Input axes (``multiple`` and per-axis ``low`` given) or output axes (sized like the
+    input, with a halo the spec allows: ``min - 2 * halo >= 1``)."""
     axes: list[dict] = [{"type": "batch"}, {"type": "channel", "channel_names": channels}]
-    for axis in _SPATIAL[-ndim:]:
+    for axis, smallest in zip(_SPATIAL[-ndim:], low, strict=True):
         if multiple is not None:
-            low = -(-4 * HALO // multiple) * multiple  # at least 4 halos, a multiple of the step
-            size: dict = {"min": low, "step": multiple}
+            size: dict = {"min": smallest, "step": multiple}
             axes.append({"type": "space", "id": axis, "size": size})
         else:
             size = {"tensor_id": INPUT_ID, "axis_id": axis}
-            axes.append({"type": "space", "id": axis, "size": size, "halo": HALO})
+            halo = min(HALO, (smallest - 1) // 2)
+            axes.append({"type": "space", "id": axis, "size": size, "halo": halo})
     return axes
 
 
@@ -289,7 +334,7 @@ def _markdown_metrics(card) -> str:
     return "\n".join([*head, *rows, "", str(protocol)]).strip()
 
 
-def _readme(card, outputs: list[str], stem: str) -> str:
+def _readme(card, outputs: list[str], stem: str, *, torchscript: bool) -> str:
     from .modality import FLUORESCENCE
 
     knobs = json.dumps(card.backend_config, indent=2)
@@ -326,7 +371,9 @@ def _readme(card, outputs: list[str], stem: str) -> str:
         "## Outputs",
         "",
         "One tensor per network head: " + ", ".join(f"`{o}`" for o in outputs) + ". "
-        "Crop the halo when tiling.",
+        "Crop the halo when tiling. Weights: `pytorch_state_dict` (its architecture file "
+        "builds the network with the napari-instseg package)"
+        + (" and `torchscript` (needs only PyTorch)." if torchscript else "."),
         "",
         "## Labels with napari-instseg",
         "",
@@ -381,6 +428,7 @@ def export_bioimageio(
     image: np.ndarray | None = None,
     authors: list[dict[str, str]] | None = None,
     license: str = "BSD-3-Clause",
+    torchscript: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Write a model as a bioimage.io model package (``.zip``, spec format 0.5).
@@ -405,6 +453,9 @@ def export_bioimageio(
         bioimage.io authors (each with at least a ``name``).
     license : str
         SPDX licence id of the weights.
+    torchscript : bool
+        Add TorchScript weights (the network traced; what deepImageJ, QuPath and other
+        Java-based tools run) when the trace reproduces the network on two input sizes.
     overwrite : bool
         Replace an existing ``path``.
 
@@ -448,9 +499,9 @@ def export_bioimageio(
     image_cf, _ = adapt_image(loaded, image)
     crop = np.ascontiguousarray(image_cf[_centre_crop(image_cf, multiple)], np.float32)
     normalised = normalise_for(loaded, crop)
-    with torch.no_grad():
-        heads_out = net(torch.from_numpy(normalised[None]))
-    heads = list(heads_out)
+    low = _min_sizes(crop.shape[1:], multiple)
+    with torch.no_grad():  # the head names, in the network's order, from a small input
+        heads = list(net(torch.from_numpy(normalised[None][(..., *map(slice, low))])))
     network = bioimageio_network.InstSegNetwork(card.method, card.method_config, heads)
     network.net.load_state_dict(net.state_dict())
     network.eval()
@@ -461,6 +512,7 @@ def export_bioimageio(
     raw.update(constants() if constants is not None else {})
     labels = assemble_decoded(loaded, loaded.method.decode(raw, loaded.config))
 
+    scripted = _torchscript(network, normalised[None], low, multiple) if torchscript else None
     stem = _safe_stem(card.name)
     state = io.BytesIO()
     torch.save({k: v.detach().float().cpu() for k, v in network.state_dict().items()}, state)
@@ -470,7 +522,9 @@ def export_bioimageio(
         "environment.yaml": _environment().encode(),
         "test_input.npy": _npy_bytes(crop[None]),
         "cover.png": _cover(normalised, labels),
-        "README.md": _readme(card, [_identifier(h) for h in heads], stem).encode(),
+        "README.md": _readme(
+            card, [_identifier(h) for h in heads], stem, torchscript=scripted is not None
+        ).encode(),
         f"{stem}.json": card.to_json().encode(),
         f"{stem}.safetensors": weights,
     }
@@ -479,6 +533,8 @@ def export_bioimageio(
         raise InputError(f"model {card.name!r}: its heads {heads} do not give distinct tensor ids")
     for out_id, array in zip(output_ids, outputs, strict=True):
         files[f"test_output_{out_id}.npy"] = _npy_bytes(array)
+    if scripted is not None:
+        files["weights_torchscript.pt"] = scripted
 
     def described(name: str) -> dict:
         return {"source": name, "sha256": _sha256(files[name])}
@@ -508,6 +564,7 @@ def export_bioimageio(
                 "axes": _axes(
                     card.ndim,
                     multiple=multiple,
+                    low=low,
                     channels=[f"channel{i}" for i in range(card.in_channels)],
                 ),
                 "test_tensor": described("test_input.npy"),
@@ -521,7 +578,7 @@ def export_bioimageio(
                 "description": f"network head {head!r} ({card.method})",
                 "axes": _axes(
                     card.ndim,
-                    multiple=None,
+                    low=low,
                     channels=_channel_names(head, array.shape[1], card.method),
                 ),
                 "test_tensor": described(f"test_output_{out_id}.npy"),
@@ -543,7 +600,18 @@ def export_bioimageio(
                 },
                 "pytorch_version": torch.__version__.split("+")[0],
                 "dependencies": described("environment.yaml"),
-            }
+            },
+            **(
+                {
+                    "torchscript": {
+                        **described("weights_torchscript.pt"),
+                        "parent": "pytorch_state_dict",
+                        "pytorch_version": torch.__version__.split("+")[0],
+                    }
+                }
+                if scripted is not None
+                else {}
+            ),
         },
         "attachments": [described(f"{stem}.json"), described(f"{stem}.safetensors")],
         "config": {
@@ -570,7 +638,9 @@ def export_bioimageio(
         with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("rdf.yaml", files.pop("rdf.yaml"))
             for name, data in files.items():
-                zf.writestr(name, data)
+                # weights and PNG hardly compress: store them, deflate the rest
+                packed = name.endswith((".pt", ".safetensors", ".png"))
+                zf.writestr(name, data, zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
     return path
 
 

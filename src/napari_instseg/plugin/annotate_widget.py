@@ -25,7 +25,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_instseg.core.arrays import InputError
@@ -36,6 +35,8 @@ from napari_instseg.core.data.sparse import (
     next_object_id,
 )
 from napari_instseg.core.project import Project, default_project_path, image_key
+
+from ._layout import ScrollingDock
 
 #: Layer metadata key that pairs an annotation layer with its image and project entry.
 META_KEY = "napari_instseg_annotation"
@@ -124,7 +125,7 @@ class _Autosave:
         self.layer.events.data.disconnect(self._replaced)
 
 
-class AnnotateWidget(QWidget):
+class AnnotateWidget(ScrollingDock):
     """Dock widget: pair an annotation layer with an image, paint, count, autosave."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
@@ -172,7 +173,7 @@ class AnnotateWidget(QWidget):
         start.addRow("objects", self.ids)
         start.addRow(self.copy_button)
         start.addRow(self.click_copy)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(form)
         layout.addWidget(self.annotate_button)
         layout.addLayout(paint)

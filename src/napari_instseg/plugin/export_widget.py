@@ -12,6 +12,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -22,7 +23,6 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_instseg.core.arrays import InputError
@@ -39,18 +39,29 @@ from napari_instseg.core.io_roi import write_imagej_rois
 from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import call_in_worker
+from ._layout import ScrollingDock
 from .writer import full_resolution, image_channel_axis, labels_attrs
 
 #: (label in the picker, format key, file suffix)
 EXPORT_FORMATS = (
     ("TIFF labels (.tif)", "tiff", ".tif"),
     ("zarr labels (.zarr)", "zarr", ".zarr"),
-    ("OME-Zarr image + labels (.ome.zarr)", "ome-zarr", ".ome.zarr"),
+    ("OME-Zarr, image + labels", "ome-zarr", ".ome.zarr"),
     ("CSV object table (.csv)", "csv", ".csv"),
-    ("ImageJ ROI set for Fiji (.zip)", "imagej-roi", ".zip"),
-    ("QuPath GeoJSON outlines + measurements (.geojson)", "geojson", ".geojson"),
-    ("model with tuned knobs (.json)", "model", ".json"),
+    ("ImageJ ROIs for Fiji (.zip)", "imagej-roi", ".zip"),
+    ("QuPath GeoJSON", "geojson", ".geojson"),
+    ("model, tuned knobs (.json)", "model", ".json"),
 )
+#: The picker's labels stay short enough for a narrow dock; the details are in tooltips.
+FORMAT_TIPS = {
+    "tiff": "the labels as a uint32 TIFF",
+    "zarr": "the labels as a zarr (v3) array",
+    "ome-zarr": "an .ome.zarr folder (OME-Zarr 0.5) with the image and the labels as pyramids",
+    "csv": "one row per object: area, centroid, box and (with an image) mean intensity",
+    "imagej-roi": "a .zip of ImageJ ROIs that Fiji's ROI Manager opens",
+    "geojson": "QuPath GeoJSON (.geojson): object outlines with measurements",
+    "model": "a copy of the model whose card holds the tuned post-processing knobs",
+}
 NO_IMAGE = "(none)"
 _SUFFIXES = (*FORMATS, ".json", ".safetensors")
 
@@ -68,7 +79,7 @@ def _safe_name(name: str) -> str:
     )
 
 
-class ExportWidget(QWidget):
+class ExportWidget(ScrollingDock):
     """Dock widget: labels (and image) layer, format, output path, Export."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
@@ -90,6 +101,9 @@ class ExportWidget(QWidget):
         self.format_box.setObjectName("format")
         for label, key, _ in EXPORT_FORMATS:
             self.format_box.addItem(label, key)
+            self.format_box.setItemData(
+                self.format_box.count() - 1, FORMAT_TIPS[key], Qt.ItemDataRole.ToolTipRole
+            )
         self.path_edit = QLineEdit()
         self.path_edit.setObjectName("path")
         self.path_edit.setPlaceholderText("where to save")
@@ -109,7 +123,7 @@ class ExportWidget(QWidget):
         form.addRow("format", self.format_box)
         form.addRow("save to", path_row)
         form.addRow(self.overwrite)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)

@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_instseg.core.appearance import APPEARANCES
@@ -49,6 +48,7 @@ from napari_instseg.core.visualise import embedding_to_rgb, vectors_to_rgb
 from napari_instseg.core.zoo import list_models
 
 from ._jobs import call_in_worker, start_job
+from ._layout import ScrollingDock
 from .tune_widget import TunePanel
 
 INTERMEDIATE_COLORMAPS = {
@@ -170,7 +170,7 @@ class _ModelBox(QComboBox):
         super().showPopup()
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(ScrollingDock):
     """Dock widget: model picker, input and axis choice, run/cancel, tune panel."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
@@ -257,7 +257,7 @@ class SegmentWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(form)
         layout.addWidget(self.large)
         layout.addLayout(buttons)
@@ -712,7 +712,7 @@ class LargeImageBox(QGroupBox):
     """Settings of "large image" mode: blockwise on dask.distributed into an OME-Zarr."""
 
     def __init__(self, parent=None):
-        super().__init__("large image: block by block (dask) into OME-Zarr", parent)
+        super().__init__("large image: blockwise into OME-Zarr", parent)
         self.setCheckable(True)
         self.setChecked(False)
         self.setToolTip(

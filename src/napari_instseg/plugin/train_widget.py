@@ -62,6 +62,7 @@ from napari_instseg.core.pipeline import load_model
 from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import start_job
+from ._layout import ScrollingDock
 from .annotate_widget import annotation_info
 from .segment_widget import current_indices
 
@@ -125,7 +126,7 @@ class CurvePlot(QWidget):
             painter.drawText(w - 140, m + 14, f"held-out AP {self.ap[-1][1]:.3f}")
 
 
-class TrainWidget(QWidget):
+class TrainWidget(ScrollingDock):
     """Dock widget: base model, annotations, knobs, Start / Stop / Resume, live curves."""
 
     finished = Signal(object)
@@ -261,7 +262,7 @@ class TrainWidget(QWidget):
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(b)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
