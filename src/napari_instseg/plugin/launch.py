@@ -9,23 +9,44 @@ SAMPLE_MODELS = {
 }
 
 
-def open_viewer(paths=(), *, sample: str | None = "nuclei2d_dsb_stardist", block: bool = True):
-    """Start napari, load ``paths`` (or the bundled ``sample``), dock the Segment widget.
+def open_viewer(
+    paths=(),
+    *,
+    sample: str | None = "nuclei2d_dsb_stardist",
+    model: str | None = None,
+    block: bool = True,
+):
+    """Start napari, load ``paths`` (or, with none, the bundled ``sample``), dock the Segment
+    widget and fit the view to the image.
 
-    Returns the viewer and the widget (when ``block`` is False, for scripts and tests).
+    The widget's model is ``model`` when given (a ``ValueError`` names the installed ones
+    when it is not one of them), else the one that fits the sample, else the widget's own
+    choice for the image's modality. Returns the viewer and the widget (when ``block`` is
+    False, for scripts and tests).
     """
+    if model is not None:
+        from napari_instseg.core.zoo import list_models
+
+        names = [card.name for card, _ in list_models()]
+        if model not in names:
+            raise ValueError(f"no model named {model!r}; installed: {', '.join(names)}")
     import napari
+    from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(title="napari-instseg")
     if paths:
         for path in paths:
             viewer.open(path, plugin=None)
+        sample = None
     elif sample:
         viewer.open_sample("napari-instseg", sample)
     _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
-    preferred = SAMPLE_MODELS.get(sample or "")
+    preferred = model or SAMPLE_MODELS.get(sample or "")
     if preferred and widget.model_box.findText(preferred) >= 0:
         widget.model_box.setCurrentText(preferred)
+    # the dock took width from the canvas: fit the image to what is left of it
+    QApplication.processEvents()
+    viewer.reset_view()
     if block:
         napari.run()
     return viewer, widget

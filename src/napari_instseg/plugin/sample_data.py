@@ -50,6 +50,8 @@ def _sample_layers(name: str) -> list[LayerDataTuple]:
     labels_kwargs = {
         "name": f"{title} ground truth",
         "opacity": 0.5,
+        # hidden: shown on top it makes the image look segmented already
+        "visible": False,
         "metadata": {**metadata, "ground_truth": True},
     }
     return [(image, image_kwargs, "image"), (labels, labels_kwargs, "labels")]
