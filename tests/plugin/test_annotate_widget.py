@@ -45,7 +45,7 @@ def test_paint_objects_and_background_are_autosaved(annotate, qtbot):
     qtbot.waitUntil(lambda: np.array_equal(stored(path, widget), layer.data), timeout=5000)
     assert widget.counts.text().startswith("2 objects")
     assert "background px" in widget.counts.text()
-    assert "saved" in widget.status.text()
+    assert widget.saved.text().startswith("autosaved ") and str(path) in widget.saved.text()
 
 
 def test_changes_without_events_are_caught_and_flushed_on_close(annotate, qtbot):
@@ -79,8 +79,13 @@ def test_start_from_prediction_copies_chosen_objects(annotate, qtbot):
     layer.data[0, 0] = BACKGROUND_LABEL
     ids = [int(i) for i in np.unique(truth)[1:4]]
     widget.ids.setText(", ".join(map(str, ids)))
+    widget.saved.clear()
     added = widget.copy_from_prediction()
     assert added == [1, 2, 3]
+    copied = widget.status.text()
+    assert copied.startswith("copied 3 object(s)")
+    qtbot.waitUntil(lambda: widget.saved.text().startswith("autosaved"), timeout=5000)
+    assert widget.status.text() == copied  # the autosave does not replace the message
     for new, old in zip(added, ids, strict=True):
         expected = truth == old
         expected[0, 0] = False  # painted background is never overwritten

@@ -123,6 +123,46 @@ def test_moving_a_knob_updates_the_same_layer(viewer_widget, qtbot):
     assert "grow" in widget.tune.form.values()
 
 
+def test_slow_tuning_keeps_the_gui_free_and_says_an_update_is_pending(
+    viewer_widget, qtbot, monkeypatch
+):
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    _, widget = viewer_widget
+    run_and_wait(widget, qtbot)
+    tune, layer = widget.tune, widget.labels_layer
+    assemble = tune.tuner.assemble
+
+    windows = []
+
+    def slow_assemble(*args, **kwargs):  # as on a large image
+        start = time.perf_counter()
+        time.sleep(0.5)
+        windows.append((start, time.perf_counter()))
+        return assemble(*args, **kwargs)
+
+    monkeypatch.setattr(tune.tuner, "assemble", slow_assemble)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    tune.form.editor("min_size").setValue(150)
+    assert tune.pending and tune.status.text().startswith("updating")
+    qtbot.wait(150)  # its assembly is running now
+    tune.form.editor("min_size").setValue(160)  # asked for while the first one runs
+    assert tune.status.text().startswith("updating")
+    qtbot.waitUntil(lambda: not tune.pending, timeout=20_000)
+    timer.stop()
+    # two assemblies of 0.5 s ran, and the event loop kept turning while each did
+    assert len(windows) == 2
+    for start, end in windows:
+        assert sum(start < t < end for t in ticks) >= 3, (start, end, ticks)
+    assert layer.metadata["knobs"]["min_size"] == 160  # the newest setting, not the first
+    assert tune.status.text().endswith("(watershed)") and "updating" not in tune.status.text()
+
+
 def test_reset_save_defaults_and_cli_command(viewer_widget, qtbot, tmp_path):
     _, widget = viewer_widget
     run_and_wait(widget, qtbot)
@@ -130,8 +170,10 @@ def test_reset_save_defaults_and_cli_command(viewer_widget, qtbot, tmp_path):
     tune.form.editor("seed_threshold").setValue(0.75)
     qtbot.waitUntil(lambda: tune.shown_generation == tune.generation, timeout=10_000)
     command = tune.command()
-    assert command.startswith(f"napari-instseg segment 'nuclei.tif' --model {MODEL}") or (
-        command.startswith(f"napari-instseg segment nuclei.tif --model {MODEL}")
+    # the layer was made in memory: no file to name, and the command says so
+    assert command.startswith(f"napari-instseg segment IMAGE.tif --model {MODEL}")
+    assert command.endswith(
+        "# layer 'nuclei' has no file: save it and put its path in place of IMAGE.tif"
     )
     assert "--set seed_threshold=0.75" in command
     tune.copy_command()
@@ -148,6 +190,43 @@ def test_reset_save_defaults_and_cli_command(viewer_widget, qtbot, tmp_path):
     qtbot.waitUntil(lambda: tune.shown_generation == tune.generation, timeout=10_000)
     default = widget.model.card.backend_config["seed_threshold"]
     assert tune.form.values()["seed_threshold"] == pytest.approx(default)
+
+
+def test_copied_command_of_a_layer_read_from_disk_runs_as_copied(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    import shlex
+
+    import tifffile
+    from qtpy.QtWidgets import QApplication
+
+    from napari_instseg.cli import main
+
+    image, _ = load_sample("nuclei2d_dsb_stardist")
+    folder = tmp_path / "my images"
+    folder.mkdir()
+    tifffile.imwrite(folder / "nuclei crop.tif", image[:128, :128])
+    monkeypatch.chdir(folder)  # opened by a relative path, as from `napari-instseg view`
+    viewer = make_napari_viewer()
+    viewer.open("nuclei crop.tif", plugin=None)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    widget.model_box.setCurrentText(MODEL)
+    widget.image_box.setCurrentText("nuclei crop")
+    run_and_wait(widget, qtbot)
+    widget.tune.form.editor("min_size").setValue(40)
+    qtbot.waitUntil(lambda: widget.tune.shown_generation == widget.tune.generation, timeout=10_000)
+    widget.tune.copy_button.click()
+    copied = QApplication.clipboard().text()
+    args = shlex.split(copied)
+    assert args[:2] == ["napari-instseg", "segment"] and "#" not in copied
+    assert args[2] == str(folder / "nuclei crop.tif")  # absolute: runs from any folder
+
+    monkeypatch.chdir(tmp_path)
+    assert main(args[1:]) == 0
+    written = tifffile.imread(tmp_path / "labels" / "nuclei crop.tif")
+    layer = widget.labels_layer.data
+    assert written.shape == layer.shape
+    assert np.array_equal(written > 0, layer > 0)  # the same setting, the same objects
 
 
 @pytest.mark.parametrize(
@@ -362,6 +441,22 @@ def test_the_picker_shows_each_dataset_of_a_multi_dataset_model():
     assert "modality: any" in text
     card, _ = find_model("embedseg-cells")
     assert f"test AP@0.5: {card.metrics['test']['ap@0.50']:.3f}" in describe_card(card)
+    assert f"trained on: usiigaci_phase ({card.training['split']});" in describe_card(card)
+
+
+def test_a_fine_tuned_card_names_its_data_without_empty_brackets():
+    import dataclasses
+
+    from napari_instseg.core.zoo import find_model
+    from napari_instseg.plugin.segment_widget import describe_card
+
+    card, _ = find_model("spoco-nuclei")
+    tuned = dataclasses.replace(
+        card, training={"data": "sparse annotations made in napari"}, parent="spoco-nuclei"
+    )
+    text = describe_card(tuned)
+    assert "trained on: sparse annotations made in napari;" in text and "()" not in text
+    assert "fine-tuned from <b>spoco-nuclei</b>" in text
 
 
 def test_a_stained_rgb_layer_is_unmixed_not_greyed(make_napari_viewer, qtbot):
@@ -468,20 +563,55 @@ def test_measure_a_line_or_a_label_and_estimate(viewer_widget, qtbot):
     assert 10 < float(widget.diameter.text()) < 40  # DSB nuclei of this sample: ~20 px
 
 
-def test_generalist_is_preselected_unless_the_image_looks_like_phase_contrast(
-    make_napari_viewer,
-):
-    install_copy("generalist-nuclei")
+def test_model_is_preselected_by_the_images_modality(make_napari_viewer):
     viewer = make_napari_viewer()
     nuclei, _ = load_sample("nuclei2d_dsb_stardist")
     phase, _ = load_sample("phase2d_usiigaci_set1_crop512")
     viewer.add_image(phase[:128, :128], name="cells")
     viewer.add_image(nuclei[:128, :128], name="nuclei")
+    viewer.add_image(stained_discs(), name="stained", rgb=True)
     _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
     widget.image_box.setCurrentText("nuclei")
     assert widget.model_box.currentText() == "generalist-nuclei"
-    widget.image_box.setCurrentText("cells")
-    assert widget.model_box.currentText() != "generalist-nuclei"
+    widget.image_box.setCurrentText("cells")  # the best shipped phase-contrast model
+    assert widget.model_box.currentText() == "embedseg-cells"
+    widget.image_box.setCurrentText("stained")  # the generalist learnt stained nuclei too
+    assert widget.model_box.currentText() == "generalist-nuclei"
     widget.model_box.setCurrentText(MODEL)  # the user's choice is kept from now on
-    widget.image_box.setCurrentText("nuclei")
+    widget.image_box.setCurrentText("cells")
     assert widget.model_box.currentText() == MODEL
+
+
+def test_widget_docked_before_any_image_preselects_when_one_is_opened(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Segment")
+    assert widget.model_box.currentText() == "generalist-nuclei"
+    phase, _ = load_sample("phase2d_usiigaci_set1_crop512")
+    viewer.add_image(phase[:128, :128], name="cells")
+    assert widget.model_box.currentText() == "embedseg-cells"
+
+
+def test_preferred_model_without_the_generalist():
+    from types import SimpleNamespace
+
+    from napari_instseg.plugin.segment_widget import preferred_model
+
+    def card(name, modality, ap):
+        return SimpleNamespace(name=name, modality=modality, test_ap50=lambda: {"d": ap})
+
+    cards = [
+        card("a-cells", "phase-contrast", 0.6),
+        card("b-cells", "phase-contrast", 0.7),
+        card("c-nuclei", "fluorescence", None),
+        card("d-nuclei", "fluorescence", 0.8),
+        card("e-any", "", 0.5),
+    ]
+    assert preferred_model(cards, "phase-contrast") == "b-cells"
+    assert preferred_model(cards, "fluorescence") == "d-nuclei"
+    assert preferred_model(cards, "brightfield") == "e-any"  # no brightfield model
+    assert preferred_model(cards[:2], "brightfield") == "a-cells"  # nothing fits: the first
+    assert preferred_model(cards, None) == "a-cells"
+    assert preferred_model([], "fluorescence") is None
+    with_generalist = [*cards, card("generalist-nuclei", "fluorescence", 0.1)]
+    assert preferred_model(with_generalist, "brightfield") == "generalist-nuclei"
+    assert preferred_model(with_generalist, "phase-contrast") == "b-cells"

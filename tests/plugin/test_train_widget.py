@@ -45,7 +45,12 @@ def test_lists_sparse_models_and_annotations(setup):
     viewer, train = setup
     models = [train.model_box.itemText(i) for i in range(train.model_box.count())]
     assert "spoco-tiny" in models and "spoco-nuclei" in models
-    assert "threeclass-nuclei" not in models  # its loss needs dense labels
+    assert "threeclass-nuclei" not in models and "allcell" not in models  # dense losses
+    from napari_instseg.core.methods import get_method
+    from napari_instseg.core.zoo import list_models
+
+    sparse = [c.name for c, _ in list_models() if get_method(c.method).sparse_labels]
+    assert sorted(models) == sorted(sparse)  # every model that can learn from a few objects
     assert train.checked_layers() == ["nuclei annotations"]
     assert train.name.text() == "spoco-tiny-finetuned"
 

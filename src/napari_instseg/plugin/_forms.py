@@ -5,17 +5,59 @@ from __future__ import annotations
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLineEdit, QSpinBox, QWidget
-from superqt import QLabeledDoubleSlider, QLabeledSlider
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider
 
+from napari_instseg.core.assembly.detection import DetectionWatershedConfig
 from napari_instseg.core.configs import knob_ranges, knob_types
 
 # Integer knobs with a wider range than this get a spin box: a slider over 0..100000 is useless.
 _SLIDER_MAX_INT_RANGE = 2000
 
+#: Knobs shown folded under "advanced" for configs that do not mark them themselves with
+#: ``Annotated[..., {"advanced": True}]``. The All-Cell Segmenter's back-end has 17 knobs;
+#: the six left open are those that decide what is found (modality and route, box
+#: confidence, foreground cut, core height, smallest object).
+ADVANCED_KNOBS: dict[type, tuple[str, ...]] = {
+    DetectionWatershedConfig: (
+        "nms_iou",
+        "ioa_threshold",
+        "t2",
+        "marker_radius",
+        "min_marker_size",
+        "hole_size",
+        "refine_threshold",
+        "fallback_quality",
+        "fallback_margin",
+        "flow_threshold",
+        "flow_mask_threshold",
+    ),
+}
+
+
+def advanced_knobs(config_type: type) -> list[str]:
+    """The knobs of ``config_type`` that a form shows folded, in field order."""
+    listed = set(ADVANCED_KNOBS.get(config_type, ()))
+    return [
+        name
+        for name, meta in knob_ranges(config_type).items()
+        if meta.get("advanced") or name in listed
+    ]
+
 
 class KnobForm(QWidget):
-    """One editor per field of a config dataclass; ``changed`` fires with the new values."""
+    """One editor per field of a config dataclass; ``changed`` fires with the new values.
+
+    The :func:`advanced_knobs` are in a folded section (:attr:`advanced`, None when there
+    are none) below the others."""
 
     changed = Signal(dict)
 
@@ -25,8 +67,24 @@ class KnobForm(QWidget):
         self._types = knob_types(config_type)
         self._ranges = knob_ranges(config_type)
         self._editors: dict[str, QWidget] = {}
-        layout = QFormLayout(self)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        basic = QFormLayout()
+        basic.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(basic)
+        folded = advanced_knobs(config_type)
+        self.advanced: QCollapsible | None = None
+        advanced = QFormLayout()
+        if folded:
+            noun = "knob" if len(folded) == 1 else "knobs"
+            self.advanced = QCollapsible(f"advanced ({len(folded)} {noun})")
+            self.advanced.setDuration(0)  # a slide for each click only slows tuning down
+            self.advanced.setObjectName("advanced_knobs")
+            box = QWidget()
+            box.setLayout(advanced)
+            advanced.setContentsMargins(0, 0, 0, 0)
+            self.advanced.addWidget(box)
+            layout.addWidget(self.advanced)
         defaults = config_type()
         for name, tp in self._types.items():
             editor = self._make_editor(name, tp, self._ranges.get(name, {}))
@@ -34,7 +92,8 @@ class KnobForm(QWidget):
             editor.setToolTip(tip)
             editor.setObjectName(f"knob_{name}")
             self._editors[name] = editor
-            layout.addRow(name.replace("_", " "), editor)
+            rows = advanced if name in folded else basic
+            rows.addRow(name.replace("_", " "), editor)
             self._set_editor(name, getattr(defaults, name))
         if values:
             self.set_values(values)

@@ -150,6 +150,9 @@ class AnnotateWidget(ScrollingDock):
             "stay unknown and are ignored by training"
         )
         self.counts = QLabel("")
+        # autosaving has a line of its own, so it does not hide what the last action said
+        self.saved = QLabel("")
+        self.saved.setWordWrap(True)
         self.prediction_box = QComboBox()
         self.prediction_box.setToolTip("a predicted Labels layer to copy objects from")
         self.ids = QLineEdit()
@@ -178,6 +181,7 @@ class AnnotateWidget(ScrollingDock):
         layout.addWidget(self.annotate_button)
         layout.addLayout(paint)
         layout.addWidget(self.counts)
+        layout.addWidget(self.saved)
         layout.addWidget(QLabel("<b>Start from prediction</b>"))
         layout.addLayout(start)
         layout.addWidget(self.status)
@@ -327,7 +331,7 @@ class AnnotateWidget(ScrollingDock):
     def _saved(self, layer) -> None:
         self._show_counts(layer)
         where = self._autosaves[layer.name].project.path if layer.name in self._autosaves else ""
-        self._say(f"saved {time.strftime('%H:%M:%S')} to {where}")
+        self.saved.setText(f"autosaved {time.strftime('%H:%M:%S')} to {where}")
 
     def _show_counts(self, layer) -> None:
         c = annotation_counts(layer.data)

@@ -6,6 +6,8 @@ algorithm lives in ``napari_instseg.core``.
 
 from __future__ import annotations
 
+import os
+
 import napari
 import numpy as np
 from qtpy.QtWidgets import (
@@ -61,7 +63,8 @@ INTERMEDIATE_COLORMAPS = {
 VECTOR_FIELDS = ("offsets", "flow")
 #: Learnt pixel embeddings, shown as RGB of their first three principal components.
 EMBEDDING_FIELDS = ("pixel_embedding",)
-#: Preselected for images that do not look like phase contrast, when installed.
+#: Preselected for images that do not look like phase contrast, when installed: nuclei in
+#: fluorescence and in stained brightfield.
 GENERALIST = "generalist-nuclei"
 
 
@@ -82,17 +85,34 @@ def describe_card(card) -> str:
         ap_text = ", ".join(f"{text} ({name})" for name, text in texts.items())
     size = f"{card.object_size:.0f} px" if card.object_size else "unknown"
     data = card.training.get("data", "?")
+    split = card.training.get("split", "")
+    if split:  # a fine-tune made in napari has no named split
+        data = f"{data} ({split})"
     parent = f"<br>fine-tuned from <b>{card.parent}</b>" if card.parent else ""
     return (
         f"<b>{card.name}</b>: {card.method} ({card.ndim}D, {card.in_channels} channel)<br>"
         f"modality: {card.modality or 'any'}; typical object: {size}<br>"
-        f"trained on: {data} ({card.training.get('split', '')}); "
+        f"trained on: {data}; "
         f"test AP@0.5: {ap_text}{parent}"
     )
 
 
-def looks_like_phase(layer, side: int = 1024) -> bool:
-    """Whether an image layer looks like phase contrast, from the centre (at most ``side``
+def describe_route(report: dict, knobs: dict, defaults: dict) -> str:
+    """The route line of a modality-routed back-end. The back-end calls a route set by its
+    ``route`` knob "forced"; here that says whose setting it was: the model's (its card's
+    defaults, which the user did not touch) or the user's."""
+    if report.get("reason") != "forced":
+        return route_text(report)
+    if knobs.get("route") == defaults.get("route"):
+        why = "the model's default route"
+    else:
+        why = "chosen with the route knob"
+    return route_text({**report, "reason": why})
+
+
+def layer_modality(layer, side: int = 1024) -> str:
+    """The imaging modality an image layer looks like (one of
+    :data:`~napari_instseg.core.modality.MODALITIES`), from the centre (at most ``side``
     pixels a side: cheap for lazy, chunked data too) of its first plane."""
     data = layer.data[-1] if layer.multiscale else layer.data
     n = data.ndim - (1 if layer.rgb else 0)
@@ -101,7 +121,32 @@ def looks_like_phase(layer, side: int = 1024) -> bool:
         for size in data.shape[n - 2 : n]
     )
     sample = np.asarray(data[(0,) * (n - 2) + centre])
-    return detect_modality(sample).modality == PHASE
+    return detect_modality(sample, channel_axis=-1 if layer.rgb else None).modality
+
+
+def _best_ap(card) -> float:
+    measured = [ap for ap in card.test_ap50().values() if ap is not None]
+    return max(measured, default=-1.0)
+
+
+def preferred_model(cards, modality: str | None) -> str | None:
+    """The model to offer first for an image of ``modality`` (None: no image yet).
+
+    :data:`GENERALIST` (nuclei in fluorescence and stained brightfield) for every image that
+    is not phase contrast, when installed; otherwise the model trained on ``modality`` with
+    the best test AP@0.5, then the best model for any modality (no modality on its card),
+    then the first in the list. ``cards`` is a sequence of model cards in list order."""
+    cards = list(cards)
+    if not cards:
+        return None
+    names = [card.name for card in cards]
+    if GENERALIST in names and modality != PHASE:
+        return GENERALIST
+    for wanted in (modality, ""):
+        fitting = [card for card in cards if modality and (card.modality or "") == wanted]
+        if fitting:
+            return max(fitting, key=_best_ap).name  # max keeps the first of equals
+    return names[0]
 
 
 def line_diameter(shapes, image_layer) -> tuple[float | None, str]:
@@ -332,14 +377,17 @@ class SegmentWidget(ScrollingDock):
         self._preselect_model()
 
     def _preselect_model(self, *_) -> None:
-        """While the model is still the widget's own choice, take :data:`GENERALIST` (when
-        installed) for images that do not look like phase contrast, else the first model."""
-        layer = self.image_layer()
-        current = self.model_box.currentText()
-        if GENERALIST not in self._cards or layer is None or current != self._preselected:
+        """While the model is still the widget's own choice (the user has not picked one),
+        take :func:`preferred_model` for the chosen image's modality."""
+        if self.model_box.currentText() != self._preselected:
             return
-        self._preselected = self.model_box.itemText(0) if looks_like_phase(layer) else GENERALIST
-        self.model_box.setCurrentText(self._preselected)
+        layer = self.image_layer()
+        modality = None if layer is None else layer_modality(layer)
+        chosen = preferred_model([card for card, _ in self._cards.values()], modality)
+        if chosen is None:
+            return
+        self._preselected = chosen
+        self.model_box.setCurrentText(chosen)
 
     def _image_changed(self, *_):
         layer = self.image_layer()
@@ -468,7 +516,8 @@ class SegmentWidget(ScrollingDock):
             tta=self.tta.isEnabled() and self.tta.isChecked(),
         )
         image_name, cax = layer.name, self.channel_axis.currentData()
-        source = getattr(layer.source, "path", None) or f"{layer.name}.tif"
+        source = getattr(layer.source, "path", None)
+        source = os.path.abspath(source) if source else None  # the CLI may run elsewhere
         shape = labels_shape(layer.data.shape, rgb=layer.rgb, channel_axis=cax)
         cached = self._cached_model(card)
         options = {"diameter": diameter, "appearance": appearance}
@@ -587,7 +636,13 @@ class SegmentWidget(ScrollingDock):
         self._say(f"{kind} failed: {err}")
 
     def _finished(
-        self, out, image_name: str, where: tuple, shape: tuple, source: str, options: dict
+        self,
+        out,
+        image_name: str,
+        where: tuple,
+        shape: tuple,
+        source: str | None,
+        options: dict,
     ) -> None:
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -602,14 +657,15 @@ class SegmentWidget(ScrollingDock):
         self._write_labels(result, image_name, shape, info)
         if self.intermediate.isChecked():
             self._write_intermediate(tuner, image_name, shape, result.labels.shape)
-        self.tune.set_tuner(tuner, result, str(source), **options)
+        self.tune.set_tuner(tuner, result, source, layer_name=image_name, **options)
         text = (
             f"{result.n_objects} objects (prediction {seconds['predict']:.1f} s, "
             f"assembly {seconds['assemble'] * 1000:.0f} ms, total {seconds['total']:.1f} s)"
             f"\n{describe_look(info)}"
         )
         if result.report.get("route"):
-            text += f"\n{route_text(result.report)}"
+            defaults = tuner.defaults(result.backend)
+            text += f"\n{describe_route(result.report, result.knobs, defaults)}"
         note = mismatch_note(tuner.prediction.info, tuner.model.card)
         if note:
             text += f"\nnote: this image {note}"
@@ -734,8 +790,6 @@ class LargeImageBox(QGroupBox):
         )
         self.workers = QSpinBox()
         self.workers.setRange(1, 256)
-        import os
-
         self.workers.setValue(max(1, os.cpu_count() or 1))
         self.workers.setToolTip("workers of the local cluster (one thread each)")
         self.scheduler = QLineEdit()

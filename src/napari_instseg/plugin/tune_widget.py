@@ -1,8 +1,10 @@
 """Tune panel: every knob of the model's back-ends, live, from the cached prediction.
 
-A knob change is debounced, then only assembly runs, in a worker. Each change gets a
-generation number; a result from an older generation than the newest request is dropped,
-so the layer always ends at the newest setting.
+A knob change is debounced, then only assembly runs, in a worker: the GUI thread only
+reads the knobs and, at the end, writes the layer. Each change gets a generation number; a
+result from an older generation than the newest request is dropped, so the layer always
+ends at the newest setting. While a setting is waiting for its result the status line says
+"updating" (assembly can take a second on large images).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ._forms import KnobForm
 from ._jobs import call_in_worker
 
 DEBOUNCE_MS = 40
+#: Stands for the image in the CLI command of a layer that was not read from a file.
+NO_FILE = "IMAGE.tif"
 
 
 class TunePanel(QGroupBox):
@@ -42,7 +46,8 @@ class TunePanel(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Tune (live, from the cached prediction)", parent)
         self.tuner: Tuner | None = None
-        self.image_name = "IMAGE.tif"
+        self.image_path: str | None = None
+        self.layer_name = ""
         self.run_options: dict = {}
         self._generation = 0
         self._shown_generation = 0
@@ -50,6 +55,7 @@ class TunePanel(QGroupBox):
         self.latencies: list[float] = []
         self._busy = None
         self._pending = False
+        self._shown_text = ""
         self.backend = QComboBox()
         self.backend.setObjectName("backend")
         self.backend.currentTextChanged.connect(self._backend_changed)
@@ -85,14 +91,17 @@ class TunePanel(QGroupBox):
         self,
         tuner: Tuner,
         first: TuneResult,
-        image_name: str,
+        image_path: str | None,
         *,
+        layer_name: str = "",
         diameter="auto",
         appearance: str = "auto",
     ) -> None:
         """Attach a fresh prediction; the form shows the knobs that produced ``first``.
-        ``diameter`` and ``appearance`` are the user's choices for it (for the CLI command)."""
-        self.tuner, self.image_name = tuner, image_name
+        ``image_path`` is the file the layer ``layer_name`` was read from (None: it has
+        none); it, ``diameter`` and ``appearance`` (the user's choices) go into the CLI
+        command."""
+        self.tuner, self.image_path, self.layer_name = tuner, image_path, layer_name
         self.run_options = {"diameter": diameter, "appearance": appearance}
         self.backend.blockSignals(True)
         self.backend.clear()
@@ -126,6 +135,16 @@ class TunePanel(QGroupBox):
         self._generation += 1
         self._requested_at[self._generation] = time.perf_counter()
         self._timer.start()
+        self._show_pending()
+
+    @property
+    def pending(self) -> bool:
+        """Whether the layer does not show the newest setting yet."""
+        return self._shown_generation != self._generation
+
+    def _show_pending(self) -> None:
+        shown = f" (shown: {self._shown_text})" if self._shown_text else ""
+        self.status.setText(f"updating …{shown}")
 
     def _launch(self) -> None:
         if self.tuner is None or self.form is None:
@@ -139,14 +158,26 @@ class TunePanel(QGroupBox):
         self._busy = call_in_worker(
             lambda: tuner.assemble(backend, knobs),
             on_done=lambda res, g=generation: self._done(g, res),
-            on_error=lambda err: self.message.emit(f"tuning failed: {err}"),
+            on_error=lambda err, g=generation: self._failed(g, err),
         )
 
-    def _done(self, generation: int, res: TuneResult) -> None:
+    def _run_waiting(self, generation: int) -> None:
+        """After the assembly of ``generation`` ended: start the newest setting if it was
+        asked for while that one ran."""
         if self._pending:
             self._pending = False
             if generation != self._generation:
                 self._launch()
+
+    def _failed(self, generation: int, err: BaseException) -> None:
+        self._run_waiting(generation)
+        if generation == self._generation:
+            self._shown_generation = generation  # nothing newer is coming
+            self.status.setText(f"tuning failed: {err}")
+        self.message.emit(f"tuning failed: {err}")
+
+    def _done(self, generation: int, res: TuneResult) -> None:
+        self._run_waiting(generation)
         if generation < self._shown_generation or generation != self._generation:
             return  # stale: a newer setting was asked for meanwhile
         self._shown_generation = generation
@@ -165,9 +196,10 @@ class TunePanel(QGroupBox):
         return self._generation
 
     def _show_status(self, res: TuneResult) -> None:
-        self.status.setText(
+        self._shown_text = (
             f"{res.n_objects} objects, assembly {res.seconds * 1000:.0f} ms ({res.backend})"
         )
+        self.status.setText(self._shown_text)
 
     # -- buttons ----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -181,17 +213,24 @@ class TunePanel(QGroupBox):
         self.request()
 
     def command(self) -> str:
+        """The CLI command that reproduces the current setting on the layer's file. For a
+        layer with no file (a sample, a result of a script) it names ``IMAGE.tif`` and a
+        shell comment after it says so."""
         if self.tuner is None or self.form is None:
             return ""
         backend = self.backend.currentText()
-        return cli_command(
+        text = cli_command(
             self.tuner.model.card.name,
             backend,
             self.form.values(),
             self.tuner.defaults(backend),
-            image=self.image_name,
+            image=self.image_path or NO_FILE,
             **self.run_options,
         )
+        if self.image_path:
+            return text
+        layer = f"layer {self.layer_name!r}" if self.layer_name else "this layer"
+        return f"{text}  # {layer} has no file: save it and put its path in place of {NO_FILE}"
 
     def copy_command(self) -> None:
         text = self.command()
