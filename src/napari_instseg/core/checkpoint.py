@@ -326,6 +326,42 @@ def resolve_model_files(path: str | Path) -> tuple[Path, Path]:
     return card, weights
 
 
+def load_weights(net, source, *, what: str = "", hint: str = "") -> None:
+    """Load weights into ``net``: a safetensors file (:func:`load_state`) or a state dict.
+
+    Weights that do not fit the network (another method, depth, width or channel count,
+    as when resuming a run folder with other settings) raise :class:`CheckpointError`
+    with one line: ``what`` they are (default: the file), the first mismatch, and ``hint``
+    (what to do).
+    """
+    is_file = isinstance(source, str | Path)
+    state = load_state(source) if is_file else source
+    name = what or (str(source) if is_file else "the weights")
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: saved {tuple(state[k].shape)}, needed {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = [
+        *([f"{len(missing)} tensors missing (first: {missing[0]})"] if missing else []),
+        *([f"{len(extra)} unknown tensors (first: {extra[0]})"] if extra else []),
+        *([f"{len(shapes)} tensors of another shape (first: {shapes[0]})"] if shapes else []),
+    ]
+    if not problems:
+        try:
+            net.load_state_dict(state, strict=True)
+            return
+        except RuntimeError as err:  # what the checks above do not see (dtypes, ...)
+            problems = [str(err).splitlines()[0]]
+    raise CheckpointError(
+        f"{name}: the weights do not fit this network ({'; '.join(problems)})"
+        + (f"; {hint}" if hint else "")
+    )
+
+
 def load_model(path: str | Path, *, verify_checksum: bool = True):
     """Load a model (card + network in eval mode) from its card, weights or common stem.
 

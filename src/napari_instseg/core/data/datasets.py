@@ -141,4 +141,14 @@ def load_folder(
         if normalise is not None:
             image = normalise(image)
         samples.append(Sample(name, image, labels, np.ones(labels.shape, bool)))
+    if not any(s.labels.any() for s in samples):
+        # Dense masks mark every unlabelled pixel as known background: trained on these a
+        # network learns to find nothing, and would still be saved as a model.
+        which = f"the {len(samples)} masks" if len(samples) > 1 else "the mask"
+        raise InputError(
+            f"{which} in {root / 'masks'}"
+            + (f" for split {split!r}" if split is not None else "")
+            + " hold no objects (every pixel is 0); check that the masks are the labelled "
+            "objects of these images"
+        )
     return samples

@@ -43,6 +43,57 @@ def annotation_to_labels(annotation: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return labels, known
 
 
+#: Fewer annotated objects than this (over all images) make a fine-tune a guess, not a fit.
+MIN_ANNOTATED_OBJECTS = 3
+#: Objects of fewer pixels than this are more likely a stray brush stroke than an object.
+MIN_OBJECT_PIXELS = 9
+
+
+def annotation_warnings(
+    annotations: list[np.ndarray], *, names: list[str] | None = None
+) -> list[str]:
+    """What is too little in a set of sparse annotations to learn from, as warnings.
+
+    Too few objects (:data:`MIN_ANNOTATED_OBJECTS` over all images) and objects smaller than
+    :data:`MIN_OBJECT_PIXELS` pixels (likely stray strokes) are worth a word before a model is
+    trained and published from them; they are not refused, since a user may mean them.
+
+    Examples
+    --------
+    >>> a = np.zeros((20, 20), np.uint32)
+    >>> a[2:4, 2:4] = 1
+    >>> annotation_warnings([a])  # doctest: +NORMALIZE_WHITESPACE
+    ['only 1 annotated object: a model fine-tuned from fewer than 3 objects mostly learns
+    their peculiarities; annotate a few more', '1 annotated object is smaller than 9 pixels
+    (in image 1: 4 px): a stray brush stroke? erase it, or paint the whole object']
+    """
+    names = names or [f"image {i + 1}" for i in range(len(annotations))]
+    total, tiny = 0, []
+    for name, annotation in zip(names, annotations, strict=True):
+        labels = np.asarray(annotation)
+        ids, sizes = np.unique(
+            labels[(labels > 0) & (labels != BACKGROUND_LABEL)], return_counts=True
+        )
+        total += ids.size
+        tiny += [(name, int(n)) for n in sizes if n < MIN_OBJECT_PIXELS]
+    out = []
+    if total < MIN_ANNOTATED_OBJECTS:
+        out.append(
+            f"only {total} annotated object{'s' * (total != 1)}: a model fine-tuned from fewer "
+            f"than {MIN_ANNOTATED_OBJECTS} objects mostly learns their peculiarities; annotate "
+            "a few more"
+        )
+    if tiny:
+        shown = ", ".join(f"{n} px" for _, n in tiny[:5]) + (", ..." if len(tiny) > 5 else "")
+        where = tiny[0][0] if len({t[0] for t in tiny}) == 1 else "several images"
+        out.append(
+            f"{len(tiny)} annotated object{' is' if len(tiny) == 1 else 's are'} smaller than "
+            f"{MIN_OBJECT_PIXELS} pixels (in {where}: {shown}): a stray brush stroke? erase "
+            "it, or paint the whole object"
+        )
+    return out
+
+
 def split_objects(
     labels: np.ndarray, fraction: float, *, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
