@@ -18,13 +18,6 @@ from napari_instseg.core.data.datasets import load_folder
 from napari_instseg.core.data.sparse import BACKGROUND_LABEL, annotation_warnings
 from napari_instseg.core.methods import get_method
 
-#: The train.py change these tests wait for (see the module docstring of the report).
-NEEDS_TRAIN_PY = pytest.mark.xfail(
-    strict=True,
-    reason="core/train.py still calls net.load_state_dict on resume; it should call "
-    "checkpoint.load_weights (proposed to the lead)",
-)
-
 
 def shared_layout(root, masks: dict[str, np.ndarray], val: tuple[str, ...] = ()):
     """Images and masks in the shared layout; the names in ``val`` are the val split."""
@@ -111,7 +104,6 @@ def foreign_run(tmp_path):
     return folder
 
 
-@NEEDS_TRAIN_PY
 def test_resume_with_another_architecture_is_one_line(tmp_path, capsys, foreign_run):
     mask = np.zeros((64, 64), np.uint32)
     mask[10:30, 10:30] = 1
@@ -127,7 +119,6 @@ def test_resume_with_another_architecture_is_one_line(tmp_path, capsys, foreign_
     assert snapshot(foreign_run) == before
 
 
-@NEEDS_TRAIN_PY
 def test_finetune_resume_with_another_architecture_is_one_line(
     image, tmp_path, capsys, monkeypatch, save_tiny_spoco, foreign_run
 ):
@@ -148,11 +139,6 @@ def test_finetune_resume_with_another_architecture_is_one_line(
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").glob("*.json"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/finetune.py does not yet add data.sparse.annotation_warnings to its "
-    "warnings (proposed to the lead)",
-)
 def test_finetune_from_one_tiny_object_warns(image, tmp_path, capsys, monkeypatch, save_tiny_spoco):
     save_tiny_spoco(tmp_path / "zoo")
     monkeypatch.setenv("NAPARI_INSTSEG_MODEL_DIRS", str(tmp_path / "zoo"))

@@ -42,7 +42,7 @@ from .checkpoint import load_model, save_model
 from .configs import config_from_dict
 from .data.augment import AugmentConfig
 from .data.datasets import Sample
-from .data.sparse import annotation_to_labels, split_objects
+from .data.sparse import annotation_to_labels, annotation_warnings, split_objects
 from .jobs import Job, Metric, Progress, stop_requested
 from .metrics import iou_matrix, match_instances
 from .pipeline import Model, prepare_image, segment_image
@@ -676,7 +676,7 @@ def finetune(
             start_net, seen, multiple=model.size_multiple, seed=config.seed, device=device
         )
         anchor = getattr(start_net, "f", start_net)
-    warnings = []
+    warnings = annotation_warnings([d.annotation for d in data], names=[d.name for d in data])
     preview_x = None
     if preview is not None:
         try:

@@ -19,7 +19,7 @@ from typing import Annotated
 import numpy as np
 
 from .assembly import get_backend
-from .checkpoint import ModelCard, load_state, save_model, save_state
+from .checkpoint import ModelCard, load_state, load_weights, save_model, save_state
 from .configs import check_ranges, config_from_dict, config_to_dict
 from .data.augment import AugmentConfig, augment_sample, random_crop
 from .data.datasets import Sample
@@ -290,7 +290,13 @@ def train(
     start, best, history = 0, -1.0, {"loss": [], "val_ap50": []}
     state_path = out_dir / "latest.state.safetensors"
     if resume and state_path.exists():
-        net.load_state_dict(load_state(out_dir / "latest.safetensors"))
+        load_weights(
+            net,
+            out_dir / "latest.safetensors",
+            what=f"the checkpoint of the run in {out_dir}",
+            hint="resume with the method and settings that run was started with, or train into "
+            "a new folder",
+        )
         state = load_state(state_path)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
