@@ -16,41 +16,15 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider
 
-from napari_instseg.core.assembly.detection import DetectionWatershedConfig
 from napari_instseg.core.configs import knob_ranges, knob_types
 
 # Integer knobs with a wider range than this get a spin box: a slider over 0..100000 is useless.
 _SLIDER_MAX_INT_RANGE = 2000
 
-#: Knobs shown folded under "advanced" for configs that do not mark them themselves with
-#: ``Annotated[..., {"advanced": True}]``. The All-Cell Segmenter's back-end has 17 knobs;
-#: the six left open are those that decide what is found (modality and route, box
-#: confidence, foreground cut, core height, smallest object).
-ADVANCED_KNOBS: dict[type, tuple[str, ...]] = {
-    DetectionWatershedConfig: (
-        "nms_iou",
-        "ioa_threshold",
-        "t2",
-        "marker_radius",
-        "min_marker_size",
-        "hole_size",
-        "refine_threshold",
-        "fallback_quality",
-        "fallback_margin",
-        "flow_threshold",
-        "flow_mask_threshold",
-    ),
-}
-
 
 def advanced_knobs(config_type: type) -> list[str]:
     """The knobs of ``config_type`` that a form shows folded, in field order."""
-    listed = set(ADVANCED_KNOBS.get(config_type, ()))
-    return [
-        name
-        for name, meta in knob_ranges(config_type).items()
-        if meta.get("advanced") or name in listed
-    ]
+    return [name for name, meta in knob_ranges(config_type).items() if meta.get("advanced")]
 
 
 class KnobForm(QWidget):

@@ -119,6 +119,7 @@ class DetectionWatershedConfig:
     nms_iou: Annotated[
         float,
         {
+            "advanced": True,
             "min": 0.0,
             "max": 1.0,
             "step": 0.01,
@@ -129,6 +130,7 @@ class DetectionWatershedConfig:
     ioa_threshold: Annotated[
         float,
         {
+            "advanced": True,
             "min": 0.0,
             "max": 1.0,
             "step": 0.01,
@@ -151,6 +153,7 @@ class DetectionWatershedConfig:
     t2: Annotated[
         float,
         {
+            "advanced": True,
             "min": 0.0,
             "max": 3.0,
             "step": 0.05,
@@ -158,10 +161,22 @@ class DetectionWatershedConfig:
         },
     ] = 1.25
     marker_radius: Annotated[
-        int, {"min": 0, "max": 20, "tooltip": "radius (pixels) of the disc at each box centre"}
+        int,
+        {
+            "advanced": True,
+            "min": 0,
+            "max": 20,
+            "tooltip": "radius (pixels) of the disc at each box centre",
+        },
     ] = 2
     min_marker_size: Annotated[
-        int, {"min": 0, "max": 1000, "tooltip": "extra (box-less) markers smaller are dropped"}
+        int,
+        {
+            "advanced": True,
+            "min": 0,
+            "max": 1000,
+            "tooltip": "extra (box-less) markers smaller are dropped",
+        },
     ] = 5
     min_size: Annotated[
         int,
@@ -173,11 +188,18 @@ class DetectionWatershedConfig:
         },
     ] = 10
     hole_size: Annotated[
-        int, {"min": 0, "max": 100000, "tooltip": "holes smaller than this (pixels) are filled"}
+        int,
+        {
+            "advanced": True,
+            "min": 0,
+            "max": 100000,
+            "tooltip": "holes smaller than this (pixels) are filled",
+        },
     ] = 10
     refine_threshold: Annotated[
         float,
         {
+            "advanced": True,
             "min": 0.0,
             "max": 4.0,
             "step": 0.05,
@@ -196,6 +218,7 @@ class DetectionWatershedConfig:
     fallback_quality: Annotated[
         float,
         {
+            "advanced": True,
             "min": 0.0,
             "max": 1.0,
             "step": 0.01,
@@ -206,6 +229,7 @@ class DetectionWatershedConfig:
     fallback_margin: Annotated[
         float,
         {
+            "advanced": True,
             "min": -1.0,
             "max": 1.0,
             "step": 0.01,
@@ -216,6 +240,7 @@ class DetectionWatershedConfig:
     flow_threshold: Annotated[
         float,
         {
+            "advanced": True,
             "min": 0.0,
             "max": 4.0,
             "step": 0.05,
@@ -225,6 +250,7 @@ class DetectionWatershedConfig:
     flow_mask_threshold: Annotated[
         float,
         {
+            "advanced": True,
             "min": -5.0,
             "max": 5.0,
             "step": 0.1,
