@@ -843,8 +843,15 @@ def cmd_view(args) -> int:
     for path in args.inputs:
         if not Path(path).exists():
             raise CliError(f"input not found: {path}")
-    from .plugin.launch import open_viewer
+    from .plugin.launch import display_problem, open_viewer
 
+    problem = display_problem()
+    if problem:
+        raise CliError(
+            f"napari cannot open a window here ({problem}); run `view` on a machine with a "
+            "display (or over ssh -X, or under xvfb-run); segment, train, fine-tune and export "
+            "need none"
+        )
     open_viewer(args.inputs, sample=None if args.inputs else args.sample, model=args.model)
     return 0
 

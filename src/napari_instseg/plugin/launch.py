@@ -9,6 +9,34 @@ SAMPLE_MODELS = {
 }
 
 
+def display_problem(timeout: float = 60.0) -> str | None:
+    """Why napari cannot open a window on this machine, or None when it can.
+
+    Qt aborts the whole process (SIGABRT, "Reinstalling the application may fix this
+    problem") when no platform plugin starts, e.g. without a display; a child process tries
+    first so that the caller can say so in one line instead.
+    """
+    import subprocess
+    import sys
+
+    code = "from qtpy.QtWidgets import QApplication; QApplication([])"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None  # slow to start is not broken: let napari try
+    if done.returncode == 0:
+        return None
+    lines = [line.strip().removeprefix("WARNING:").strip() for line in done.stderr.splitlines()]
+    lines = [line for line in lines if line]
+    for key in ("could not connect to display", "could not load the qt platform plugin"):
+        for line in lines:
+            if key in line.lower():
+                return line
+    return lines[0] if lines else f"Qt failed to start (exit code {done.returncode})"
+
+
 def open_viewer(
     paths=(),
     *,
