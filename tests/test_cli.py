@@ -495,6 +495,45 @@ def test_train_then_segment(tmp_path, crop, capsys, monkeypatch):
 
 
 @pytest.mark.slow
+def test_ctrl_c_stops_a_training_and_keeps_its_steps(tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    from napari_instseg.core.checkpoint import read_card
+
+    monkeypatch.delenv("NAPARI_INSTSEG_MODEL_DIRS", raising=False)
+    data = make_shared_layout(tmp_path / "data")
+    out_dir = tmp_path / "run"
+    code = "import sys; from napari_instseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "train", "--method", "threeclass", "--data", str(data),
+         "--output", str(out_dir), "--iterations", "100000", "--batch-size", "1",
+         "--patch-size", "32", "--val-every", "20", "--device", "cpu",
+         "--set", "width=4", "--set", "depth=2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (out_dir / "latest.json").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # some steps past the first checkpoint
+        seen = read_card(out_dir / "latest.json").training["iterations_done"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping after this step" in err
+    assert "stopped" in out
+    done = read_card(out_dir / "latest.json").training["iterations_done"]
+    assert seen <= done < 100000  # the steps since the last checkpoint were written
+
+
+@pytest.mark.slow
 def test_train_allcell_on_two_folders_then_segment_reports_the_route(
     tmp_path, crop, capsys, monkeypatch
 ):

@@ -32,17 +32,64 @@ class CliError(Exception):
     """A problem to report to the user in one line."""
 
 
-def _progress_driver(job, desc: str):
+class _InterruptToStop:
+    """While active, the first Ctrl-C asks the job to stop (it keeps its checkpoints and
+    returns); a second one interrupts at once, as Ctrl-C usually does."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        import signal
+
+        if self.requested:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nstopping after this step, keeping the checkpoints (Ctrl-C again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _progress_driver(job, desc: str, *, stop_on_interrupt: bool = False):
     """Drive a core job to its result with a tqdm bar per stage on stderr.
 
     A bar starts at the step of the first event it sees (``initial``), so its rate counts only
     the work done while it is shown: a job's first event often arrives with work already
     done (the first batch of tiles), which counted from a zero start shows absurd rates.
     ``Progress("plane", i, n)`` (a stack segmented plane by plane) goes into the bar's label.
+    With ``stop_on_interrupt`` (trainings) Ctrl-C sends the job ``Stop`` instead of killing
+    it, so the steps since the last checkpoint are kept.
     """
+    if not stop_on_interrupt:
+        return _drive(job, desc, None)
+    with _InterruptToStop() as interrupt:
+        return _drive(job, desc, interrupt)
+
+
+def _drive(job, desc, interrupt):
+    """:func:`_progress_driver`'s loop; ``interrupt`` (or None) says when to send ``Stop``."""
     from tqdm import tqdm
 
-    from .core.jobs import Metric, Progress
+    from .core.jobs import Metric, Progress, Stop
 
     bar = None
     label = desc
@@ -75,7 +122,7 @@ def _progress_driver(job, desc: str):
                 bar.set_postfix({event.name: f"{event.value:.4f}"}, refresh=False)
                 if event.name.startswith("val"):
                     tqdm.write(f"step {event.step}: {event.name} = {event.value:.4f}")
-            event = job.send(None)
+            event = job.send(Stop() if interrupt is not None and interrupt.requested else None)
     except StopIteration as finished:
         return finished.value
     finally:
@@ -588,6 +635,7 @@ def cmd_finetune(args) -> int:
             context=context,
         ),
         desc="fine-tune",
+        stop_on_interrupt=True,
     )
     ended = f"{result.run.iterations_done} iterations{', stopped' if result.run.stopped else ''}"
     if result.model_path is None:
@@ -714,6 +762,7 @@ def cmd_train(args) -> int:
             resume=args.resume,
         ),
         desc="train",
+        stop_on_interrupt=True,
     )
     ended = f"{result.iterations_done} iterations{', stopped' if result.stopped else ''}"
     if result.best_path:
