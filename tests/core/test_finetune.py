@@ -346,6 +346,10 @@ def test_merge_distance_is_chosen_to_keep_objects_whole_and_apart():
     assert chosen == 2.0  # of the perfect 1.0, 1.5 and 2.0, the closest to the parent's
     assert scores[2.0] == pytest.approx(1.0)
     assert scores[0.0] < 0.9 and scores[4.0] < 0.9
+    # a margin larger than the gain keeps the parent's value; a smaller one does not
+    gain = scores[2.0] - scores[4.0]
+    assert choose_merge_distance("meanshift", knobs, decoded, [ref], margin=gain + 0.01)[0] == 4.0
+    assert choose_merge_distance("meanshift", knobs, decoded, [ref], margin=gain - 0.01)[0] == 2.0
 
 
 def test_finetune_publishes_a_refitted_merge_distance(spoco_tiny, disks, tmp_path):

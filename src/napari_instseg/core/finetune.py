@@ -88,6 +88,10 @@ class FinetuneConfig:
     preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
     # re-choose the published model's merge_distance (see refit_merge_distance)
     refit_knobs: bool = True
+    # keep the parent's merge_distance unless another value reproduces the reference objects
+    # better by at least this much mean best IoU (0: the best value wins however small the
+    # gain); see choose_merge_distance
+    refit_margin: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
     # re-estimate the network's normalisation statistics on the user's images (annotated and
     # context) before training: see adapt_norm_statistics
     adapt_norm: bool = False
@@ -543,12 +547,14 @@ def choose_merge_distance(
     references: list[np.ndarray],
     *,
     steps: int = 9,
+    margin: float = 0.0,
 ) -> tuple[float, dict[float, float]]:
     """The ``merge_distance`` from 0 to ``knobs``' value that best reproduces ``references``.
 
     Each candidate assembles every decoded output and is scored by the mean best IoU of the
     reference objects (every object counts once); ties keep the value closest to the
-    starting one. Returns the value and every candidate's score.
+    starting one, and the starting value stays unless the best beats it by ``margin``.
+    Returns the value and every candidate's score.
     """
     be = get_backend(backend)
     start = float(knobs["merge_distance"])
@@ -564,6 +570,8 @@ def choose_merge_distance(
         scores[value] = float(np.mean(best)) if best else 0.0
     top = max(scores.values())
     chosen = min((v for v in candidates if scores[v] >= top - 1e-9), key=lambda v: abs(v - start))
+    if scores[candidates[-1]] >= top - margin:
+        chosen = candidates[-1]  # the starting value: not clearly worse than the best
     return chosen, scores
 
 
@@ -576,7 +584,14 @@ def describe_refit(refit: dict | None) -> str:
 
 
 def refit_merge_distance(
-    model: Model, net, samples: list[Sample], *, backend: str, knobs: dict, device: str = "auto"
+    model: Model,
+    net,
+    samples: list[Sample],
+    *,
+    backend: str,
+    knobs: dict,
+    device: str = "auto",
+    margin: float = 0.0,
 ) -> tuple[float, dict[float, float]]:
     """Re-choose ``merge_distance`` for a fine-tuned ``net`` of ``model`` on its training samples.
 
@@ -597,7 +612,7 @@ def refit_merge_distance(
         )  # fmt: skip
         references.append(reference_objects(s.labels, parent))
         decoded.append(decode_with_net(model.method, model.config, net, s.image, device=device))
-    return choose_merge_distance(backend, knobs, decoded, references)
+    return choose_merge_distance(backend, knobs, decoded, references, margin=margin)
 
 
 def finetune(
@@ -756,6 +771,7 @@ def finetune(
             backend=card.backend,
             knobs=dict(card.backend_config),
             device=device,
+            margin=config.refit_margin,
         )
         refit = {
             "merge_distance": {
