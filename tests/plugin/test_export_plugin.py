@@ -279,6 +279,22 @@ def test_widget_exports_the_model_with_its_tuned_knobs(widget, qtbot, tmp_path):
     assert (tmp_path / "models" / "nuclei-mine.safetensors").exists()
 
 
+@pytest.mark.slow
+def test_widget_exports_the_model_as_a_bioimageio_package(widget, qtbot, tmp_path):
+    import zipfile
+
+    from napari_instseg.core.io_bioimageio import load_bioimageio
+
+    path = tmp_path / "nuclei-package.zip"
+    status = export_and_wait(widget, qtbot, "bioimageio", path)
+    assert status == f"saved {path}", status
+    assert "rdf.yaml" in zipfile.ZipFile(path).namelist()
+    model = load_bioimageio(path)  # our post-processing travels with it
+    assert model.card.name == "nuclei-package" and model.card.parent == MODEL
+    assert model.card.backend == "watershed"
+    assert model.card.backend_config["seed_threshold"] == 0.7
+
+
 def test_widget_explains_what_is_missing(widget, viewer, qtbot, tmp_path):
     widget.image_box.setCurrentText("(none)")
     widget.set_format("ome-zarr")

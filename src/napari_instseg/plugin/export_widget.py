@@ -51,6 +51,7 @@ EXPORT_FORMATS = (
     ("ImageJ ROIs for Fiji (.zip)", "imagej-roi", ".zip"),
     ("QuPath GeoJSON", "geojson", ".geojson"),
     ("model, tuned knobs (.json)", "model", ".json"),
+    ("bioimage.io model (.zip)", "bioimageio", ".zip"),
 )
 #: The picker's labels stay short enough for a narrow dock; the details are in tooltips.
 FORMAT_TIPS = {
@@ -61,6 +62,8 @@ FORMAT_TIPS = {
     "imagej-roi": "a .zip of ImageJ ROIs that Fiji's ROI Manager opens",
     "geojson": "QuPath GeoJSON (.geojson): object outlines with measurements",
     "model": "a copy of the model whose card holds the tuned post-processing knobs",
+    "bioimageio": "the model with its tuned knobs as a BioImage Model Zoo package (.zip) for "
+    "deepImageJ, ilastik, QuPath or `napari-instseg models --import`",
 }
 NO_IMAGE = "(none)"
 _SUFFIXES = (*FORMATS, ".json", ".safetensors")
@@ -202,6 +205,8 @@ class ExportWidget(ScrollingDock):
             folder = self.last_path.parent if self.last_path else None
             folder = folder or (Path(origin).parent if origin else Path.home())
             stem = _safe_name(layer.name)
+            if self.format() == "bioimageio" and layer.metadata.get("model"):
+                stem = _safe_name(f"{layer.metadata['model']}-bioimageio")
         self.path_edit.setText(str(folder / f"{stem}{self._suffix()}") if stem else "")
         self._auto_path = True
 
@@ -222,7 +227,7 @@ class ExportWidget(ScrollingDock):
         if layer is None:
             raise InputError("choose a labels layer first")
         meta = dict(layer.metadata)
-        if kind == "model":
+        if kind in ("model", "bioimageio"):
             model = meta.get("model")
             if not model:
                 raise InputError(
@@ -232,7 +237,17 @@ class ExportWidget(ScrollingDock):
             if model not in {card.name for card, _ in list_models()}:
                 raise InputError(f"model {model!r} of {layer.name!r} is not installed here")
             backend, knobs = meta.get("backend"), dict(meta.get("knobs") or {})
-            name = _without_suffix(path.name)
+            name = _without_suffix(path.name)  # the model's name, with its parent recorded
+            if kind == "bioimageio":
+
+                def package():
+                    from napari_instseg.core.io_bioimageio import export_bioimageio
+
+                    return export_bioimageio(
+                        model, path, backend=backend, knobs=knobs, name=name, overwrite=overwrite
+                    )
+
+                return package
             return lambda: export_model(
                 model, path.parent, backend=backend, knobs=knobs, name=name, overwrite=overwrite
             )
