@@ -16,6 +16,7 @@ import tifffile
 import zarr
 from scipy import ndimage as ndi
 
+from _blobs import blobs, same_partition
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.jobs import Progress, Stop, run
 from napari_instseg.core.large.engine import DaskClient, segment_large
@@ -37,23 +38,6 @@ class Threshold:
             raise ValueError("this block is cursed")
         time.sleep(self.delay)
         return ndi.label(ndi.uniform_filter(image[0], 3) > 0.5)[0]
-
-
-def blobs(shape, n, seed=0):
-    rng = np.random.default_rng(seed)
-    grid = np.indices(shape).astype(np.float32)
-    img = np.zeros(shape, np.float32)
-    for _ in range(n):
-        c = rng.uniform(0, shape).reshape((-1,) + (1,) * len(shape))
-        img[((grid - c) ** 2).sum(0) < rng.uniform(3, 8) ** 2] = 1
-    return img
-
-
-def same_partition(a, b):
-    if not np.array_equal(a > 0, b > 0):
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]), axis=1)
-    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
 
 @pytest.fixture(scope="module")
