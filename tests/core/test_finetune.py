@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.data.sparse import (
@@ -664,3 +665,47 @@ def test_finetune_records_the_anchor_weight_it_used(spoco_tiny, disks, tmp_path)
     objects = card.training["annotations"][0]["objects"]
     assert objects > 1
     assert card.training["anchor_weight_used"] == pytest.approx(2.0 / objects)
+
+
+def test_pseudo_labels_add_the_parents_sure_objects_away_from_the_annotation(spoco_tiny, disks):
+    from napari_instseg.core.finetune import make_finetune_samples
+
+    item = _annotated(disks)
+    full = np.isin(item.annotation, [1, 2, 3, 4, 5]) | (item.annotation == BACKGROUND_LABEL)
+
+    def pseudo(x):  # a parent that is sure of every true disc
+        truth = disks(0, (64, 64)).astype(np.uint32)
+        return truth, truth > 0
+
+    train, val, record = make_finetune_samples(
+        spoco_tiny, [item], held_out_fraction=0.4, rng=np.random.default_rng(0), pseudo=pseudo
+    )
+    plain, _, _ = make_finetune_samples(
+        spoco_tiny, [item], held_out_fraction=0.4, rng=np.random.default_rng(0)
+    )
+    added = record[0]["pseudo_objects"]
+    assert added > 0
+    assert len(np.unique(train[0].labels[train[0].labels > 0])) == 3 + added  # 5 - 2 held out
+    held = np.unique(val[0].labels[val[0].labels > 0])
+    assert not train[0].labels[np.isin(item.annotation, held)].any()  # nor on held-out ones
+    extra = (train[0].labels > 0) & ~(plain[0].labels > 0)
+    assert not (extra & ndi.binary_dilation(full, iterations=2)).any()  # away from annotations
+
+
+def test_finetune_trains_on_pseudo_labels_of_context_images(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.checkpoint import read_card
+    from napari_instseg.core.finetune import FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    item = _annotated(disks, 0)
+    context = [_annotated(disks, 2).image]
+    config = FinetuneConfig(
+        iterations=2, batch_size=1, patch_size=32, held_out_fraction=0.0, pseudo_labels=0.5,
+        compare_parent=False, refit_knobs=False, device="cpu",
+    )  # fmt: skip
+    result = run(finetune(spoco_tiny, [item], name="p", run_dir=tmp_path / "run",
+                          models_dir=tmp_path, config=config, context=context))  # fmt: skip
+    card = read_card(result.model_path)
+    assert "pseudo_objects" in card.training["annotations"][0]
+    assert card.training["finetune_config"]["pseudo_labels"] == 0.5
+    assert [c["image"] for c in card.training["pseudo_context"]] == ["context 1"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +48,7 @@ from .jobs import Job, Metric, Progress, stop_requested
 from .metrics import iou_matrix, match_instances
 from .pipeline import Model, prepare_image, segment_image
 from .predict import PredictConfig
+from .pseudo_labels import add_pseudo_objects, sure_objects
 from .replay import replay_for
 from .scale import labels_to_grid, median_diameter, plan_scale, resize_image, scaled_shape
 from .train import (
@@ -104,6 +106,10 @@ class FinetuneConfig:
     # segment the user's images with the parent and the fine-tuned model and compare them
     # outside the annotations (compare_with_parent); costs two predictions per image
     compare_parent: bool = True
+    # pseudo-labels: the parent's objects that it finds again on the mirrored image at
+    # this IoU or better, away from the annotations, are trained on as whole objects, on the
+    # annotated images and on any context images (core/pseudo_labels.py); 0: off
+    pseudo_labels: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
     # which weights move: "all", "encoder" or "first_block" (TrainConfig.trainable)
     tune: Annotated[str, {"choices": tuple(TRAINABLE)}] = "all"
     seed: int = 0
@@ -229,6 +235,7 @@ def make_finetune_samples(
     *,
     held_out_fraction: float,
     rng: np.random.Generator,
+    pseudo: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> tuple[list[Sample], list[Sample], list[dict]]:
     """Normalised training samples, held-out samples and a record of the annotations.
 
@@ -238,6 +245,10 @@ def make_finetune_samples(
     Images go through the appearance step as segmenting does, and when the model has a
     working diameter each image is resized so its annotated objects have that size (the
     scale ``diameter="auto"`` will segment the user's images at).
+
+    ``pseudo`` (prepared image -> ``(sure, found)``, see :func:`pseudo_labels.sure_objects`)
+    adds the parent's sure objects away from everything annotated or held out to each
+    training sample (recorded as ``pseudo_objects``).
     """
     if not data:
         raise InputError("no annotated images: add an annotation with at least one object")
@@ -263,9 +274,13 @@ def make_finetune_samples(
             known = labels_to_grid(known.astype(np.uint32), shape) > 0
         kept, held = split_objects(labels, held_out_fraction, rng=rng)
         held_mask = np.isin(labels, held)
-        train_samples.append(
-            Sample(item.name, x, np.where(held_mask, 0, labels), known & ~held_mask)
-        )
+        train_labels, train_known, n_pseudo = np.where(held_mask, 0, labels), known & ~held_mask, 0
+        if pseudo is not None:
+            sure, found = pseudo(x)
+            train_labels, train_known, n_pseudo = add_pseudo_objects(
+                train_labels, train_known, sure, found, exclude=known
+            )
+        train_samples.append(Sample(item.name, x, train_labels, train_known))
         if held.size:
             box = _bounding_box(held_mask, margin=HELD_OUT_MARGIN)
             val_samples.append(
@@ -285,6 +300,7 @@ def make_finetune_samples(
                 "known_pixels": int(known.sum()),
                 "object_diameter": size,
                 "scale": factor,
+                **({"pseudo_objects": n_pseudo} if pseudo is not None else {}),
             }
         )
     return train_samples, val_samples, record
@@ -654,17 +670,52 @@ def finetune(
             "pick a SPOCO or EmbedSeg model"
         )
     rng = np.random.default_rng(config.seed)
+    knobs = model.card.backend_config
+    device = config.device
+    pseudo = None
+    if config.pseudo_labels > 0:
+        model.net.eval()
+
+        def parent_labels(x: np.ndarray) -> np.ndarray:
+            return segment_with_net(
+                model.method,
+                model.config,
+                model.net,
+                x,
+                backend=model.card.backend,
+                knobs=knobs,
+                device=device,
+            )
+
+        def pseudo(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return sure_objects(x, parent_labels, min_iou=config.pseudo_labels)
+
     train_samples, val_samples, record = make_finetune_samples(
-        model, data, held_out_fraction=config.held_out_fraction, rng=rng
+        model, data, held_out_fraction=config.held_out_fraction, rng=rng, pseudo=pseudo
     )
     context = [
         c if isinstance(c, UnannotatedImage) else UnannotatedImage(f"context {i + 1}", c)
         for i, c in enumerate(context)
     ]
+    pseudo_context = []
+    if pseudo is not None and context:
+        scale = float(np.median([r["scale"] for r in record]))
+        for i, item in enumerate(context):
+            if stop_requested((yield Progress("pseudo-labels", i, len(context)))):
+                break
+            x = prepare_image(model, item.image, channel_axis=item.channel_axis)
+            if x.ndim == 3 and scale != 1.0:
+                x = resize_image(x, scale)
+            sure, found = pseudo(x)
+            nothing = np.zeros(x.shape[1:], dtype=bool)
+            labels, known, n = add_pseudo_objects(
+                nothing.astype(sure.dtype), nothing, sure, found, exclude=nothing
+            )
+            pseudo_context.append({"image": item.name, "pseudo_objects": n})
+            if n:
+                train_samples.append(Sample(f"{item.name} (pseudo-labels)", x, labels, known))
     n_held = sum(r["held_out_objects"] for r in record)
     judged = n_held >= MIN_HELD_OUT_OBJECTS
-    knobs = model.card.backend_config
-    device = config.device
     before = float("nan")
     if val_samples:
         model.net.eval()
@@ -729,6 +780,7 @@ def finetune(
             "annotations": record,
             "finetune_config": asdict(config),
             "anchor_weight_used": anchor_weight,
+            **({"pseudo_context": pseudo_context} if pseudo_context else {}),
         },
         metrics={"heldout_ap50_before": before},
         versions={},
