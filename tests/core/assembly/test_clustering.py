@@ -14,6 +14,7 @@ from napari_instseg.core.assembly.clustering import (
     cluster_hdbscan,
     cluster_meanshift,
     merge_touching,
+    object_agreement,
 )
 
 
@@ -112,17 +113,60 @@ def test_split_disconnected_separates_far_objects_embedded_alike():
     assert _same_partition(cluster_meanshift(arrays, MeanShiftConfig(min_size=1)), truth)
 
 
-def test_consistency_on_more_pixels_than_the_iou_sample(monkeypatch):
+def test_consistency_with_fewer_anchors_than_asked_on_large_objects(monkeypatch):
     import napari_instseg.core.assembly.clustering as clustering
 
     truth, arrays = _scene(np.random.default_rng(7), n_side=4, size=12)
     full = cluster_consistency(arrays, ConsistencyConfig(min_size=1), rng=np.random.default_rng(0))
-    monkeypatch.setattr(clustering, "IOU_SAMPLE", 300)  # fewer than the 1936 object pixels
-    sampled = cluster_consistency(
-        arrays, ConsistencyConfig(min_size=1), rng=np.random.default_rng(0)
-    )
+    monkeypatch.setattr(clustering, "ANCHOR_BUDGET", 50)  # the 8-anchor floor on every object
+    few = cluster_consistency(arrays, ConsistencyConfig(min_size=1), rng=np.random.default_rng(0))
     assert _same_partition(full, truth)
-    assert _same_partition(sampled, truth)
+    assert _same_partition(few, truth)
+
+
+def test_consistency_keeps_what_g_reproduces_in_other_coordinates():
+    # g is f rotated and shifted (a momentum twin that lags f can differ by such a map): the
+    # check compares regions within g only, so every object stays
+    truth, arrays = _scene(np.random.default_rng(9), n_side=3, size=12)
+    f = arrays["pixel_embedding"]
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(f.shape[0], f.shape[0])))
+    g = np.tensordot(q.astype(np.float32), f, axes=1) + 7.0
+    arrays["pixel_embedding_g"] = g.astype(np.float32)
+    labels = cluster_consistency(arrays, ConsistencyConfig(min_size=1))
+    assert _same_partition(labels, truth)
+
+
+def test_consistency_keeps_distant_objects_embedded_alike():
+    # f and g both give objects 1 and 4 (far apart) one embedding; each piece is judged in
+    # its own neighbourhood, so neither is dropped (SPOCO's whole-image masks would mix them)
+    truth, arrays = _scene(np.random.default_rng(5), n_side=2, size=10)
+    for key in ("pixel_embedding", "pixel_embedding_g"):
+        emb = arrays[key]
+        emb[:, truth == 4] = emb[:, truth == 1].mean(axis=1, keepdims=True)
+    labels = cluster_consistency(arrays, ConsistencyConfig(min_size=1))
+    assert _same_partition(labels, truth)
+
+
+def test_consistency_drops_a_piece_that_g_scatters():
+    truth, arrays = _scene(np.random.default_rng(11), n_side=3, size=12)
+    g = arrays["pixel_embedding_g"]
+    noise = np.random.default_rng(2).normal(0, 3, (g.shape[0], int((truth == 5).sum())))
+    g[:, truth == 5] = noise.astype(np.float32)  # g has no object 5, only noise
+    labels = cluster_consistency(arrays, ConsistencyConfig(min_size=1))
+    assert not labels[truth == 5].any()
+    assert _same_partition(labels[truth != 5], truth[truth != 5])
+
+
+def test_object_agreement_on_a_known_split():
+    lab = np.zeros((4, 12), np.uint32)
+    lab[:, :8], lab[:, 9:] = 1, 2
+    g = np.zeros((2, 4, 12), np.float32)
+    g[0][:, :2] = 3.0  # g cuts object 1 into 8 and 24 pixels
+    g[1][:, 9:] = 9.0
+    agree = object_agreement(lab, g, lab > 0, 0.5, 1000, np.random.default_rng(0))
+    # anchors in the larger part (3 in 4 of them) see IoU 24/32; the median is 0.75
+    assert agree[1] == pytest.approx(0.75)
+    assert agree[2] == 1.0
 
 
 def test_non_finite_embedding_is_refused():
