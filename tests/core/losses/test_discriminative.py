@@ -97,3 +97,29 @@ def test_consistency_needs_enough_unlabelled_pixels():
     region = torch.zeros(20, 20, dtype=torch.bool)
     region[0, :10] = True  # 10 of 400 pixels < 5%
     assert consistency_term(f, f, region) is None
+
+
+def test_push_radius_pushes_only_objects_that_come_close():
+    from napari_instseg.core.losses.discriminative import neighbouring_objects
+
+    instances = torch.zeros(12, 20, dtype=torch.int64)
+    instances[2:6, 2:6], instances[2:6, 6:10], instances[2:6, 16:20] = 1, 2, 3
+    near = neighbouring_objects(instances, torch.tensor([1, 2, 3]), 2)
+    assert near.tolist() == [[True, True, False], [True, True, False], [False, False, True]]
+    emb = torch.zeros(4, 12, 20)
+    emb[0][instances == 0] = -10.0
+    emb[1][instances == 1] = 10.0
+    emb[2][instances == 2] = 10.0
+    emb[1][instances == 3] = 10.5  # object 3 (far from 1 in the image) sits near 1's mean
+    everywhere = discriminative_terms(emb, instances, W)
+    local = discriminative_terms(emb, instances, DiscriminativeWeights(push_radius=2))
+    no_push = discriminative_terms(emb, instances, DiscriminativeWeights(push=0.0))
+    # the far pair violates the margin; only the pair that touches is checked with a radius
+    assert everywhere > no_push
+    assert local.item() == pytest.approx(no_push.item(), rel=1e-5)
+    emb[2][instances == 2] = 0.0
+    emb[1][instances == 2] = 9.0  # now the touching pair is too close
+    local = discriminative_terms(emb, instances, DiscriminativeWeights(push_radius=2))
+    # hinge (2 delta_dist - 1)^2 = 9 for the one pair within reach, both ways, over 2 pairs
+    no_push = discriminative_terms(emb, instances, DiscriminativeWeights(push=0.0))
+    assert (local - no_push).item() == pytest.approx(9.0, rel=1e-4)

@@ -26,6 +26,9 @@ class DiscriminativeWeights:
     instance: float = 1.0
     unlabelled_push: float = 1.0
     kernel_threshold: float = 0.5
+    #: Push only pairs of objects that come within this many pixels of each other (0: every
+    #: pair in the crop, as the reference does).
+    push_radius: int = 0
 
 
 def kernel_scale(delta_var: float, kernel_threshold: float) -> float:
@@ -40,6 +43,18 @@ def soft_dice(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tens
     return 1 - 2 * (a * b).sum() / ((a * a).sum() + (b * b).sum()).clamp_min(eps)
 
 
+def neighbouring_objects(instances: torch.Tensor, ids: torch.Tensor, radius: int) -> torch.Tensor:
+    """``(K, K)`` bool: objects ``ids`` of ``instances`` (``(*spatial)``) that come within
+    ``radius`` pixels of each other (a square / cube neighbourhood; the diagonal is True)."""
+    import torch.nn.functional as F
+
+    shape = (-1,) + (1,) * instances.ndim
+    masks = (instances[None] == ids.view(shape)).to(torch.float32)
+    pool = F.max_pool2d if instances.ndim == 2 else F.max_pool3d
+    grown = pool(masks[None], 2 * radius + 1, stride=1, padding=radius)[0]
+    return (grown.flatten(1) @ masks.flatten(1).T) > 0
+
+
 def discriminative_terms(
     emb: torch.Tensor,
     instances: torch.Tensor,
@@ -48,7 +63,9 @@ def discriminative_terms(
     """Weighted sum of pull, push, regulariser, soft-mask Dice and unlabelled push.
 
     - pull: annotated pixels further than ``delta_var`` from their object's mean embedding;
-    - push: object means closer than ``2 delta_dist`` to each other;
+    - push: object means closer than ``2 delta_dist`` to each other (every pair, or with
+      ``push_radius`` > 0 only pairs of objects that come within that many pixels of each
+      other, averaged over those pairs);
     - regulariser: the norm of the means;
     - instance: Dice between each object's Gaussian soft mask around its mean and its mask;
     - unlabelled push: every pixel that is in no annotated object (unlabelled or known
@@ -75,8 +92,12 @@ def discriminative_terms(
     push = zero
     if k > 1:
         d = torch.cdist(means, means)
-        off = ~torch.eye(k, dtype=torch.bool, device=e.device)
-        push = (torch.clamp(2 * w.delta_dist - d[off], min=0) ** 2).sum() / (k * (k - 1))
+        pairs = ~torch.eye(k, dtype=torch.bool, device=e.device)
+        if w.push_radius > 0:
+            pairs &= neighbouring_objects(instances, ids, w.push_radius)
+        n_pairs = int(pairs.sum())
+        if n_pairs:
+            push = (torch.clamp(2 * w.delta_dist - d[pairs], min=0) ** 2).sum() / n_pairs
 
     regulariser = means.norm(dim=1).mean()
 

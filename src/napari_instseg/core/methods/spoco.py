@@ -67,6 +67,9 @@ class SpocoConfig:
     w_foreground: float = 1.0
     max_anchors: int = 20
     volume_threshold: float = 0.05
+    #: Push apart only objects within this many pixels of each other (0: every pair in the
+    #: crop, the reference). See ``DiscriminativeWeights.push_radius``.
+    push_radius: int = 0
 
 
 def heads(cfg: SpocoConfig) -> tuple[tuple[str, int], ...]:
@@ -105,6 +108,7 @@ def make_loss(cfg: SpocoConfig):
         instance=cfg.w_instance,
         unlabelled_push=cfg.w_unlabelled_push,
         kernel_threshold=cfg.kernel_threshold,
+        push_radius=cfg.push_radius,
     )
 
     def loss(outputs: dict, targets: dict) -> torch.Tensor:
