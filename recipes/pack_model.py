@@ -27,7 +27,7 @@ import torch
 from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.checkpoint import save_model
 from napari_instseg.core.configs import config_to_dict, replace_config
-from napari_instseg.core.data import load_folder, normalise_percentile
+from napari_instseg.core.data import load_folder
 from napari_instseg.core.data.datasets import read_column
 from napari_instseg.core.evaluation import (
     metrics_for_card,
@@ -36,7 +36,7 @@ from napari_instseg.core.evaluation import (
     tune_knobs,
 )
 from napari_instseg.core.jobs import run
-from napari_instseg.core.pipeline import load_model
+from napari_instseg.core.pipeline import load_model, normalise_for
 from napari_instseg.core.predict import PredictConfig
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "napari_instseg" / "zoo"
@@ -89,10 +89,9 @@ def main() -> None:
             for value in model.net.state_dict().values():
                 if value.is_floating_point():
                     value.copy_(value.half().float())
-    norm = model.card.normalisation
 
-    def normalise(x):
-        return normalise_percentile(x, low=norm["low"], high=norm["high"])
+    def normalise(x):  # as the pipeline normalises for this card (core/pipeline.py)
+        return normalise_for(model, x)
 
     pconf = PredictConfig(tile_size=512, halo=32)
     folders = [Path(d) for d in args.data]

@@ -572,3 +572,45 @@ def test_the_private_import_check_can_fail(tmp_path):
     )
     found = _private_imports(source, assembly.__name__)
     assert found == [f"{assembly.__name__}.watershed._hidden", "mutex._solve"]
+
+
+# -- one inference path ------------------------------------------------------------------------
+PACKAGE_DIR = Path(assembly.__file__).resolve().parents[2]  # src/napari_instseg
+
+
+def _tiled_predictor_uses(path: Path) -> list[str]:
+    """``line: what`` for every call, import or attribute read of ``predict_tiled`` in the
+    module at ``path`` (its definition is none of these)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            names = [a.name.rsplit(".", 1)[-1] for a in node.names]
+            if "predict_tiled" in names:
+                found.append(f"{node.lineno}: imports it")
+        elif isinstance(node, ast.Name) and node.id == "predict_tiled":
+            found.append(f"{node.lineno}: uses it")
+        elif isinstance(node, ast.Attribute) and node.attr == "predict_tiled":
+            found.append(f"{node.lineno}: uses it as an attribute")
+    return found
+
+
+def test_only_the_pipeline_runs_the_tiled_predictor():
+    """Every caller (widgets, CLI, evaluation, training, fine-tuning, blockwise workers)
+    predicts through core/pipeline.py, so modality, normalisation and knobs are decided one
+    way for all of them."""
+    users = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        if name != "core/pipeline.py" and (found := _tiled_predictor_uses(path)):
+            users[name] = found
+    assert not users, f"only core/pipeline.py may call predict_tiled: {users}"
+    assert _tiled_predictor_uses(PACKAGE_DIR / "core" / "pipeline.py")
+
+
+def test_the_tiled_predictor_check_can_fail(tmp_path):
+    source = tmp_path / "user.py"
+    source.write_text(
+        "from .predict import predict_tiled as p\nfrom . import predict\n"
+        "def predict_tiled():\n    pass\nraw = predict.predict_tiled(net, x)\n"
+    )
+    assert _tiled_predictor_uses(source) == ["1: imports it", "5: uses it as an attribute"]

@@ -16,8 +16,11 @@ from napari_instseg.core.pipeline import (
     Model,
     Segmentation,
     assemble,
+    normalisation_statistics,
     predict_image,
+    prepare,
     prepare_image,
+    prepare_input,
     segment_image,
 )
 from napari_instseg.core.pipeline import (
@@ -162,3 +165,128 @@ def test_tiny_and_thin_images_segment_to_their_own_shape(model, shape):
     image = np.random.default_rng(0).random(shape).astype(np.float32)
     result = run(segment_image(model, image))
     assert result.labels.shape == shape and result.labels.dtype == np.uint32
+
+
+# -- one inference path: every caller gives the same labels ---------------------------------
+def _nuclei_crop():
+    from napari_instseg.core.samples import load_sample
+
+    image, _ = load_sample("nuclei2d_dsb_stardist")  # real DSB fluorescence nuclei, uint16
+    return np.asarray(image)[:128, 256:384]
+
+
+@pytest.mark.slow
+def test_every_caller_gives_the_pipelines_labels(tmp_path):
+    """The Segment widget and CLI (segment_image), evaluation, training validation, the
+    fine-tune's predictions and a blockwise run with one block give identical labels for
+    the same image, weights and knobs.
+
+    The shipped All-Cell model routes its thresholds by the image's modality; training
+    validation used to leave it at "auto" (read as phase contrast), which on these
+    fluorescence nuclei gives other labels (checked below, so the test can tell)."""
+    import tifffile
+    import zarr
+    from distributed import Client
+
+    from _blobs import same_partition
+    from napari_instseg.core.data import Sample
+    from napari_instseg.core.evaluation import predict_samples, score_predictions
+    from napari_instseg.core.finetune import UnannotatedImage, segment_with_both
+    from napari_instseg.core.large.engine import segment_large
+    from napari_instseg.core.modality import FLUORESCENCE, PHASE
+    from napari_instseg.core.pipeline import assemble_decoded, prepare_image
+    from napari_instseg.core.train import decode_sample, segment_sample, validate
+    from napari_instseg.core.tuning import Tuner
+
+    model = load_pipeline_model("allcell")
+    image = _nuclei_crop()
+    config = PredictConfig(tile_size=256, halo=32, device="cpu")  # as validation tiles
+    seg = run(segment_image(model, image, config=config, diameter="off"))
+    reference = seg.labels
+    assert reference.max() >= 5 and seg.prediction.info["modality"] == FLUORESCENCE
+    phase = run(segment_image(model, image, config=config, knobs={"modality": PHASE}))
+    assert not np.array_equal(phase.labels, reference)  # the modality matters here
+
+    x = prepare_image(model, image)
+    sample = Sample("crop", x, reference, np.ones(reference.shape, bool))
+    (prediction,) = run(predict_samples(model, [sample], config=config))
+    assert prediction.info["modality"] == FLUORESCENCE
+    np.testing.assert_array_equal(
+        Tuner(model, prediction).assemble(model.card.backend).labels, reference
+    )
+    _, summary = score_predictions(model, [sample], [prediction])
+    assert summary["ap@0.50"] == 1.0
+
+    np.testing.assert_array_equal(segment_sample(model, x, device="cpu"), reference)
+    assert validate(model, [sample], device="cpu") == 1.0
+
+    # the fine-tune: its references and refit decode, its comparison with the parent
+    decoded = decode_sample(model, x, device="cpu")
+    np.testing.assert_array_equal(
+        assemble_decoded(model, decoded, modality=FLUORESCENCE), reference
+    )
+    item = UnannotatedImage("crop", image)
+    (pair,) = run(segment_with_both(model, model, [item], device="cpu"))
+    np.testing.assert_array_equal(pair[0], reference)
+
+    # blockwise: one block covers the image; statistics and modality from its sample
+    path = tmp_path / "crop.tif"
+    tifffile.imwrite(path, image)
+    out = tmp_path / "crop.zarr"
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=":0") as c:
+        result = run(
+            segment_large(path, out, model, core=256, diameter="off", predict=config, client=c)
+        )
+    blockwise = zarr.open_array(str(out), mode="r")[...]
+    assert result.n_objects == reference.max()
+    assert same_partition(blockwise, reference)
+
+
+def test_prepare_decides_modality_and_knobs_once(model):
+    from napari_instseg.core.modality import FLUORESCENCE, PHASE
+
+    calls = []
+    resolve = model.backend_config
+    model.backend_config = lambda *a, **kw: calls.append(kw) or resolve(*a, **kw)
+    dark = np.zeros((40, 52), np.float32)
+    dark[10:20, 10:20] = 100.0  # a bright object on a dark background
+    seg = run(segment_image(model, dark, config=CPU, knobs={"min_size": 5}))
+    assert len(calls) == 1 and calls[0]["modality"] == FLUORESCENCE
+    assert seg.prediction.info["modality"] == FLUORESCENCE and seg.knobs["min_size"] == 5
+    # the blockwise engine hands in what it decided for the whole image
+    request = prepare(model, dark, statistics=([0.0], [50.0]), modality=PHASE)
+    np.testing.assert_array_equal(request.image[0], dark / 50.0)
+    assert request.modality == PHASE and request.backend == "watershed"
+    # a sample that is the model's input already keeps its values
+    x = prepare_image(model, dark)
+    sample = prepare_input(model, x)
+    assert sample.image is x and sample.modality == FLUORESCENCE
+
+
+def test_normalisation_kinds_are_read_one_way(model, tmp_path):
+    """An unknown kind is refused by every path, the blockwise engine's included (it used
+    to treat one as percentiles)."""
+    import tifffile
+
+    from napari_instseg.core.large.engine import decide_look
+    from napari_instseg.core.large.source import open_source
+
+    x = np.arange(100, dtype=np.float32).reshape(1, 10, 10)
+    lo, hi = normalisation_statistics(model, x)
+    np.testing.assert_allclose([lo[0], hi[0]], np.percentile(x, [1.0, 99.8]))
+    plain = dataclasses.replace(
+        model, card=dataclasses.replace(model.card, normalisation={"kind": "none"})
+    )
+    np.testing.assert_array_equal(np.ravel(normalisation_statistics(plain, x)), [0.0, 1.0])
+    odd = dataclasses.replace(
+        model, card=dataclasses.replace(model.card, normalisation={"kind": "zscore"})
+    )
+    path = tmp_path / "image.tif"
+    tifffile.imwrite(path, _image((64, 64)))
+    with pytest.raises(ValueError, match="unknown normalisation 'zscore'"):
+        normalisation_statistics(odd, x)
+    with pytest.raises(ValueError, match="unknown normalisation 'zscore'"):
+        run(decide_look(odd, open_source(path), diameter="off"))
+    look = run(decide_look(model, open_source(path), diameter="off"))
+    image = _image((64, 64)).astype(np.float32)[None]
+    assert look.low == pytest.approx(tuple(normalisation_statistics(model, image)[0]))

@@ -15,8 +15,8 @@ import numpy as np
 from .data.datasets import Sample
 from .jobs import Job, Progress, run, stop_requested
 from .metrics import evaluate_pair, summarise
-from .pipeline import Model
-from .predict import PredictConfig, Prediction, predict_tiled
+from .pipeline import Model, predict, prepare_input
+from .predict import PredictConfig, Prediction
 from .tuning import Tuner
 
 AP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -25,29 +25,16 @@ AP_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 def predict_samples(
     model: Model, samples: Sequence[Sample], *, config: PredictConfig = PredictConfig()
 ) -> Job[list[Prediction] | None]:
-    """Predictions for already-normalised samples, one ``Progress`` event per image.
-
-    Each keeps the image's modality in its ``info``: normalisation is an affine map of the
-    intensities, which the modality rule does not see.
+    """Predictions for samples that are the model's input already (normalised), one
+    ``Progress`` event per image, through the pipeline
+    (:func:`~napari_instseg.core.pipeline.prepare_input`, then
+    :func:`~napari_instseg.core.pipeline.predict`): each keeps the image's modality in its
+    ``info``, as a segmentation does.
     """
-    from .modality import detect_modality
-
     out = []
     for i, s in enumerate(samples):
-        model.card.check_input(s.image)
-        raw = run(
-            predict_tiled(
-                model.net,
-                s.image,
-                config=config,
-                multiple=model.size_multiple,
-                head_kinds=model.method.head_kinds,
-            )
-        )
-        info = {"modality": detect_modality(s.image, channel_axis=0).modality}
-        out.append(
-            Prediction(raw, tuple(s.image.shape[1:]), model.card.name, model.method.name, info)
-        )
+        request = prepare_input(model, s.image)
+        out.append(run(predict(model, request, config=config)))
         command = yield Progress("evaluate", i + 1, len(samples))
         if stop_requested(command):
             return None

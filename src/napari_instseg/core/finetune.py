@@ -55,8 +55,8 @@ from .train import (
     TRAINABLE,
     TrainConfig,
     TrainResult,
-    decode_with_net,
-    segment_with_net,
+    decode_sample,
+    segment_sample,
     train,
     validate,
 )
@@ -620,14 +620,12 @@ def refit_merge_distance(
     """
     model.net.eval()
     net.eval()
+    tuned = replace(model, net=net)
     references, decoded = [], []
     for s in samples:
-        parent = segment_with_net(
-            model.method, model.config, model.net, s.image, backend=backend, knobs=knobs,
-            device=device,
-        )  # fmt: skip
+        parent = segment_sample(model, s.image, device=device, backend=backend, knobs=knobs)
         references.append(reference_objects(s.labels, parent))
-        decoded.append(decode_with_net(model.method, model.config, net, s.image, device=device))
+        decoded.append(decode_sample(tuned, s.image, device=device))
     return choose_merge_distance(backend, knobs, decoded, references, margin=margin)
 
 
@@ -670,22 +668,13 @@ def finetune(
             "pick a SPOCO or EmbedSeg model"
         )
     rng = np.random.default_rng(config.seed)
-    knobs = model.card.backend_config
     device = config.device
     pseudo = None
     if config.pseudo_labels > 0:
         model.net.eval()
 
         def parent_labels(x: np.ndarray) -> np.ndarray:
-            return segment_with_net(
-                model.method,
-                model.config,
-                model.net,
-                x,
-                backend=model.card.backend,
-                knobs=knobs,
-                device=device,
-            )
+            return segment_sample(model, x, device=device)
 
         def pseudo(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return sure_objects(x, parent_labels, min_iou=config.pseudo_labels)
@@ -719,15 +708,7 @@ def finetune(
     before = float("nan")
     if val_samples:
         model.net.eval()
-        before = validate(
-            model.method,
-            model.config,
-            model.net,
-            val_samples,
-            backend=model.card.backend,
-            knobs=knobs,
-            device=device,
-        )
+        before = validate(model, val_samples, device=device)
         yield Metric("heldout_ap50_before", before, 0)
         yield Metric("heldout_objects", n_held, 0)
     start_net, anchor = model.net, getattr(model.net, "f", model.net)
@@ -834,26 +815,9 @@ def finetune(
         }
         card = replace(card, backend_config={**card.backend_config, "merge_distance": chosen})
         yield Progress("choose merge distance", 1, 1)
-    after = float("nan")
-    if val_samples:  # the published checkpoint with the published knobs
-        after = validate(
-            model.method,
-            model.config,
-            net,
-            val_samples,
-            backend=card.backend,
-            knobs=card.backend_config,
-            device=device,
-        )
-    first = segment_with_net(
-        model.method,
-        model.config,
-        net,
-        train_samples[0].image,
-        backend=card.backend,
-        knobs=card.backend_config,
-        device=device,
-    )
+    tuned = Model.from_card(card, net)  # the published checkpoint with the published knobs
+    after = validate(tuned, val_samples, device=device) if val_samples else float("nan")
+    first = segment_sample(tuned, train_samples[0].image, device=device)
     n_objects = int(first.max())
     if n_objects == 0:
         warnings.append(f"the fine-tuned model finds no objects on {train_samples[0].name}")
@@ -865,9 +829,7 @@ def finetune(
     comparison = None
     if config.compare_parent:
         images = [*data, *context]
-        pairs = yield from segment_with_both(
-            model, Model.from_card(card, net), images, device=device
-        )
+        pairs = yield from segment_with_both(model, tuned, images, device=device)
         if pairs is not None:
             comparison = compare_with_parent(images, pairs)
             warnings.extend(comparison_warnings(comparison))

@@ -1,9 +1,29 @@
-"""From an image to labels with a trained model: normalise, predict, decode, assemble.
+"""From an image to labels with a trained model: the library's one inference path.
+
+Every caller (the Segment widget, the CLI, evaluation, training validation and previews,
+fine-tuning, the blockwise workers) takes the same four steps:
+
+1. **prepare** (:func:`prepare`): the image as the model's input, channel-first in the
+   appearance it learnt and normalised as its card says, with what is decided about the
+   image once: its modality, the back-end and that back-end's knobs (card defaults, the
+   caller's knobs, the modality filled in where a knob asks for it). The result is a
+   :class:`Request`.
+2. **predict** (:func:`predict`): the network over the request's image, resized by a scale
+   when asked, in tiles. This module is the only caller of
+   :func:`~napari_instseg.core.predict.predict_tiled`.
+3. **decode** (:func:`decode`): the method's arrays from the raw outputs.
+4. **assemble** (:func:`segment_request`): the back-end with the request's knobs, labels
+   mapped back to the input's grid.
+
+Callers differ only in what they hand in. The blockwise engine passes the whole image's
+normalisation statistics and modality (decided once on its sample) and its own tile size
+per block. Training and evaluation samples are already the model's input
+(:func:`prepare_input`).
 
 Examples
 --------
 >>> model = load_model("threeclass-nuclei")                  # doctest: +SKIP
->>> labels = run(segment_image(model, image))                # doctest: +SKIP
+>>> labels = run(segment_image(model, image)).labels         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,8 +36,8 @@ import numpy as np
 
 from .assembly import get_backend
 from .checkpoint import ModelCard
-from .configs import config_from_dict, replace_config
-from .data.normalise import normalise_percentile
+from .configs import config_from_dict, config_to_dict, replace_config
+from .data.normalise import normalise_with
 from .jobs import Job
 from .methods import Method, get_method
 from .predict import PredictConfig, Prediction, predict_tiled
@@ -43,6 +63,7 @@ class Model:
 
     @property
     def size_multiple(self) -> int:
+        """What the network's input sides must be a multiple of: 2 ** (number of poolings)."""
         return 2 ** (int(getattr(self.config, "depth", 4)) - 1)
 
     def backend_config(
@@ -50,10 +71,11 @@ class Model:
     ):
         """The back-end's knob dataclass: card defaults (for its own back-end), then ``knobs``.
 
-        A back-end with a ``modality`` knob left at "auto" gets ``modality``, the image's
-        modality as :func:`~napari_instseg.core.modality.detect_modality` saw it.
+        ``backend`` defaults to the card's, else the method's default. A back-end with a
+        ``modality`` knob left at "auto" gets ``modality``, the image's modality as
+        :func:`~napari_instseg.core.modality.detect_modality` saw it.
         """
-        name = backend or self.card.backend
+        name = backend or self.card.backend or self.method.default_backend
         be = get_backend(name)
         if name not in self.method.backends:
             raise ValueError(
@@ -65,6 +87,25 @@ class Model:
         if modality and getattr(cfg, "modality", None) == "auto":
             cfg = replace_config(cfg, {"modality": modality})
         return cfg
+
+
+@dataclass(frozen=True)
+class Request:
+    """An image made ready for one model, with everything decided about it once.
+
+    ``image`` is the model's input on the input's grid: ``(C, *spatial)`` float32, in the
+    model's appearance, normalised. ``backend_config`` is the back-end's knob dataclass
+    with the modality filled in; ``modality`` is the image's (detected on the image as
+    given, or handed in by the caller); ``appearance`` is the appearance step taken
+    (``Appearance.as_dict()``; empty for a sample that was the model's input already).
+    """
+
+    image: np.ndarray = field(repr=False)
+    backend: str
+    backend_config: Any
+    modality: str = ""
+    modality_reason: str = ""
+    appearance: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +132,7 @@ def load_model(name_or_path: str) -> Model:
     return Model.from_card(card, net, source=str(name_or_path))
 
 
+# -- 1. prepare --------------------------------------------------------------------------------
 def adapt_image(
     model: Model,
     image: np.ndarray,
@@ -118,55 +160,153 @@ def adapt_image(
     return image_cf, how
 
 
-def normalise_for(model: Model, image_cf: np.ndarray) -> np.ndarray:
-    """Normalise a channel-first image the way the model's card says."""
+def normalisation_statistics(model: Model, image_cf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the values that the card's normalisation maps to 0 and 1, measured on
+    ``image_cf`` (channel-first, in the model's appearance): its ``low`` and ``high``
+    percentiles (kind ``percentile``, the default), or 0 and 1 (kind ``none``).
+
+    The blockwise engine measures them once on a large image's sample and hands them to
+    :func:`prepare` for every block. A kind the library does not know raises ``ValueError``:
+    guessing would show the network an image it never learnt.
+    """
     norm = model.card.normalisation or {}
-    if norm.get("kind", "percentile") == "percentile":
-        return normalise_percentile(image_cf, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
-    if norm.get("kind") == "none":
-        return image_cf
-    raise ValueError(f"unknown normalisation {norm.get('kind')!r} on the model card")
+    kind = norm.get("kind", "percentile")
+    x = np.asarray(image_cf, dtype=np.float32)
+    if kind == "none":
+        return np.zeros(x.shape[0], np.float32), np.ones(x.shape[0], np.float32)
+    if kind != "percentile":
+        raise ValueError(
+            f"unknown normalisation {kind!r} on the card of model {model.card.name!r}; "
+            "this version knows 'percentile' and 'none'"
+        )
+    flat = x.reshape(x.shape[0], -1)
+    lo, hi = np.percentile(flat, [norm.get("low", 1.0), norm.get("high", 99.8)], axis=1)
+    return lo, hi
+
+
+def normalise_for(model: Model, image_cf: np.ndarray) -> np.ndarray:
+    """Normalise a channel-first image the way the model's card says, with its own
+    statistics."""
+    return normalise_with(image_cf, *normalisation_statistics(model, image_cf))
+
+
+def _model_input(model, image, *, channel_axis, appearance, background=None, statistics=None):
+    x, how = adapt_image(
+        model, image, channel_axis=channel_axis, appearance=appearance, background=background
+    )
+    lo, hi = normalisation_statistics(model, x) if statistics is None else statistics
+    return normalise_with(x, lo, hi), how
 
 
 def prepare_image(
     model: Model, image: np.ndarray, *, channel_axis: int | None = None, appearance: str = "auto"
-):
+) -> np.ndarray:
     """Channel-first float32 image in the model's appearance, checked against the model card
-    and normalised as it says."""
-    image_cf, _ = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
-    return normalise_for(model, image_cf)
+    and normalised as it says (:func:`prepare`'s image, without the rest of a request)."""
+    return _model_input(model, image, channel_axis=channel_axis, appearance=appearance)[0]
 
 
-def predict_image(
+def prepare(
     model: Model,
     image: np.ndarray,
     *,
-    config: PredictConfig = PredictConfig(),
     channel_axis: int | None = None,
     appearance: str = "auto",
-    scale: float = 1.0,
-) -> Job[Prediction | None]:
-    """Adapt and normalise ``image``, resize it by ``scale`` and run the model's network over
-    it in tiles (a stoppable job).
+    background=None,
+    statistics: tuple | None = None,
+    modality: str | None = None,
+    backend: str | None = None,
+    knobs: dict | None = None,
+) -> Request:
+    """An image as the model's input, with its modality, back-end and knobs decided once.
 
-    The prediction is on the resized grid; its ``info`` keeps what maps it back: the input's
-    spatial shape (``input_shape``) and ``scale``, and also the appearance step taken and the
-    image's modality (from its raw intensities, which normalisation loses).
+    Parameters
+    ----------
+    model : Model
+    image : ndarray
+        As the user has it: any dtype, colour or not (see :func:`adapt_image`).
+    channel_axis, appearance, background
+        How to read the image and which appearance to show the model (:func:`adapt_image`).
+    statistics : (low, high), optional
+        Per-channel values mapped to 0 and 1 (:func:`normalisation_statistics` of a larger
+        image, as the blockwise engine passes them); default: measured on this image.
+    modality : str, optional
+        The image's modality when decided elsewhere (a large image's, for each of its
+        blocks; "" for none); default: detected on ``image``
+        (:func:`~napari_instseg.core.modality.detect_modality`, on the raw intensities).
+    backend, knobs
+        The assembly back-end (default: the card's) and knobs over the card's defaults.
+
+    Raises
+    ------
+    InputError, CheckpointError, ValueError
+        For an image the model cannot take, an unknown normalisation, or bad knobs.
     """
-    x, how = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
-    x = normalise_for(model, x)
-    return (yield from _predict_prepared(model, image, x, how, config, channel_axis, scale))
-
-
-def _predict_prepared(model, image, x, how, config, channel_axis, scale):
     from .modality import detect_modality
+
+    x, how = _model_input(
+        model,
+        image,
+        channel_axis=channel_axis,
+        appearance=appearance,
+        background=background,
+        statistics=statistics,
+    )
+    if modality is None:
+        looks = detect_modality(image, channel_axis=channel_axis)
+        modality, reason = looks.modality, looks.reason
+    else:
+        reason = "decided for the whole image" if modality else ""
+    return _request(model, x, backend, knobs, modality, reason, how.as_dict())
+
+
+def prepare_input(
+    model: Model,
+    image_cf: np.ndarray,
+    *,
+    modality: str | None = None,
+    backend: str | None = None,
+    knobs: dict | None = None,
+) -> Request:
+    """A request for an image that is the model's input already (channel-first, in the
+    model's appearance, normalised), as training, validation and evaluation samples are.
+
+    Its modality is detected on it unless given: the modality rule rescales intensities by
+    their own percentiles, so a normalised image gives the raw image's answer.
+    """
+    from .modality import detect_modality
+
+    model.card.check_input(image_cf)
+    reason = ""
+    if modality is None:
+        looks = detect_modality(image_cf, channel_axis=0)
+        modality, reason = looks.modality, looks.reason
+    return _request(model, image_cf, backend, knobs, modality, reason, {})
+
+
+def _request(model, x, backend, knobs, modality, reason, appearance) -> Request:
+    name = backend or model.card.backend or model.method.default_backend
+    cfg = model.backend_config(name, knobs, modality=modality)
+    return Request(x, name, cfg, modality, reason, appearance)
+
+
+# -- 2. predict --------------------------------------------------------------------------------
+def predict(
+    model: Model, request: Request, *, config: PredictConfig = PredictConfig(), scale: float = 1.0
+) -> Job[Prediction | None]:
+    """Run the model's network over the request's image, resized by ``scale``, in tiles (a
+    stoppable job; None when stopped).
+
+    The prediction is on the resized grid; its ``info`` keeps what maps it back (the
+    input's spatial shape ``input_shape`` and ``scale``), the appearance step taken and the
+    image's modality, and how it was tiled.
+    """
     from .scale import resize_image
 
-    looks = detect_modality(image, channel_axis=channel_axis)
     t0 = time.perf_counter()
     raw = yield from predict_tiled(
         model.net,
-        resize_image(x, scale),
+        resize_image(request.image, scale),
         config=config,
         multiple=model.size_multiple,
         head_kinds=model.method.head_kinds,
@@ -184,34 +324,52 @@ def _predict_prepared(model, image, x, how, config, channel_axis, scale):
             "tile_size": config.tile_size,
             "halo": config.halo,
             "tta": config.tta,
-            "modality": looks.modality,
-            "modality_reason": looks.reason,
-            "appearance": how.as_dict(),
+            "modality": request.modality,
+            "modality_reason": request.modality_reason,
+            "appearance": dict(request.appearance),
             "scale": float(scale),
-            "input_shape": tuple(int(n) for n in x.shape[1:]),
+            "input_shape": tuple(int(n) for n in request.image.shape[1:]),
         },
     )
 
 
-def assemble(
+def predict_image(
     model: Model,
-    prediction: Prediction,
+    image: np.ndarray,
     *,
-    backend: str | None = None,
-    knobs: dict | None = None,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Labels from a cached prediction with the chosen back-end and knobs (no network)."""
-    intermediate = model.method.decode(prediction.raw, model.config)
-    labels = assemble_decoded(
-        model,
-        intermediate,
-        backend=backend,
-        knobs=knobs,
-        mask=mask,
-        modality=prediction.info.get("modality", ""),
-    )
-    return on_input_grid(prediction, labels)
+    config: PredictConfig = PredictConfig(),
+    channel_axis: int | None = None,
+    appearance: str = "auto",
+    scale: float = 1.0,
+) -> Job[Prediction | None]:
+    """:func:`prepare` then :func:`predict`: the raw outputs for an image as the user has it."""
+    request = prepare(model, image, channel_axis=channel_axis, appearance=appearance)
+    return (yield from predict(model, request, config=config, scale=scale))
+
+
+# -- 3. decode ---------------------------------------------------------------------------------
+def decode(model: Model, prediction: Prediction, *, origin: tuple[int, ...] = ()) -> dict:
+    """The method's decoded arrays (the back-ends' input) from a prediction.
+
+    ``origin`` (input pixels) is where the image sits in a larger one: grid-based back-ends
+    (the mutex watershed's strides) count from there, so blocks of a large image agree.
+    """
+    decoded = model.method.decode(prediction.raw, model.config)
+    if origin:
+        scale = float(prediction.info.get("scale", 1.0))
+        decoded["origin"] = np.round(np.asarray(origin) * scale).astype(np.int64)
+    return decoded
+
+
+# -- 4. assemble -------------------------------------------------------------------------------
+def _run_backend(name: str, config, intermediate: dict, mask=None) -> np.ndarray:
+    """The one place a back-end runs for a model (fixed ``rng``: same knobs, same labels)."""
+    return get_backend(name)(intermediate, mask=mask, config=config, rng=np.random.default_rng(0))
+
+
+def _describe(name: str, config, intermediate: dict) -> dict:
+    be = get_backend(name)
+    return {} if be.describe is None else be.describe(intermediate, config)
 
 
 def on_input_grid(prediction: Prediction, labels: np.ndarray) -> np.ndarray:
@@ -225,6 +383,26 @@ def on_input_grid(prediction: Prediction, labels: np.ndarray) -> np.ndarray:
     return labels_to_grid(labels, tuple(shape))
 
 
+def assemble(
+    model: Model,
+    prediction: Prediction,
+    *,
+    backend: str | None = None,
+    knobs: dict | None = None,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """Labels from a cached prediction with the chosen back-end and knobs (no network)."""
+    labels = assemble_decoded(
+        model,
+        decode(model, prediction),
+        backend=backend,
+        knobs=knobs,
+        mask=mask,
+        modality=prediction.info.get("modality", ""),
+    )
+    return on_input_grid(prediction, labels)
+
+
 def assemble_decoded(
     model: Model,
     intermediate: dict,
@@ -234,10 +412,10 @@ def assemble_decoded(
     mask: np.ndarray | None = None,
     modality: str = "",
 ) -> np.ndarray:
-    """Labels from already-decoded arrays: the one place a back-end runs with a model's knobs."""
-    name = backend or model.card.backend
+    """Labels from already-decoded arrays with other knobs than a request's (live tuning)."""
+    name = backend or model.card.backend or model.method.default_backend
     cfg = model.backend_config(name, knobs, modality=modality)
-    return get_backend(name)(intermediate, mask=mask, config=cfg, rng=np.random.default_rng(0))
+    return _run_backend(name, cfg, intermediate, mask)
 
 
 def assembly_report(
@@ -249,11 +427,66 @@ def assembly_report(
     modality: str = "",
 ) -> dict:
     """What the back-end decided for these arrays and knobs ({} for back-ends that just run)."""
-    name = backend or model.card.backend
-    be = get_backend(name)
-    if be.describe is None:
-        return {}
-    return be.describe(intermediate, model.backend_config(name, knobs, modality=modality))
+    name = backend or model.card.backend or model.method.default_backend
+    return _describe(name, model.backend_config(name, knobs, modality=modality), intermediate)
+
+
+def segment_request(
+    model: Model,
+    request: Request,
+    *,
+    config: PredictConfig = PredictConfig(),
+    scale: float = 1.0,
+    origin: tuple[int, ...] = (),
+) -> Job[Segmentation | None]:
+    """Predict, decode and assemble a prepared request in one stoppable job (one pass at
+    ``scale``); labels on the input's grid, None when stopped."""
+    seg = yield from _segment_at(model, request, config, scale, origin)
+    if seg is None:
+        return None
+    prediction, intermediate, _, labels, seconds = seg
+    return _segmentation(request, prediction, intermediate, labels, seconds)
+
+
+def segment_input(
+    model: Model,
+    image_cf: np.ndarray,
+    *,
+    config: PredictConfig = PredictConfig(),
+    backend: str | None = None,
+    knobs: dict | None = None,
+) -> Job[Segmentation | None]:
+    """:func:`prepare_input` then :func:`segment_request`: a sample that is the model's
+    input already (training validation and previews, fine-tuning)."""
+    request = prepare_input(model, image_cf, backend=backend, knobs=knobs)
+    return (yield from segment_request(model, request, config=config))
+
+
+def _segment_at(model, request, config, scale, origin=()):
+    """One pass at ``scale``: prediction, decoded arrays, labels on its grid and on the
+    input's grid, seconds."""
+    t0 = time.perf_counter()
+    prediction = yield from predict(model, request, config=config, scale=scale)
+    if prediction is None:
+        return None
+    t1 = time.perf_counter()
+    intermediate = decode(model, prediction, origin=origin)
+    labels_model = _run_backend(request.backend, request.backend_config, intermediate)
+    labels = on_input_grid(prediction, labels_model)
+    t2 = time.perf_counter()
+    return prediction, intermediate, labels_model, labels, {"predict": t1 - t0, "assemble": t2 - t1}
+
+
+def _segmentation(request, prediction, intermediate, labels, seconds) -> Segmentation:
+    return Segmentation(
+        labels=labels,
+        prediction=prediction,
+        backend=request.backend,
+        knobs=config_to_dict(request.backend_config),
+        seconds={**seconds, "total": sum(seconds.values())},
+        report=_describe(request.backend, request.backend_config, intermediate),
+        intermediate=intermediate,
+    )
 
 
 def describe_look(info: dict) -> str:
@@ -283,7 +516,7 @@ def segment_image(
     appearance: str = "auto",
     diameter: float | str | None = "auto",
 ) -> Job[Segmentation | None]:
-    """Adapt, predict and assemble in one stoppable job; labels on the input's grid.
+    """Prepare, predict and assemble in one stoppable job; labels on the input's grid.
 
     ``diameter`` is the objects' diameter in input pixels, ``"auto"`` to estimate it, or
     ``"off"`` for the native scale. With a diameter the image is resized so its objects have
@@ -294,14 +527,13 @@ def segment_image(
     that measure asks for a scale more than 20 % away. ``prediction.info["diameter"]`` says
     what was estimated and used.
     """
-    from .configs import config_to_dict
     from .scale import AUTO_TOLERANCE, check_diameter, estimate_diameter, plan_scale
 
     t0 = time.perf_counter()
-    name = backend or model.card.backend
-    model.backend_config(name, knobs)  # refuse bad knobs before any work
-    x, how = adapt_image(model, image, channel_axis=channel_axis, appearance=appearance)
-    x = normalise_for(model, x)
+    request = prepare(
+        model, image, channel_axis=channel_axis, appearance=appearance, backend=backend, knobs=knobs
+    )
+    x = request.image
     spatial = tuple(x.shape[1:])
     diameter = check_diameter(diameter, spatial)
     working = model.card.working_diameter
@@ -317,7 +549,7 @@ def segment_image(
     passes = []
     seconds = {"estimate": time.perf_counter() - t0, "predict": 0.0, "assemble": 0.0}
     while True:
-        seg = yield from _segment_at(model, image, x, how, config, channel_axis, plan, name, knobs)
+        seg = yield from _segment_at(model, request, config, plan.factor)
         if seg is None:
             return None
         prediction, intermediate, labels_model, labels, secs = seg
@@ -336,34 +568,6 @@ def segment_image(
             plan = replace(plan, diameter=found.diameter)
             break
         plan = replace(found, source="auto")
-    t1 = time.perf_counter()
     prediction.info["diameter"] = {**plan.as_dict(), "passes": passes}
-    modality = prediction.info.get("modality", "")
-    return Segmentation(
-        labels=labels,
-        prediction=prediction,
-        backend=name,
-        knobs=config_to_dict(model.backend_config(name, knobs, modality=modality)),
-        seconds={**seconds, "total": t1 - t0},
-        report=assembly_report(model, intermediate, backend=name, knobs=knobs, modality=modality),
-        intermediate=intermediate,
-    )
-
-
-def _segment_at(model, image, x, how, config, channel_axis, plan, name, knobs):
-    """One pass at ``plan.factor``: prediction, labels on its grid and on the input grid."""
-    t0 = time.perf_counter()
-    prediction = yield from _predict_prepared(
-        model, image, x, how, config, channel_axis, plan.factor
-    )
-    if prediction is None:
-        return None
-    t1 = time.perf_counter()
-    modality = prediction.info.get("modality", "")
-    intermediate = model.method.decode(prediction.raw, model.config)
-    labels_model = assemble_decoded(
-        model, intermediate, backend=name, knobs=knobs, modality=modality
-    )
-    labels = on_input_grid(prediction, labels_model)
-    secs = {"predict": t1 - t0, "assemble": time.perf_counter() - t1}
-    return prediction, intermediate, labels_model, labels, secs
+    seg = _segmentation(request, prediction, intermediate, labels, seconds)
+    return replace(seg, seconds={**seconds, "total": time.perf_counter() - t0})

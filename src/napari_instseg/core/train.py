@@ -18,15 +18,15 @@ from typing import Annotated
 
 import numpy as np
 
-from .assembly import get_backend
 from .checkpoint import ModelCard, load_state, load_weights, save_model, save_state
-from .configs import check_ranges, config_from_dict, config_to_dict
+from .configs import check_ranges, config_to_dict
 from .data.augment import AugmentConfig, augment_sample, random_crop
 from .data.datasets import Sample
 from .jobs import Checkpoint, Job, Metric, Preview, Progress, run, stop_requested
 from .methods import Method
 from .metrics import average_precision_annotated, average_precision_dsb
-from .predict import PredictConfig, predict_tiled, select_device
+from .pipeline import Model, decode, predict, prepare_input, segment_input
+from .predict import PredictConfig, select_device
 
 #: ``TrainConfig.trainable`` -> the UNet modules trained (matched anywhere in a parameter's
 #: dotted name, so a momentum pair's ``f.encoders.0`` counts). "first_block": the input
@@ -167,43 +167,36 @@ def anchor_term(outputs: dict, reference: dict, known):
     return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
-def segment_with_net(
-    method: Method,
-    cfg,
-    net,
+#: How training validates and previews (and fine-tuning compares labels): the pipeline with
+#: tiles of 256 pixels, which keep a CPU's memory small next to the training batch.
+VALIDATION_PREDICT = PredictConfig(tile_size=256, halo=32)
+
+
+def segment_sample(
+    model: Model,
     image: np.ndarray,
     *,
+    device: str = "auto",
     backend: str | None = None,
     knobs: Mapping | None = None,
-    device: str = "auto",
 ) -> np.ndarray:
-    """Labels of a normalised ``(C, *spatial)`` image from a network that is being trained."""
-    name = backend or method.default_backend
-    be = get_backend(name)
-    config = config_from_dict(be.config_type, dict(knobs or {}), strict=False)
-    decoded = decode_with_net(method, cfg, net, image, device=device)
-    return be(decoded, config=config, rng=np.random.default_rng(0))
+    """Labels of a sample that is the model's input already (normalised ``(C, *spatial)``),
+    as validation makes them: :func:`~napari_instseg.core.pipeline.segment_input` with
+    :data:`VALIDATION_PREDICT` tiles, the card's back-end and knobs unless given."""
+    config = replace(VALIDATION_PREDICT, device=device)
+    job = segment_input(model, image, config=config, backend=backend, knobs=dict(knobs or {}))
+    return run(job).labels
 
 
-def decode_with_net(method: Method, cfg, net, image: np.ndarray, *, device: str = "auto") -> dict:
-    """The decoded network output (the back-ends' input) for a normalised image."""
-    pconf = PredictConfig(tile_size=256, halo=32, device=device)
-    multiple = 2 ** (getattr(cfg, "depth", 4) - 1)
-    return method.decode(run(predict_tiled(net, image, config=pconf, multiple=multiple)), cfg)
+def decode_sample(model: Model, image: np.ndarray, *, device: str = "auto") -> dict:
+    """The decoded network output (the back-ends' input) of a sample, predicted as
+    :func:`segment_sample` predicts it."""
+    config = replace(VALIDATION_PREDICT, device=device)
+    return decode(model, run(predict(model, prepare_input(model, image), config=config)))
 
 
-def validate(
-    method: Method,
-    cfg,
-    net,
-    samples: list[Sample],
-    *,
-    device: str = "auto",
-    backend: str | None = None,
-    knobs: Mapping | None = None,
-) -> float:
-    """Mean AP@0.5 (DSB) over ``samples`` with the given back-end and knobs (the method's
-    default back-end otherwise).
+def validate(model: Model, samples: list[Sample], *, device: str = "auto") -> float:
+    """Mean AP@0.5 (DSB) over ``samples`` with the model's back-end and knobs (its card's).
 
     Densely labelled samples are scored on all objects; sparsely annotated ones (``known``
     not everywhere) only on their annotated objects, ignoring predictions that touch none
@@ -211,9 +204,7 @@ def validate(
     """
     scores = []
     for s in samples:
-        labels = segment_with_net(
-            method, cfg, net, s.image, backend=backend, knobs=knobs, device=device
-        )
+        labels = segment_sample(model, s.image, device=device)
         score = average_precision_dsb if s.known.all() else average_precision_annotated
         scores.append(score(s.labels, labels, iou_threshold=0.5))
     return float(np.mean(scores)) if scores else float("nan")
@@ -306,11 +297,9 @@ def train(
         torch.set_rng_state(state["torch_rng"])
     use_amp = config.amp and device.type == "cuda"
     card = replace(card, method=method.name, method_config=config_to_dict(cfg))
-    assembly = {
-        "backend": card.backend or method.default_backend,
-        "knobs": card.backend_config if card.backend else {},
-        "device": str(device),
-    }
+    # the net being trained, as the pipeline sees a model: validation and previews assemble
+    # with the card's back-end and knobs, the way the trained model will be used
+    model = Model(card, net, method, cfg)
     train_info = {
         **card.training,
         "train_config": asdict(config),
@@ -386,7 +375,7 @@ def train(
         preview_now = preview_image is not None and config.preview_every > 0
         if preview_now and done % config.preview_every == 0 and not stopping:
             net.eval()
-            preview = segment_with_net(method, cfg, net, preview_image, **assembly)
+            preview = segment_sample(model, preview_image, device=str(device))
             _train_mode(net, config)
             stopping |= stop_requested((yield Preview("labels", preview, done)))
         validate_now = done % config.val_every == 0 or done == config.iterations
@@ -399,7 +388,7 @@ def train(
             ap = -1.0
             if val_samples:
                 net.eval()
-                ap = validate(method, cfg, net, val_samples, **assembly)
+                ap = validate(model, val_samples, device=str(device))
                 _train_mode(net, config)
                 history["val_ap50"].append([done, ap])
                 stopping |= stop_requested((yield Metric("val_ap50", ap, done)))

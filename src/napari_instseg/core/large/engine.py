@@ -94,45 +94,42 @@ class ModelSegmenter:
     factor: float = 1.0
 
     def __call__(self, image: np.ndarray, origin: tuple[int, ...] = ()) -> np.ndarray:
-        """Labels on the block's own grid for its ``(C, *read)`` window."""
-        from ..data.normalise import normalise_with
+        """Labels on the block's own grid for its ``(C, *read)`` window: the pipeline
+        (:func:`~napari_instseg.core.pipeline.prepare`, then
+        :func:`~napari_instseg.core.pipeline.segment_request`) with the whole image's
+        statistics, modality and resize, and tiles fitted to the block."""
         from ..jobs import run
-        from ..pipeline import adapt_image, assemble_decoded
-        from ..predict import fitted_tile, predict_tiled
-        from ..scale import labels_to_grid, resize_image
+        from ..pipeline import prepare, segment_request
+        from ..predict import fitted_tile
+        from ..scale import scaled_shape
 
         model = _worker_model(self.card_path, self.weights_sha256)
         _use_worker_threads()  # again: loading a model's modules may reset torch's threads
-        x, _ = adapt_image(
-            model, image, channel_axis=0, appearance=self.appearance, background=self.background
+        request = prepare(
+            model,
+            image,
+            channel_axis=0,
+            appearance=self.appearance,
+            background=self.background,
+            statistics=(self.low, self.high),
+            modality=self.modality,
+            backend=self.backend,
+            knobs=self.knobs,
         )
-        x = resize_image(normalise_with(x, self.low, self.high), self.factor)
         # Tiles fitted to the (resized) block, up to 640 px (or the tile size asked for when
         # larger): 512-pixel tiles over a 1120-pixel block would cost 1.9x the pixels, fitted
         # ones 1.1x. Larger tiles run slower per pixel on CPU (800²: 1.7x, out of cache).
         tile = fitted_tile(
-            x.shape[1:],
+            scaled_shape(request.image.shape[1:], self.factor),
             tile_max=max(640, self.predict.tile_size),
             halo=self.predict.halo,
             multiple=model.size_multiple,
         )
-        raw = run(
-            predict_tiled(
-                model.net,
-                x,
-                config=replace(self.predict, tile_size=tile),
-                multiple=model.size_multiple,
-                head_kinds=model.method.head_kinds,
-            )
-        )
-        decoded = model.method.decode(raw, model.config)
-        if origin:  # grid-based back-ends (the mutex watershed's strides) count from here
-            decoded["origin"] = np.round(np.asarray(origin) * self.factor).astype(np.int64)
-        labels = assemble_decoded(
-            model, decoded, backend=self.backend, knobs=self.knobs, modality=self.modality
-        )
-        # back on the block's input grid before stitching, every object kept
-        return labels_to_grid(labels, image.shape[1:])
+        config = replace(self.predict, tile_size=tile)
+        # ``origin``: grid-based back-ends (the mutex watershed's strides) count from there;
+        # the labels come back on the block's input grid, every object kept
+        job = segment_request(model, request, config=config, scale=self.factor, origin=origin)
+        return run(job).labels
 
 
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -527,9 +524,9 @@ def decide_look(
     """
     from ..appearance import check_appearance, split_colour, stain_background
     from ..modality import detect_modality
-    from ..pipeline import adapt_image, segment_image
+    from ..pipeline import adapt_image, normalisation_statistics, segment_image
     from ..scale import check_diameter, plan_scale
-    from .source import channel_percentiles, global_sample
+    from .source import global_sample
 
     check_appearance(appearance)
     diameter = check_diameter(diameter, image.spatial_shape)
@@ -544,15 +541,8 @@ def decide_look(
     mapped, _ = adapt_image(
         model, sample, channel_axis=0, appearance=how.mode, background=background
     )
-    norm = model.card.normalisation or {}
-    if norm.get("kind", "percentile") == "none":
-        lo, hi = np.zeros(mapped.shape[0]), np.ones(mapped.shape[0])
-    else:
-        lo, hi = channel_percentiles(mapped, low=norm.get("low", 1.0), high=norm.get("high", 99.8))
-    if image.channels > 1:
-        looks = detect_modality(sample, channel_axis=0)
-    else:
-        looks = detect_modality(sample[0])
+    lo, hi = normalisation_statistics(model, mapped)
+    looks = detect_modality(sample, channel_axis=0)
     working = model.card.working_diameter
     if diameter == "auto" and working and image.ndim == 2:
         seg = yield from segment_image(
@@ -940,7 +930,12 @@ def _poll(client, futures: dict, stage: str, total: int, done_before: int = 0):
                     raise InputError(str(err)) from err
                 if err is not None:
                     raise RuntimeError(f"{stage} {key} failed: {err}") from err
-                raise RuntimeError(f"{stage} {key} was cancelled by the cluster")
+                # The cluster lost the task (a worker died, or the scheduler lost this
+                # client): the environment's fault, and the finished blocks are kept.
+                raise ConnectionError(
+                    f"{stage} {key} was cancelled by the cluster (a worker died or lost "
+                    "contact); run the same command again to resume from the finished blocks"
+                )
         command = yield Progress(stage, done_before + len(results), total)
     return results
 
