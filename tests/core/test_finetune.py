@@ -514,6 +514,25 @@ def test_enough_held_out_objects_judge_and_the_best_is_published(spoco_tiny, dis
     )
 
 
+
+def test_publish_latest_even_when_the_held_out_objects_could_judge(spoco_tiny, disks, tmp_path):
+    from napari_instseg.core.finetune import AnnotatedImage, FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    item = _annotated(disks, 1)
+    truth = disks(1, (64, 64))
+    item = AnnotatedImage(item.name, item.image, np.where(truth > 0, truth, item.annotation))
+    config = FinetuneConfig(
+        iterations=10, batch_size=2, patch_size=32, val_every=3, held_out_fraction=0.6,
+        publish="latest", compare_parent=False, device="cpu",
+    )  # fmt: skip
+    result = run(
+        finetune(spoco_tiny, [item], name="last", run_dir=tmp_path / "run",
+                 models_dir=tmp_path / "models", config=config)
+    )  # fmt: skip
+    assert result.heldout_judged  # judged, and still the latest is what is published
+    assert _same_weights(_weights(result.model_path), _weights(result.run.latest_path))
+
 def _discs(centres, radius, shape=(60, 60)):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     labels = np.zeros(shape, np.uint32)

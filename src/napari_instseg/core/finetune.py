@@ -76,6 +76,9 @@ class FinetuneConfig:
     batch_size: Annotated[int, {"min": 1, "max": 64}] = 4
     patch_size: Annotated[int, {"min": 32, "max": 1024, "step": 16}] = 128
     held_out_fraction: Annotated[float, {"min": 0.0, "max": 0.9}] = 0.2
+    # which checkpoint is published when enough objects are held out to judge: the one with
+    # the best held-out AP ("best") or the last one ("latest"); with fewer it is the latest
+    publish: Annotated[str, {"choices": ("best", "latest"), "advanced": True}] = "best"
     # 0 ("keep base model" off) did better on the stained val images at 50 objects (mean
     # AP@0.5 0.490 vs 0.440) and on average on the DSB val crops (+0.124 vs +0.043), but one
     # of those 8 runs lost 0.115 where 1 never lost anything (docs/transfer.md): 1 stays
@@ -109,7 +112,7 @@ class FinetuneConfig:
     # pseudo-labels: the parent's objects that it finds again on the mirrored image at
     # this IoU or better, away from the annotations, are trained on as whole objects, on the
     # annotated images and on any context images (core/pseudo_labels.py); 0: off
-    pseudo_labels: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
+    pseudo_labels: Annotated[float, {"min": 0.0, "max": 1.0, "advanced": True}] = 0.0
     # which weights move: "all", "encoder" or "first_block" (TrainConfig.trainable)
     tune: Annotated[str, {"choices": tuple(TRAINABLE)}] = "all"
     seed: int = 0
@@ -784,7 +787,8 @@ def finetune(
         anchor_net=copy.deepcopy(anchor),
         replay_samples=replay_for(model.card) if config.replay > 0 else (),
     )
-    source = (result.best_path if judged else None) or result.latest_path
+    pick_best = judged and config.publish == "best"
+    source = (result.best_path if pick_best else None) or result.latest_path
     if source is None or not Path(source).exists():
         return FinetuneResult(
             None, result, before, float("nan"), tuple(warnings), heldout_objects=n_held
