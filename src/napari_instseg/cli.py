@@ -29,7 +29,20 @@ DEBUG_ENV = "NAPARI_INSTSEG_DEBUG"
 
 
 class CliError(Exception):
-    """A problem to report to the user in one line."""
+    """A problem with the command line to report to the user in one line."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean the user's input or environment is at fault: the ones we
+    raise where we check what we are given (:class:`CliError` here, the core's
+    :class:`~napari_instseg.core.arrays.InputError` family, ``CheckpointError`` among them, and
+    a bundled sample that is missing). A plain ``ValueError`` is not one of them: where our own
+    code raises it, it is a bug and is reported as one."""
+    from .core.arrays import InputError
+    from .core.checkpoint import CheckpointError
+    from .core.samples import SampleNotFoundError
+
+    return (CliError, InputError, CheckpointError, SampleNotFoundError)
 
 
 class _InterruptToStop:
@@ -209,43 +222,17 @@ def _refuse_existing(paths: list[Path]) -> None:
 
 
 def cmd_segment(args) -> int:
-    from .core.checkpoint import CheckpointError
-    from .core.configs import check_ranges, parse_assignments
-    from .core.data.datasets import read_image
-    from .core.export import image_stem, write_json, write_labels_tiff
-    from .core.modality import mismatch_note, route_text
-    from .core.pipeline import describe_look, load_model
-    from .core.planes import segment_planes, stack_layout
-    from .core.predict import PredictConfig
-    from .core.scale import check_diameter
+    """``segment``: each input through the model into ``--output`` (labels + how they were
+    made), or block by block with ``--large``."""
+    from .core.export import image_stem
 
     inputs = _expand_inputs(args.inputs)
-    pconf = PredictConfig(
-        tile_size=args.tile_size, halo=args.halo, device=args.device, tta=args.tta
-    )
-    check_ranges(pconf)
-    try:
-        model = load_model(args.model)
-    except CheckpointError as err:
-        raise CliError(str(err)) from None
-    knobs = parse_assignments(args.set)
-    model.backend_config(args.backend, knobs)  # refuse bad knobs before any work
-    check_diameter(args.diameter)
-    if args.tta and not model.method.supports_tta:
-        raise CliError(f"method {model.method.name!r} has no test-time augmentation")
+    model, knobs, pconf = _segment_settings(args)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CliError(f"--output {out} is a file; give a folder")
     if args.large or args.scheduler or args.workers:
-        if args.channel is not None:
-            raise CliError(
-                "--channel is not available block by block (--large); save that channel "
-                "alone, or give --channel-axis for a model that takes all channels"
-            )
-        suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
-        targets = _segment_targets(inputs, out, lambda p: p.name.split(".")[0] + suffix)
-        out.mkdir(parents=True, exist_ok=True)
-        return _segment_blockwise(args, inputs, targets, model, knobs, pconf)
+        return _segment_blockwise(args, inputs, out, model, knobs, pconf)
     targets = _segment_targets(inputs, out, lambda p: f"{image_stem(p)}.tif")
     if not args.overwrite:
         _refuse_existing([q for t in targets for q in (t, t.with_suffix(".json"))])
@@ -253,85 +240,130 @@ def cmd_segment(args) -> int:
     started = time.perf_counter()
     for k, (path, target) in enumerate(zip(inputs, targets, strict=True), 1):
         counter = f"[{k}/{len(inputs)}] " if len(inputs) > 1 else ""
-        image = read_image(path)
-        layout = stack_layout(image.shape, ndim=model.card.ndim, channel_axis=args.channel_axis)
-        if args.channel is not None and layout.channel_axis is None:
-            raise CliError(
-                f"{path.name} (shape {image.shape}) has no colour axis: --channel needs "
-                "--channel-axis, the axis that holds the channels"
-            )
-        result = _progress_driver(
-            segment_planes(
-                model,
-                image,
-                channel_axis=args.channel_axis,
-                channel=args.channel,
-                config=pconf,
-                backend=args.backend,
-                knobs=knobs,
-                appearance=args.appearance,
-                diameter=args.diameter,
-            ),
-            desc=f"{counter}{path.name}",
-        )
-        first = result.planes[0]
-        # How the labels were made: in the TIFF (``export`` reads it) and next to it. A stack
-        # says it per plane too; the top-level entries are its first plane's.
-        how = {
-            "image": str(path),
-            "model": model.card.name,
-            "method": model.method.name,
-            "backend": result.backend,
-            "knobs": result.knobs,
-            "modality": first["info"].get("modality", ""),
-            "diameter": first["info"]["diameter"],
-            "appearance": first["info"]["appearance"],
-            "report": first["report"],
-        }
-        if args.channel_axis is not None or args.channel is not None:
-            how.update(channel_axis=args.channel_axis, channel=args.channel)
-        if layout.stack_axes:
-            how["stack_axes"] = list(layout.stack_axes)
-            how["planes"] = [
-                {
-                    "index": p["index"],
-                    "objects": p["objects"],
-                    "ids": p["ids"],
-                    "modality": p["info"].get("modality", ""),
-                    "diameter": p["info"]["diameter"],
-                    "appearance": p["info"]["appearance"],
-                    "report": p["report"],
-                }
-                for p in result.planes
-            ]
-        # Each file is staged and renamed into place: a full disk or a kill leaves no
-        # half-written file under the final name.
-        write_labels_tiff(target, result.labels, attrs=how, overwrite=args.overwrite)
-        write_json(target.with_suffix(".json"), how, overwrite=args.overwrite)
-        planes = f"{layout.describe()} one by one, " if layout.stack_axes else ""
-        print(
-            f"{counter}{path.name}: {planes}{result.n_objects} objects -> {target} "
-            f"(predict {result.seconds['predict']:.1f} s, assemble "
-            f"{result.seconds['assemble']:.2f} s)"
-        )
-        looks: dict[str, int] = {}
-        for p in result.planes:
-            text = describe_look(p["info"])
-            looks[text] = looks.get(text, 0) + 1
-        for text, count in looks.items():
-            print(f"  {text}" + (f" ({count} of {len(result.planes)} planes)" if planes else ""))
-        notes = []
-        for p in result.planes:
-            if p["report"].get("route") and route_text(p["report"]) not in notes:
-                notes.append(route_text(p["report"]))
-        for text in notes:
-            print(f"  {text}")
-        note = mismatch_note(first["info"], model.card)
-        if note:
-            print(f"note: {path.name} {note}", file=sys.stderr)
+        _segment_one(args, path, target, model, knobs, pconf, counter)
     if len(inputs) > 1:
         print(f"{len(inputs)} images in {time.perf_counter() - started:.1f} s -> {out}")
     return 0
+
+
+def _segment_settings(args):
+    """The model, knobs and tiling of ``segment``, every value checked before any work."""
+    from .core.configs import check_ranges, parse_assignments
+    from .core.pipeline import load_model
+    from .core.predict import PredictConfig
+    from .core.scale import check_diameter
+
+    pconf = PredictConfig(
+        tile_size=args.tile_size, halo=args.halo, device=args.device, tta=args.tta
+    )
+    check_ranges(pconf)
+    model = load_model(args.model)
+    knobs = parse_assignments(args.set)
+    model.backend_config(args.backend, knobs)  # refuse bad knobs before any work
+    check_diameter(args.diameter)
+    if args.tta and not model.method.supports_tta:
+        raise CliError(f"method {model.method.name!r} has no test-time augmentation")
+    return model, knobs, pconf
+
+
+def _segment_one(args, path, target, model, knobs, pconf, counter: str) -> None:
+    """Segment one image into ``target`` (+ its JSON) and print what was found."""
+    from .core.data.datasets import read_image
+    from .core.export import write_json, write_labels_tiff
+    from .core.planes import segment_planes, stack_layout
+
+    image = read_image(path)
+    layout = stack_layout(image.shape, ndim=model.card.ndim, channel_axis=args.channel_axis)
+    if args.channel is not None and layout.channel_axis is None:
+        raise CliError(
+            f"{path.name} (shape {image.shape}) has no colour axis: --channel needs "
+            "--channel-axis, the axis that holds the channels"
+        )
+    result = _progress_driver(
+        segment_planes(
+            model,
+            image,
+            channel_axis=args.channel_axis,
+            channel=args.channel,
+            config=pconf,
+            backend=args.backend,
+            knobs=knobs,
+            appearance=args.appearance,
+            diameter=args.diameter,
+        ),
+        desc=f"{counter}{path.name}",
+    )
+    how = _how_segmented(args, path, model, result, layout)
+    # Each file is staged and renamed into place: a full disk or a kill leaves no
+    # half-written file under the final name.
+    write_labels_tiff(target, result.labels, attrs=how, overwrite=args.overwrite)
+    write_json(target.with_suffix(".json"), how, overwrite=args.overwrite)
+    planes = f"{layout.describe()} one by one, " if layout.stack_axes else ""
+    print(
+        f"{counter}{path.name}: {planes}{result.n_objects} objects -> {target} "
+        f"(predict {result.seconds['predict']:.1f} s, assemble "
+        f"{result.seconds['assemble']:.2f} s)"
+    )
+    _print_looks(path, model, result, per_plane=bool(planes))
+
+
+def _how_segmented(args, path, model, result, layout) -> dict:
+    """How the labels were made: in the TIFF (``export`` reads it) and next to it. A stack
+    says it per plane too; the top-level entries are its first plane's."""
+    first = result.planes[0]
+    how = {
+        "image": str(path),
+        "model": model.card.name,
+        "method": model.method.name,
+        "backend": result.backend,
+        "knobs": result.knobs,
+        "modality": first["info"].get("modality", ""),
+        "diameter": first["info"]["diameter"],
+        "appearance": first["info"]["appearance"],
+        "report": first["report"],
+    }
+    if args.channel_axis is not None or args.channel is not None:
+        how.update(channel_axis=args.channel_axis, channel=args.channel)
+    if layout.stack_axes:
+        how["stack_axes"] = list(layout.stack_axes)
+        how["planes"] = [
+            {
+                "index": p["index"],
+                "objects": p["objects"],
+                "ids": p["ids"],
+                "modality": p["info"].get("modality", ""),
+                "diameter": p["info"]["diameter"],
+                "appearance": p["info"]["appearance"],
+                "report": p["report"],
+            }
+            for p in result.planes
+        ]
+    return how
+
+
+def _print_looks(path, model, result, *, per_plane: bool) -> None:
+    """How the image was seen (scale, appearance), routing notes, and a modality mismatch."""
+    from .core.configs import config_to_dict
+    from .core.modality import mismatch_note, route_text
+    from .core.pipeline import describe_look
+
+    looks: dict[str, int] = {}
+    for p in result.planes:
+        text = describe_look(p["info"])
+        looks[text] = looks.get(text, 0) + 1
+    for text, count in looks.items():
+        print(f"  {text}" + (f" ({count} of {len(result.planes)} planes)" if per_plane else ""))
+    notes = []
+    defaults = config_to_dict(model.backend_config(result.backend))
+    for p in result.planes:
+        text = route_text(p["report"], result.knobs, defaults)
+        if p["report"].get("route") and text not in notes:
+            notes.append(text)
+    for text in notes:
+        print(f"  {text}")
+    note = mismatch_note(result.planes[0]["info"], model.card)
+    if note:
+        print(f"note: {path.name} {note}", file=sys.stderr)
 
 
 def _whole_numbers(minimum: int, *, per_axis: bool = False):
@@ -378,10 +410,18 @@ def _version() -> str:
         return __version__
 
 
-def _segment_blockwise(args, inputs, targets, model, knobs, pconf) -> int:
+def _segment_blockwise(args, inputs, out, model, knobs, pconf) -> int:
     """`segment --large`: every input through the blockwise dask engine, one cluster."""
     from .core.large.engine import DaskClient, segment_large
 
+    if args.channel is not None:
+        raise CliError(
+            "--channel is not available block by block (--large); save that channel "
+            "alone, or give --channel-axis for a model that takes all channels"
+        )
+    suffix = ".ome.zarr" if args.format == "ome-zarr" else ".zarr"
+    targets = _segment_targets(inputs, out, lambda p: p.name.split(".")[0] + suffix)
+    out.mkdir(parents=True, exist_ok=True)
     cluster = DaskClient(args.scheduler, n_workers=args.workers)
     where = args.scheduler or f"a local cluster of {len(cluster.client.nthreads())} workers"
     print(f"blockwise on {where}")
@@ -451,10 +491,21 @@ def _binary_masks(labels) -> int:
     return int(label_regions(labels > 0).max()) if np.all(labels <= 1) else 0
 
 
+def _read_label_image(path: Path):
+    """The labels of a TIFF, zarr or OME-Zarr file, refused with the file's name when they
+    are not labels (non-integer values, negative ids)."""
+    from .core.arrays import InputError, as_labels
+    from .core.export import read_labels
+
+    try:
+        return as_labels(read_labels(path)[0])
+    except InputError as err:
+        raise CliError(f"{path}: {err}") from None
+
+
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .core.export import read_labels
     from .core.metrics import evaluate_pair, summarise
 
     pred_dir, gt_dir = Path(args.pred_dir), Path(args.gt_dir)
@@ -470,8 +521,8 @@ def cmd_evaluate(args) -> int:
     thresholds = args.thresholds
     rows, binary = {}, []
     for name in names:
-        gt = read_labels(gts[name])[0]
-        pred = read_labels(preds[name])[0] if name in preds else np.zeros_like(gt)
+        gt = _read_label_image(gts[name])
+        pred = _read_label_image(preds[name]) if name in preds else np.zeros_like(gt)
         if gt.shape != pred.shape:
             raise CliError(f"{name}: prediction {pred.shape} and ground truth {gt.shape} differ")
         if _binary_masks(gt) > 1:
@@ -495,22 +546,27 @@ def cmd_evaluate(args) -> int:
             json.dumps({"images": rows, "mean": summary, "missing_predictions": missing}, indent=2)
         )
         return 0
+    _print_score_table(rows, summary, thresholds, missing)
+    return 0
+
+
+def _print_score_table(rows: dict, summary: dict, thresholds, missing: list[str]) -> None:
+    """Per image and mean: AP per threshold, F1, the challenge's F1, SBD, object counts."""
     keys = [f"ap@{t:.2f}" for t in thresholds] + ["f1@0.50", "f1_challenge", "sbd"]
     keys += ["n_true", "n_pred"]
     keys = [k for k in keys if k in summary]
-    width = max(len(n) for n in [*names, "mean"])
+    width = max(len(n) for n in [*rows, "mean"])
+
+    def cells(row):
+        return " ".join(f"{row[k]:8.3f}" if "n_" not in k else f"{int(row[k]):8d}" for k in keys)
+
     print(f"{'image':{width}} " + " ".join(f"{k.replace('_challenge', '_ch'):>8}" for k in keys))
     for name, row in rows.items():
         print(
-            f"{name:{width}} "
-            + " ".join(f"{row[k]:8.3f}" if "n_" not in k else f"{int(row[k]):8d}" for k in keys)
+            f"{name:{width}} {cells(row)}"
             + ("  (no prediction: a miss)" if name in missing else "")
         )
-    print(
-        f"{'mean':{width}} "
-        + " ".join(f"{summary[k]:8.3f}" if "n_" not in k else f"{int(summary[k]):8d}" for k in keys)
-    )
-    return 0
+    print(f"{'mean':{width}} {cells(summary)}")
 
 
 def _annotated_images(args):
@@ -568,10 +624,8 @@ def _context_images(args):
 
 
 def cmd_finetune(args) -> int:
-    from .core.checkpoint import CheckpointError
-    from .core.configs import config_from_dict
+    """``train --from MODEL``: fine-tune a model on sparse annotations and publish it."""
     from .core.finetune import (
-        FinetuneConfig,
         describe_comparison,
         describe_heldout,
         describe_refit,
@@ -581,40 +635,10 @@ def cmd_finetune(args) -> int:
     from .core.pipeline import load_model
     from .core.zoo import list_models, user_model_dir
 
-    # FinetuneConfig is the one source of the defaults; what the user gave is checked
-    # against its declared ranges
-    given = {
-        field: getattr(args, option)
-        for option, field in (
-            ("iterations", "iterations"),
-            ("lr", "lr"),
-            ("batch_size", "batch_size"),
-            ("patch_size", "patch_size"),
-            ("held_out", "held_out_fraction"),
-            ("anchor_weight", "anchor_weight"),
-            ("replay", "replay"),
-            ("tune", "tune"),
-            ("val_every", "val_every"),
-        )
-        if getattr(args, option) is not None
-    }
-    config = config_from_dict(
-        FinetuneConfig,
-        {
-            **given,
-            "refit_knobs": not args.keep_knobs,
-            "adapt_norm": args.adapt_norm,
-            "preview_every": 0,
-            "seed": args.seed,
-            "device": args.device,
-        },
-    )
+    config = _finetune_config(args)
     data = _annotated_images(args)
     context = _context_images(args)
-    try:
-        model = load_model(args.from_model)
-    except CheckpointError as err:
-        raise CliError(str(err)) from None
+    model = load_model(args.from_model)
     extra = [args.models_dir] if args.models_dir else None
     name = args.name or unique_model_name(
         f"{model.card.name}-finetuned", [c.name for c, _ in list_models(extra)]
@@ -655,9 +679,42 @@ def cmd_finetune(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    import numpy as np
+def _finetune_config(args):
+    """The fine-tune's settings: ``FinetuneConfig`` is the one source of the defaults; what
+    the user gave is checked against its declared ranges."""
+    from .core.configs import config_from_dict
+    from .core.finetune import FinetuneConfig
 
+    given = {
+        field: getattr(args, option)
+        for option, field in (
+            ("iterations", "iterations"),
+            ("lr", "lr"),
+            ("batch_size", "batch_size"),
+            ("patch_size", "patch_size"),
+            ("held_out", "held_out_fraction"),
+            ("anchor_weight", "anchor_weight"),
+            ("replay", "replay"),
+            ("tune", "tune"),
+            ("val_every", "val_every"),
+        )
+        if getattr(args, option) is not None
+    }
+    return config_from_dict(
+        FinetuneConfig,
+        {
+            **given,
+            "refit_knobs": not args.keep_knobs,
+            "adapt_norm": args.adapt_norm,
+            "preview_every": 0,
+            "seed": args.seed,
+            "device": args.device,
+        },
+    )
+
+
+def cmd_train(args) -> int:
+    """``train``: from scratch on dataset folders, or a fine-tune (``--from``)."""
     if args.from_model:
         return cmd_finetune(args)
     if not args.method or not args.data or not args.output:
@@ -665,15 +722,13 @@ def cmd_train(args) -> int:
             "training from scratch needs --method, --data and --output "
             "(or fine-tune with --from MODEL --images ... --annotations ...)"
         )
-
-    from .core.checkpoint import ModelCard
     from .core.configs import check_ranges, config_from_dict, parse_assignments
-    from .core.data import load_folder, normalise_percentile
     from .core.data.augment import AugmentConfig
-    from .core.data.sparse import sparsify_instances
+    from .core.data.training_set import load_training_set
     from .core.methods import get_method
     from .core.train import TrainConfig, train
 
+    # Every value the user gave is checked before any data is read.
     method = get_method(args.method)
     given = {
         k: getattr(args, k)
@@ -681,81 +736,34 @@ def cmd_train(args) -> int:
         if getattr(args, k) is not None
     }
     tconf = TrainConfig(**given, seed=args.seed, device=args.device)
-    check_ranges(tconf)  # before any data is read
-    folders = [Path(d) for d in args.data]
+    check_ranges(tconf)
     augment = config_from_dict(AugmentConfig, parse_assignments(args.augment))
-    looks = {
-        "appearance": args.appearance,
-        "trained_on": args.modality or "fluorescence",
-        "kinds": args.kind,
-    }
-    init = None
-    if args.init:
-        from .core.zoo import find_model
-
-        init_card, init_net = find_model(args.init)
-        if init_card.method != method.name:
-            raise CliError(f"--init {args.init} is a {init_card.method} model, not {method.name}")
-        init = init_net.state_dict()
-    per_folder = [
-        load_folder(d, split=args.split, normalise=normalise_percentile, **looks) for d in folders
-    ]
-    # Several folders: each contributes equally, the smaller ones repeated (oversampled).
-    most = max(len(s) for s in per_folder)
-    train_samples = [x for s in per_folder for x in s * (most // len(s))]
-    val_samples = (
-        [
-            x
-            for d in folders
-            for x in load_folder(d, split=args.val_split, normalise=normalise_percentile, **looks)
-        ]
-        if args.val_split
-        else []
-    )
-    if args.sparse < 1.0:
-        from dataclasses import replace
-
-        rng = np.random.default_rng(args.seed)
-        sparse_samples = []
-        for s in train_samples:
-            labels, known = sparsify_instances(
-                s.labels, args.sparse, rng=rng, background=args.sparse_background
-            )
-            sparse_samples.append(replace(s, labels=labels, known=known))
-        train_samples = sparse_samples
     cfg = config_from_dict(method.config_type, parse_assignments(args.set))
+    init = _init_weights(args.init, method) if args.init else None
+    data = load_training_set(
+        args.data,
+        split=args.split,
+        val_split=args.val_split,
+        appearance=args.appearance,
+        modality=args.modality,
+        kinds=args.kind,
+        sparse=args.sparse,
+        sparse_background=args.sparse_background,
+        seed=args.seed,
+    )
     if method.fit_config is not None:  # deterministic, so a resumed run gets the same
-        fitted = method.fit_config(cfg, [s.labels for f in per_folder for s in f])
+        fitted = method.fit_config(cfg, data.masks)
         if fitted != cfg:
             print(f"configuration fitted to the training data: {fitted}")
         cfg = fitted
-    from .core.scale import median_diameter
-
-    object_size = median_diameter([s.labels for f in per_folder for s in f])
-    card = ModelCard(
-        name=args.name or "model",
-        method=method.name,
-        method_config={},
-        backend=method.default_backend,
-        modality=args.modality,
-        object_size=object_size,
-        parent=args.init if args.init else None,
-        training={
-            "data": "+".join(d.name for d in folders),
-            "split": args.split,
-            "recipe": args.recipe or "",
-            "sparse_fraction": args.sparse,
-        },
-        description=args.description or method.description,
-    )
     result = _progress_driver(
         train(
             method,
             cfg,
-            train_samples,
-            val_samples,
+            data.train,
+            data.val,
             out_dir=args.output,
-            card=card,
+            card=_new_card(args, method, data),
             config=tconf,
             augment=augment,
             init_weights=init,
@@ -774,24 +782,45 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _init_weights(name: str, method):
+    """The weights of model ``name`` for ``--init``, refused when it is another method's."""
+    from .core.zoo import find_model
+
+    card, net = find_model(name)
+    if card.method != method.name:
+        raise CliError(f"--init {name} is a {card.method} model, not {method.name}")
+    return net.state_dict()
+
+
+def _new_card(args, method, data):
+    """The card a training from scratch starts with (``train`` adds what it measures)."""
+    from .core.checkpoint import ModelCard
+
+    return ModelCard(
+        name=args.name or "model",
+        method=method.name,
+        method_config={},
+        backend=method.default_backend,
+        modality=args.modality,
+        object_size=data.object_size(),
+        parent=args.init if args.init else None,
+        training={
+            "data": data.data_name,
+            "split": args.split,
+            "recipe": args.recipe or "",
+            "sparse_fraction": args.sparse,
+        },
+        description=args.description or method.description,
+    )
+
+
 def cmd_export(args) -> int:
+    """``export``: labels to files (the format from each ``--output``'s suffix), and the
+    model with its tuned knobs (``--output-model``, ``--bioimageio``)."""
     import numpy as np
 
-    from .core.configs import parse_assignments
     from .core.data.datasets import read_image
-    from .core.export import (
-        export_format,
-        export_model,
-        model_settings,
-        read_labels,
-        write_labels_tiff,
-        write_labels_zarr,
-        write_object_table,
-        write_ome_zarr,
-    )
-    from .core.io_geojson import write_geojson
-    from .core.io_roi import write_imagej_rois
-    from .core.zoo import find_card
+    from .core.export import export_format, read_labels
 
     outputs = args.output or []
     if not outputs and not args.output_model and not args.bioimageio:
@@ -804,64 +833,11 @@ def cmd_export(args) -> int:
     labels, metadata = read_labels(args.labels) if args.labels else (None, {})
     model = args.model or metadata.get("model")
     if args.backend or args.set or args.model or args.output_model or args.bioimageio:
-        if not model:
-            raise CliError(
-                "--backend, --set, --output-model and --bioimageio need --model (or labels "
-                "whose metadata names their model)"
-            )
-        card = find_card(model)
-        same = card.name == metadata.get("model") and (
-            not args.backend or args.backend == metadata.get("backend")
-        )
-        base = dict(metadata.get("knobs") or {}) if same else {}
-        backend = args.backend or (metadata.get("backend") if same else None)
-        backend, knobs = model_settings(card, backend, {**base, **parse_assignments(args.set)})
-        metadata = {
-            **metadata,
-            "model": card.name,
-            "method": card.method,
-            "backend": backend,
-            "knobs": knobs,
-        }
+        metadata = _export_settings(args, model, metadata)
     image = read_image(args.image) if args.image else None
     n_objects = int(np.count_nonzero(np.unique(labels))) if labels is not None else 0
     for out, kind in zip(outputs, kinds, strict=True):
-        if kind == "tiff":
-            write_labels_tiff(out, labels, attrs=metadata, overwrite=args.overwrite)
-        elif kind == "zarr":
-            write_labels_zarr(out, labels, attrs=metadata, overwrite=args.overwrite)
-        elif kind == "csv":
-            write_object_table(
-                out,
-                labels,
-                image,
-                channel_axis=args.channel_axis,
-                metadata=metadata,
-                overwrite=args.overwrite,
-            )
-        elif kind == "imagej-roi":
-            write_imagej_rois(out, labels, overwrite=args.overwrite)
-        elif kind == "geojson":
-            write_geojson(
-                out,
-                labels,
-                image,
-                channel_axis=args.channel_axis,
-                metadata=metadata,
-                overwrite=args.overwrite,
-            )
-        else:
-            write_ome_zarr(
-                out,
-                image,
-                labels,
-                image_name=args.image_name or Path(args.image).name.split(".")[0],
-                labels_name=args.labels_name,
-                channel_axis=args.channel_axis,
-                attrs=metadata,
-                levels=args.levels,
-                overwrite=args.overwrite,
-            )
+        _write_export(args, out, kind, labels, image, metadata)
         print(f"{args.labels}: {n_objects} objects -> {out} ({kind})")
     if args.bioimageio:
         from .core.io_bioimageio import export_bioimageio
@@ -876,6 +852,8 @@ def cmd_export(args) -> int:
         )
         print(f"model {metadata['model']!r} ({metadata['backend']}) -> {package} (bioimage.io)")
     if args.output_model:
+        from .core.export import export_model
+
         card_path = export_model(
             model,
             args.output_model,
@@ -886,6 +864,83 @@ def cmd_export(args) -> int:
         )
         print(f"model {card_path.stem!r} ({metadata['backend']}, tuned knobs) -> {card_path}")
     return 0
+
+
+def _export_settings(args, model, metadata: dict) -> dict:
+    """``metadata`` with the model, back-end and knobs the export records: the labels' own
+    unless ``--model``/``--backend``/``--set`` say otherwise, checked against the model."""
+    from .core.configs import parse_assignments
+    from .core.export import model_settings
+    from .core.zoo import find_card
+
+    if not model:
+        raise CliError(
+            "--backend, --set, --output-model and --bioimageio need --model (or labels "
+            "whose metadata names their model)"
+        )
+    card = find_card(model)
+    same = card.name == metadata.get("model") and (
+        not args.backend or args.backend == metadata.get("backend")
+    )
+    base = dict(metadata.get("knobs") or {}) if same else {}
+    backend = args.backend or (metadata.get("backend") if same else None)
+    backend, knobs = model_settings(card, backend, {**base, **parse_assignments(args.set)})
+    return {
+        **metadata,
+        "model": card.name,
+        "method": card.method,
+        "backend": backend,
+        "knobs": knobs,
+    }
+
+
+def _write_export(args, out, kind: str, labels, image, metadata: dict) -> None:
+    """Write ``labels`` to ``out`` in format ``kind`` (staged; refused when it exists)."""
+    from .core.export import (
+        write_labels_tiff,
+        write_labels_zarr,
+        write_object_table,
+        write_ome_zarr,
+    )
+    from .core.io_geojson import write_geojson
+    from .core.io_roi import write_imagej_rois
+
+    if kind == "tiff":
+        write_labels_tiff(out, labels, attrs=metadata, overwrite=args.overwrite)
+    elif kind == "zarr":
+        write_labels_zarr(out, labels, attrs=metadata, overwrite=args.overwrite)
+    elif kind == "csv":
+        write_object_table(
+            out,
+            labels,
+            image,
+            channel_axis=args.channel_axis,
+            metadata=metadata,
+            overwrite=args.overwrite,
+        )
+    elif kind == "imagej-roi":
+        write_imagej_rois(out, labels, overwrite=args.overwrite)
+    elif kind == "geojson":
+        write_geojson(
+            out,
+            labels,
+            image,
+            channel_axis=args.channel_axis,
+            metadata=metadata,
+            overwrite=args.overwrite,
+        )
+    else:
+        write_ome_zarr(
+            out,
+            image,
+            labels,
+            image_name=args.image_name or Path(args.image).name.split(".")[0],
+            labels_name=args.labels_name,
+            channel_axis=args.channel_axis,
+            attrs=metadata,
+            levels=args.levels,
+            overwrite=args.overwrite,
+        )
 
 
 def cmd_view(args) -> int:
@@ -910,6 +965,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
+    _add_view_parser(sub)
+    _add_models_parser(sub)
+    _add_segment_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_export_parser(sub)
+    _add_train_parser(sub)
+    debug_help = f"show the traceback of an error (also {DEBUG_ENV}=1)"
+    p.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():  # before or after the command name
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
+        )
+    return p
+
+
+def _add_view_parser(sub) -> None:
+    """The ``view`` command's options."""
     v = sub.add_parser("view", help="open napari with an image (or a sample) and the widget")
     v.add_argument("inputs", nargs="*", help="images to open (default: the nuclei sample)")
     v.add_argument(
@@ -925,6 +997,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--model", help="model chosen in the Segment widget (see `models`)")
     v.set_defaults(func=cmd_view)
 
+
+def _add_models_parser(sub) -> None:
+    """The ``models`` command's options."""
     m = sub.add_parser("models", help="list the available models and their cards")
     m.add_argument("--json", action="store_true", help="print the cards as JSON")
     m.add_argument("--model-dir", action="append", help="extra folder with models")
@@ -938,6 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="with --import: replace a model")
     m.set_defaults(func=cmd_models)
 
+
+def _add_segment_parser(sub) -> None:
+    """The ``segment`` command's options."""
     s = sub.add_parser(
         "segment",
         help="segment images into uint32 label tifs",
@@ -1027,6 +1105,9 @@ def build_parser() -> argparse.ArgumentParser:
     big.add_argument("--no-resume", action="store_true", help="redo blocks a stopped run did")
     s.set_defaults(func=cmd_segment)
 
+
+def _add_evaluate_parser(sub) -> None:
+    """The ``evaluate`` command's options."""
     e = sub.add_parser(
         "evaluate",
         help="compare predicted and ground-truth label folders",
@@ -1050,6 +1131,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=cmd_evaluate)
 
+
+def _add_export_parser(sub) -> None:
+    """The ``export`` command's options."""
     x = sub.add_parser(
         "export",
         help="write labels as TIFF, zarr, OME-Zarr, a CSV object table, an ImageJ ROI set or "
@@ -1089,6 +1173,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     x.set_defaults(func=cmd_export)
 
+
+def _add_train_parser(sub) -> None:
+    """The ``train`` command's options."""
     t = sub.add_parser(
         "train",
         help="train a model on a dataset folder, or fine-tune one from sparse annotations",
@@ -1164,6 +1251,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="augmentation setting (zoom, gamma, blur_prob, blur_sigma, noise, invert_prob, "
         "intensity_scale, intensity_shift, ...)",
     )
+    _add_finetune_options(t)
+    t.set_defaults(func=cmd_train)
+
+
+def _add_finetune_options(t) -> None:
+    """The options of ``train --from MODEL`` (a fine-tune)."""
     t.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model")
     t.add_argument("--images", nargs="+", metavar="IMAGE", help="fine-tune: images")
     t.add_argument("--annotations", nargs="+", metavar="LABELS", help="fine-tune: annotations")
@@ -1221,14 +1314,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune: where to save the model, and its checkpoints under runs/ unless "
         "--output says (default: the user's model folder)",
     )
-    t.set_defaults(func=cmd_train)
-    debug_help = f"show the traceback of an error (also {DEBUG_ENV}=1)"
-    p.add_argument("--debug", action="store_true", help=debug_help)
-    for command in sub.choices.values():  # before or after the command name
-        command.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help
-        )
-    return p
 
 
 def _debug_wanted(args) -> bool:
@@ -1288,35 +1373,39 @@ def _warnings_to_stderr():
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. The error boundary: a user or environment error (bad input, a file
-    that cannot be read or written) is one line on stderr and exit code 2; anything else is
-    reported as an internal error. ``--debug`` or ``NAPARI_INSTSEG_DEBUG=1`` adds the
-    traceback."""
-    from .core.arrays import InputError
-    from .core.checkpoint import CheckpointError
-
+    """Run one command. The error boundary: a user or environment error (an input we refused,
+    a file that cannot be read or written) is one line on stderr and exit code 2; anything
+    else, a ``ValueError`` from our own code included, is an internal error (exit 1) whose line
+    says so and how to see the traceback. ``--debug`` or ``NAPARI_INSTSEG_DEBUG=1`` adds the
+    traceback to either."""
     args = build_parser().parse_args(argv)
-    prefix = f"napari-instseg {args.command}: error:"
     try:
         with _warnings_to_stderr():
             return args.func(args)
-    except (CliError, InputError, CheckpointError, ValueError) as err:
-        error, text, code = err, str(err), EXIT_USAGE
-    except OSError as err:
-        error, text, code = err, _os_error_text(err), EXIT_USAGE
     except KeyboardInterrupt:
         print("napari-instseg: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:
-        error, text = err, f"internal error ({type(err).__name__}: {err})"
-        if not _debug_wanted(args):
-            text += f"; run again with --debug (or {DEBUG_ENV}=1) for the traceback and report it"
-        code = EXIT_INTERNAL
-    if _debug_wanted(args):
-        traceback.print_exception(error, file=sys.stderr)
-    # One line: a message with line breaks (a wrapped library error) is joined.
-    print(f"{prefix} {' '.join(text.split())}", file=sys.stderr)
-    return code
+    except Exception as err:  # the boundary: every error ends as one line
+        text, code = _classify(err, debug=_debug_wanted(args))
+        if _debug_wanted(args):
+            traceback.print_exception(err, file=sys.stderr)
+        # One line: a message with line breaks (a wrapped library error) is joined.
+        print(f"napari-instseg {args.command}: error: {' '.join(text.split())}", file=sys.stderr)
+        return code
+
+
+def _classify(err: Exception, *, debug: bool) -> tuple[str, int]:
+    """The error line's text and the exit code of ``err`` (see :func:`main`)."""
+    if isinstance(err, _user_errors()):
+        return str(err), EXIT_USAGE
+    if isinstance(err, OSError):
+        return _os_error_text(err), EXIT_USAGE
+    text = f"internal error ({type(err).__name__}: {err})"
+    if not debug:
+        text += f"; run again with --debug (or {DEBUG_ENV}=1) for the traceback and report it"
+    else:
+        text += "; the traceback is above, please report it"
+    return text, EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -106,3 +106,20 @@ def test_a_staged_leftover_is_not_a_prediction(tmp_path, capsys):
     (pred / ".X.tif.partial-1-abc.tif").write_bytes(b"half a file")
     out, err = evaluate(capsys, pred, gt, "--json")
     assert json.loads(out)["images"]["X"]["ap@0.50"] == 1.0 and err == ""
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        (squares(3).astype(np.float32) + 0.5, "whole numbers"),
+        (-squares(3).astype(np.int32), "non-negative"),
+    ],
+    ids=["fractional", "negative"],
+)
+def test_labels_that_are_not_labels_are_named(tmp_path, capsys, labels, words):
+    write(tmp_path / "gt", "a.tif", labels)
+    write(tmp_path / "pred", "a.tif", squares(3))
+    rc, _, err = run(capsys, "evaluate", tmp_path / "pred", tmp_path / "gt")
+    assert rc == 2
+    line = one_line(err, "evaluate")
+    assert f"{tmp_path / 'gt' / 'a.tif'}: labels must" in line and words in line

@@ -94,3 +94,34 @@ def test_an_unreadable_card_is_skipped_too(models_env, capsys):
     assert MODEL in out
     (line,) = warning_lines(err)
     assert str(models_env / "folder.json") in line
+
+
+def test_a_card_never_holds_a_bare_nan():
+    """A NaN measured in training (a validation with nothing to score) is written as null:
+    a bare ``NaN`` is not JSON, and other readers of the card refuse it."""
+    from napari_instseg.core.checkpoint import ModelCard
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in the card")
+
+    nan = float("nan")
+    card = ModelCard(
+        "a", "threeclass", {}, "watershed", object_size=nan, metrics={"val": {"ap@0.50": nan}}
+    )
+    data = json.loads(card.to_json(), parse_constant=refuse)
+    assert data["object_size"] is None and data["metrics"]["val"]["ap@0.50"] is None
+    assert ModelCard.from_dict(data).object_size is None
+
+
+def test_a_card_with_an_out_of_range_knob_is_refused_before_any_work(
+    models_env, image, tmp_path, capsys
+):
+    """A hand-edited card is checked against the same declared ranges as --set."""
+    card = json.loads((models_env / f"{MODEL}.json").read_text())
+    card["backend_config"] = {**card.get("backend_config", {}), "fg_threshold": 2.0}
+    (models_env / f"{MODEL}.json").write_text(json.dumps(card))
+    out = tmp_path / "out"
+    rc, _, err = run(capsys, "segment", image, "--model", MODEL, "--output", out)
+    assert rc == 2
+    assert "fg_threshold = 2.0 is outside its range" in one_line(err, "segment")
+    assert not out.exists()

@@ -110,7 +110,7 @@ def test_train_refuses_before_reading_any_data(tmp_path, monkeypatch, capsys, op
     def refuse(*args, **kwargs):
         raise AssertionError("the data was read: the value should have been refused before")
 
-    monkeypatch.setattr("napari_instseg.core.data.load_folder", refuse)
+    monkeypatch.setattr("napari_instseg.core.data.training_set.load_folder", refuse)
     out = tmp_path / "run"
     rc, _, err = run(
         capsys, "train", "--method", "embedseg", "--data", tmp_path / "nowhere",
@@ -118,4 +118,17 @@ def test_train_refuses_before_reading_any_data(tmp_path, monkeypatch, capsys, op
     )  # fmt: skip
     assert rc == 2
     assert words in one_line(err, "train")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["2.0", "nan"])
+def test_a_saved_model_refuses_out_of_range_knobs(models_env, tmp_path, capsys, value):
+    """`export --output-model` checks the knobs it would save as the model's defaults."""
+    out = tmp_path / "model"
+    rc, _, err = run(
+        capsys, "export", "--model", MODEL, "--set", f"fg_threshold={value}",
+        "--output-model", out,
+    )  # fmt: skip
+    assert rc == 2
+    assert f"fg_threshold = {float(value)}" in one_line(err, "export")
     assert not out.exists()

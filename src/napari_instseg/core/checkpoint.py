@@ -21,12 +21,25 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import InputError
+
 CARD_FORMAT = 1
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # raw pickle protocol 2+, torch.save zip archive
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint or model card that cannot be used, with a message meant for the user."""
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float inside it replaced by None."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,9 @@ class ModelCard:
         return {name: ap(m) for name, m in by_data.items()}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
+        """The card as strict JSON: a NaN or infinite number (a validation that measured
+        nothing) is written as null, never as a bare ``NaN`` that JSON readers refuse."""
+        return json.dumps(_finite(asdict(self)), indent=2, sort_keys=False, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "card") -> ModelCard:

@@ -7,6 +7,8 @@ import math
 import typing
 from typing import Any
 
+from .arrays import InputError
+
 
 def _base_type(tp: Any) -> Any:
     if typing.get_origin(tp) is typing.Annotated:
@@ -36,20 +38,20 @@ def knob_ranges(config_type: type) -> dict[str, dict]:
 
 
 def check_ranges(config) -> None:
-    """Refuse (``ValueError``) any value of ``config`` outside its declared ``min``/``max``, or
-    a text value that is not one of its declared ``choices``."""
+    """Refuse (``InputError``, a ``ValueError``) any value of ``config`` outside its declared
+    ``min``/``max``, or a text value that is not one of its declared ``choices``."""
     for name, meta in knob_ranges(type(config)).items():
         value = getattr(config, name)
         choices = meta.get("choices")
         if choices is not None and isinstance(value, str) and value not in choices:
-            raise ValueError(f"{name} = {value!r} is not one of {', '.join(map(str, choices))}")
+            raise InputError(f"{name} = {value!r} is not one of {', '.join(map(str, choices))}")
         low, high = meta.get("min"), meta.get("max")
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
         if (low is not None or high is not None) and not math.isfinite(value):
-            raise ValueError(f"{name} = {value} is not a number; choose one in [{low}, {high}]")
+            raise InputError(f"{name} = {value} is not a number; choose one in [{low}, {high}]")
         if (low is not None and value < low) or (high is not None and value > high):
-            raise ValueError(
+            raise InputError(
                 f"{name} = {value} is outside its range [{low}, {high}]; choose a value inside it"
             )
 
@@ -62,15 +64,15 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(f"{name}: expected true/false, got {value!r}")
+            raise InputError(f"{name}: expected true/false, got {value!r}")
         return bool(value)
     if tp in (int, float, str):
         try:
             out = tp(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name}: expected {tp.__name__}, got {value!r}") from None
+            raise InputError(f"{name}: expected {tp.__name__}, got {value!r}") from None
         if tp is int and isinstance(value, float) and value != out:
-            raise ValueError(f"{name}: expected a whole number, got {value!r}")
+            raise InputError(f"{name}: expected a whole number, got {value!r}")
         return out
     if typing.get_origin(tp) is tuple:
         if isinstance(value, str):  # from the command line: "1,3,9" or "[1, 3, 9]"
@@ -85,19 +87,23 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
 def config_from_dict(config_type: type, values: dict[str, Any] | None, *, strict=True):
     """Build ``config_type`` from a dict, converting values to the declared field types.
 
-    Unknown keys raise ``ValueError`` when ``strict`` (a typo in a knob name must not pass
-    silently), and are dropped otherwise. Values outside their declared range, and NaN or
-    infinity where a range is declared, raise ``ValueError`` (:func:`check_ranges`).
+    Unknown keys raise ``InputError`` (a ``ValueError``) when ``strict`` (a typo in a knob name
+    must not pass silently), and are dropped otherwise. Values outside their declared range,
+    NaN or infinity where a range is declared, and values the config's own checks refuse
+    raise ``InputError`` (:func:`check_ranges`).
     """
     values = dict(values or {})
     types = knob_types(config_type)
     unknown = sorted(set(values) - set(types))
     if unknown and strict:
-        raise ValueError(
+        raise InputError(
             f"unknown option(s) {unknown} for {config_type.__name__}; known: {sorted(types)}"
         )
     kwargs = {k: _coerce(v, types[k], k) for k, v in values.items() if k in types}
-    config = config_type(**kwargs)
+    try:
+        config = config_type(**kwargs)
+    except ValueError as err:  # a config's own checks (``__post_init__``) refuse a value given
+        raise InputError(str(err)) from err
     check_ranges(config)
     return config
 
@@ -117,7 +123,7 @@ def parse_assignments(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"expected KNOB=VALUE, got {item!r}")
+            raise InputError(f"expected KNOB=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out
 

@@ -29,6 +29,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
+from .arrays import InputError
+
 __all__ = [
     "DSB_THRESHOLDS",
     "Matching",
@@ -102,16 +104,16 @@ class Matching:
 
 
 def _as_labels(labels: ArrayLike, name: str) -> NDArray[np.integer]:
-    """Return ``labels`` as a non-negative integer array, or raise ValueError."""
+    """Return ``labels`` as a non-negative integer array, or raise InputError (a ValueError)."""
     arr = np.asarray(labels)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be an integer label image, got dtype {arr.dtype}")
+        raise InputError(f"{name} must be an integer label image, got dtype {arr.dtype}")
     if arr.ndim < 1:
-        raise ValueError(f"{name} must be an image (2D or 3D array), got a 0-d array")
+        raise InputError(f"{name} must be an image (2D or 3D array), got a 0-d array")
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
-        raise ValueError(f"{name} must not contain negative labels (min is {arr.min()})")
+        raise InputError(f"{name} must not contain negative labels (min is {arr.min()})")
     return arr
 
 
@@ -122,7 +124,7 @@ def _check_pair(
     true = _as_labels(labels_true, "labels_true")
     pred = _as_labels(labels_pred, "labels_pred")
     if true.shape != pred.shape:
-        raise ValueError(
+        raise InputError(
             f"labels_true and labels_pred must have the same shape, "
             f"got labels_true.shape={true.shape} and labels_pred.shape={pred.shape}"
         )

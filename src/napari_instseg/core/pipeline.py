@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import InputError
 from .assembly import get_backend
-from .checkpoint import ModelCard
+from .checkpoint import CheckpointError, ModelCard
 from .configs import config_from_dict, config_to_dict, replace_config
 from .data.normalise import normalise_with
 from .jobs import Job
@@ -78,7 +79,7 @@ class Model:
         name = backend or self.card.backend or self.method.default_backend
         be = get_backend(name)
         if name not in self.method.backends:
-            raise ValueError(
+            raise InputError(
                 f"back-end {name!r} does not fit method {self.method.name!r}; "
                 f"use one of {list(self.method.backends)}"
             )
@@ -175,7 +176,7 @@ def normalisation_statistics(model: Model, image_cf: np.ndarray) -> tuple[np.nda
     if kind == "none":
         return np.zeros(x.shape[0], np.float32), np.ones(x.shape[0], np.float32)
     if kind != "percentile":
-        raise ValueError(
+        raise CheckpointError(
             f"unknown normalisation {kind!r} on the card of model {model.card.name!r}; "
             "this version knows 'percentile' and 'none'"
         )

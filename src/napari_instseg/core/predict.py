@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
+from .arrays import InputError
 from .jobs import Job, Progress, stop_requested
 
 
@@ -58,11 +59,11 @@ def select_device(name: str = "auto"):
             return torch.device("cuda")
         return torch.device("mps") if has_mps else torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available")
     if name == "mps" and not has_mps:
-        raise ValueError("device 'mps' was asked for but Apple MPS is not available")
+        raise InputError("device 'mps' was asked for but Apple MPS is not available")
     if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cuda, mps or cpu")
+        raise InputError(f"unknown device {name!r}; use auto, cuda, mps or cpu")
     return torch.device(name)
 
 

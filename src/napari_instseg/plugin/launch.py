@@ -47,17 +47,18 @@ def open_viewer(
     """Start napari, load ``paths`` (or, with none, the bundled ``sample``), dock the Segment
     widget and fit the view to the image.
 
-    The widget's model is ``model`` when given (a ``ValueError`` names the installed ones
+    The widget's model is ``model`` when given (an ``InputError`` names the installed ones
     when it is not one of them), else the one that fits the sample, else the widget's own
     choice for the image's modality. Returns the viewer and the widget (when ``block`` is
     False, for scripts and tests).
     """
     if model is not None:
+        from napari_instseg.core.arrays import InputError
         from napari_instseg.core.zoo import list_models
 
         names = [card.name for card, _ in list_models()]
         if model not in names:
-            raise ValueError(f"no model named {model!r}; installed: {', '.join(names)}")
+            raise InputError(f"no model named {model!r}; installed: {', '.join(names)}")
     import napari
     from qtpy.QtWidgets import QApplication
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..arrays import InputError
 from .clustering import (
     ConsistencyConfig,
     HdbscanConfig,
@@ -141,11 +142,12 @@ _BACKENDS: dict[str, Backend] = {
 
 
 def get_backend(name: str) -> Backend:
-    """The back-end called ``name``; ``ValueError`` listing the known ones otherwise."""
+    """The back-end called ``name``; ``InputError`` (a ``ValueError``) listing the known ones
+    otherwise."""
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise ValueError(f"unknown back-end {name!r}; known: {sorted(_BACKENDS)}") from None
+        raise InputError(f"unknown back-end {name!r}; known: {sorted(_BACKENDS)}") from None
 
 
 def list_backends() -> list[str]:

@@ -103,7 +103,7 @@ def split_objects(
     and none is held out when there is only one.
     """
     if not 0 <= fraction < 1:
-        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+        raise InputError(f"held-out fraction must be in [0, 1), got {fraction}")
     ids = np.unique(labels)
     ids = ids[ids != 0]
     n_held = min(int(round(fraction * ids.size)), max(0, ids.size - 1))
@@ -145,9 +145,9 @@ def sparsify_instances(
         Pixels whose label is known: kept objects plus the chosen background.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"fraction must be in (0, 1], got {fraction}")
     if background not in ("none", "all", "near"):
-        raise ValueError(f"background must be 'none', 'all' or 'near', not {background!r}")
+        raise InputError(f"background must be 'none', 'all' or 'near', not {background!r}")
     ids = np.unique(labels)
     ids = ids[ids != 0]
     n_keep = max(1, int(round(fraction * ids.size))) if ids.size else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..arrays import InputError
 from . import affinity, allcell, embedseg, flows, patchperpix, spoco, threeclass
 from .base import Intermediate, Method, Raw
 
@@ -20,11 +21,12 @@ _METHODS: dict[str, Method] = {
 
 
 def get_method(name: str) -> Method:
-    """The method called ``name``; ``ValueError`` listing the known ones otherwise."""
+    """The method called ``name``; ``InputError`` (a ``ValueError``) listing the known ones
+    otherwise."""
     try:
         return _METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; known: {sorted(_METHODS)}") from None
+        raise InputError(f"unknown method {name!r}; known: {sorted(_METHODS)}") from None
 
 
 def list_methods() -> list[str]:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arrays import InputError
 from ..losses import known_instances, masked_mean
 from ..losses.affinity import affinities_numpy, affinity_loss, offsets_from_shifts
 from ..nets import UNetConfig, build_unet
@@ -55,6 +56,12 @@ class AffinityConfig:
     w_affinity: float = 1.0
     w_cross_view: float = 1.0
     w_foreground: float = 1.0
+
+    def __post_init__(self):  # refused where the config is made, before any work
+        if self.shifts and self.shifts[0] != 1:
+            raise InputError(
+                f"the first shift must be 1 (the attractive neighbours), got {self.shifts}"
+            )
 
     @property
     def offsets(self) -> list[tuple[int, ...]]:
@@ -84,8 +91,6 @@ def heads(cfg: AffinityConfig) -> tuple[tuple[str, int], ...]:
 
 
 def build_net(cfg: AffinityConfig) -> nn.Module:
-    if cfg.shifts and cfg.shifts[0] != 1:
-        raise ValueError(f"the first shift must be 1 (the attractive neighbours), got {cfg.shifts}")
     unet = build_unet(UNetConfig(cfg.ndim, cfg.in_channels, cfg.depth, cfg.width, heads(cfg)))
     return TwoViews(unet) if cfg.w_cross_view else unet
 

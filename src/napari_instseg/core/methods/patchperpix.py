@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from scipy.special import expit
 from torch import nn
 
+from ..arrays import InputError
 from ..assembly.patches import patch_offsets
 from ..losses import known_instances, masked_mean
 from ..nets import UNetConfig, build_unet
@@ -81,6 +82,9 @@ class PatchPerPixConfig:
     def patch_shape(self) -> tuple[int, ...]:
         return (self.patch_size,) * self.ndim
 
+    def __post_init__(self):
+        _check(self)  # a bad value is refused where the config is made, before any work
+
     @property
     def patch_len(self) -> int:
         return self.patch_size**self.ndim
@@ -88,9 +92,9 @@ class PatchPerPixConfig:
 
 def _check(cfg: PatchPerPixConfig) -> None:
     if cfg.patch_size < 3 or cfg.patch_size % 2 == 0:
-        raise ValueError(f"patch_size must be odd and at least 3, got {cfg.patch_size}")
+        raise InputError(f"patch_size must be odd and at least 3, got {cfg.patch_size}")
     if cfg.ndim not in (2, 3):
-        raise ValueError(f"patchperpix supports 2D and 3D, not {cfg.ndim}D")
+        raise InputError(f"patchperpix supports 2D and 3D, not {cfg.ndim}D")
 
 
 class PatchDecoder(nn.Module):
