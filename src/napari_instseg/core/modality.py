@@ -109,11 +109,23 @@ def _colour(rgb: np.ndarray) -> ModalityGuess:
     return ModalityGuess(BRIGHTFIELD, f"coloured (channel spread {spread:.0f} of 255)", stats)
 
 
-def route_text(report: dict) -> str:
-    """One line saying which route a modality-routed back-end took and why."""
+def route_text(report: dict, knobs: dict | None = None, defaults: dict | None = None) -> str:
+    """One line saying which route a modality-routed back-end took and why.
+
+    The back-end reports a route set by its ``route`` knob as "forced"; given the ``knobs``
+    used and the model's ``defaults``, the line says whose setting that was: the model's
+    (the user left the knob at the card's value) or the user's."""
+    reason = report.get("reason", "")
+    if reason == "forced":
+        if knobs is None:
+            reason = "set by the route knob"
+        elif knobs.get("route") == (defaults or {}).get("route"):
+            reason = "the model's default route"
+        else:
+            reason = "chosen with the route knob"
     text = f"{report.get('modality', '?')} image: {report.get('route', '?')} route"
-    if report.get("reason"):
-        text += f" ({report['reason']})"
+    if reason:
+        text += f" ({reason})"
     return text
 
 
