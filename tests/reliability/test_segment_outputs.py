@@ -161,3 +161,22 @@ def test_output_below_a_file_is_one_line(models_env, image, tmp_path, capsys):
     rc, _, err = segment(capsys, image, "--output", existing / "labels")
     assert rc == 2
     assert "is a file, not a folder" in one_line(err, "segment")
+
+
+def test_a_full_disk_that_names_no_file_names_the_output(
+    models_env, image, tmp_path, capsys, monkeypatch
+):
+    """A write that fails on a full disk raises ENOSPC with no file name: the line still
+    names the file asked for (reproduced on a real full tmpfs)."""
+
+    def disk_full(path, data, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"II*\x00 half a TIFF")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tifffile, "imwrite", disk_full)
+    out = tmp_path / "out"
+    rc, _, err = segment(capsys, image, "--output", out)
+    assert rc == 2
+    assert f"{out / 'cells.tif'}: No space left on device" in one_line(err, "segment")
+    assert snapshot(out) == {}  # no half-written or staged file

@@ -182,8 +182,9 @@ def _staged(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path
         _move_into_place(staged, target)
     except OSError as err:
         _remove(staged)
-        if err.filename and str(err.filename).startswith(str(staged)):
-            # Name the file the user asked for, not the hidden one it was written as.
+        if not err.filename or str(err.filename).startswith(str(staged)):
+            # Name the file the user asked for, not the hidden one it was written as (a
+            # write that fails on a full disk names no file at all).
             raise type(err)(err.errno, err.strerror, str(target)) from err
         raise
     except BaseException:
