@@ -500,7 +500,7 @@ def test_enough_held_out_objects_judge_and_the_best_is_published(spoco_tiny, dis
     item = AnnotatedImage(item.name, item.image, np.where(truth > 0, truth, item.annotation))
     config = FinetuneConfig(
         iterations=10, batch_size=2, patch_size=32, val_every=5, held_out_fraction=0.6,
-        device="cpu",
+        publish="best", device="cpu",
     )  # fmt: skip
     result = run(
         finetune(spoco_tiny, [item], name="many", run_dir=tmp_path / "run",
@@ -515,7 +515,7 @@ def test_enough_held_out_objects_judge_and_the_best_is_published(spoco_tiny, dis
 
 
 
-def test_publish_latest_even_when_the_held_out_objects_could_judge(spoco_tiny, disks, tmp_path):
+def test_the_latest_is_published_though_held_out_objects_could_judge(spoco_tiny, disks, tmp_path):
     from napari_instseg.core.finetune import AnnotatedImage, FinetuneConfig, finetune
     from napari_instseg.core.jobs import run
 
@@ -524,13 +524,13 @@ def test_publish_latest_even_when_the_held_out_objects_could_judge(spoco_tiny, d
     item = AnnotatedImage(item.name, item.image, np.where(truth > 0, truth, item.annotation))
     config = FinetuneConfig(
         iterations=10, batch_size=2, patch_size=32, val_every=3, held_out_fraction=0.6,
-        publish="latest", compare_parent=False, device="cpu",
+        compare_parent=False, device="cpu",
     )  # fmt: skip
     result = run(
         finetune(spoco_tiny, [item], name="last", run_dir=tmp_path / "run",
                  models_dir=tmp_path / "models", config=config)
     )  # fmt: skip
-    assert result.heldout_judged  # judged, and still the latest is what is published
+    assert result.heldout_judged  # judged, and still the latest is published (the default)
     assert _same_weights(_weights(result.model_path), _weights(result.run.latest_path))
 
 def _discs(centres, radius, shape=(60, 60)):
