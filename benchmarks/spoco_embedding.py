@@ -89,7 +89,7 @@ def with_g_equal_f(model):
 def predictions(model, samples, tag: str, cache: Path | None, view=None):
     """Predictions of ``samples`` (cached as .npz under ``cache`` when given); ``view``
     replaces the fixed evaluation view of g (contrast, brightness, blur sigma)."""
-    path = cache / f"{model.card.name}-{tag}.npz" if cache else None
+    path = cache / f"{model.card.name}-{len(samples)}-{tag}.npz" if cache else None
     if path is not None and path.exists():
         data = np.load(path)
         out = []
