@@ -197,3 +197,22 @@ def test_errors_are_one_line_and_write_nothing(files, models_env, tmp_path, caps
 def test_missing_labels_file_is_a_one_line_error(tmp_path, capsys):
     rc, _, err = run(capsys, "export", tmp_path / "nope.tif", "-o", tmp_path / "a.csv")
     assert rc == 2 and "no such file" in one_line_error(err)
+
+
+def test_export_finds_the_model_of_a_segment_output(files, models_env, tmp_path, capsys):
+    """``segment`` writes how its labels were made into the TIFF; ``export --output-model``
+    reads the model, back-end and knobs back from it, with no --model."""
+    out = tmp_path / "seg"
+    rc, _, err = run(
+        capsys, "segment", files["image"], "--model", MODEL, "--output", out,
+        "--set", "min_size=9", "--diameter", "off", "--appearance", "as-is",
+    )  # fmt: skip
+    assert rc == 0, err
+    (labels_path,) = out.glob("*.tif")
+    _, attrs = read_labels(labels_path)
+    assert (attrs["model"], attrs["backend"]) == (MODEL, "watershed")
+    rc, text, err = run(capsys, "export", labels_path, "--output-model", tmp_path / "models")
+    assert rc == 0, err
+    card = read_card(tmp_path / "models" / f"{MODEL}-tuned.json")
+    assert card.parent == MODEL and card.backend == "watershed"
+    assert card.backend_config["min_size"] == 9 == attrs["knobs"]["min_size"]

@@ -122,8 +122,21 @@ def _is_zarr_store(path: Path) -> bool:
     return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse a target whose folder cannot be made or written, before any work is done."""
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: no permission to write in {parent}")
+
+
 def _check_target(path: Path, *, overwrite: bool, folder: bool) -> None:
-    """Refuse targets that must not be replaced; an empty file or folder is always fine."""
+    """Refuse targets that must not be replaced, or that cannot be written; an empty file or
+    folder is always fine."""
+    _check_writable(path)
     if not path.exists() and not path.is_symlink():
         return
     if path.is_dir():
@@ -185,7 +198,8 @@ def _staged(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path
         if not err.filename or str(err.filename).startswith(str(staged)):
             # Name the file the user asked for, not the hidden one it was written as (a
             # write that fails on a full disk names no file at all).
-            raise type(err)(err.errno, err.strerror, str(target)) from err
+            text = err.strerror or str(err)  # OSError("...") has no strerror
+            raise type(err)(err.errno, text, str(target)) from err
         raise
     except BaseException:
         _remove(staged)

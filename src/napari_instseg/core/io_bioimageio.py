@@ -14,7 +14,8 @@ A bioimage.io model package is a zip with an ``rdf.yaml`` (model description, sp
   network's own outputs on the test input and on a second input size;
 * one input tensor ``image`` (batch, channel, [z,] y, x) with the card's percentile
   normalisation as ``scale_range`` preprocessing, and one output tensor per network head, with
-  the test input (a crop of a bundled sample image) and the outputs our network gives for it;
+  the test input (a crop of a bundled sample image) and the outputs our network gives for it
+  (``.npy`` test tensors, and the same arrays as float32 TIFF sample tensors for viewers);
 * ``cover.png``: the test input next to the labels napari-instseg assembles from those
   outputs; ``README.md``: what the outputs are, how to get labels from them, training data and
   metrics;
@@ -74,7 +75,9 @@ _UNET = {
     "Segmentation, MICCAI 2015",
     "doi": "10.1007/978-3-319-24574-4_28",
 }
-#: The paper of each method (the network is always a U-Net, cited as well).
+#: The paper of each method (the network is always a U-Net, cited as well). By DOI only (arXiv
+#: papers by arXiv's DOI): the spec's validator fetches every cited URL, and packages must
+#: validate offline.
 _METHOD_CITATIONS: dict[str, dict[str, str]] = {
     "threeclass": {
         "text": "Caicedo et al.: Evaluation of Deep Learning Strategies for Nucleus "
@@ -84,16 +87,16 @@ _METHOD_CITATIONS: dict[str, dict[str, str]] = {
     "embedseg": {
         "text": "Lalit, Tomancak, Jug: EmbedSeg: Embedding-based Instance Segmentation for "
         "Biomedical Microscopy Data, Medical Image Analysis 2022",
-        "url": "https://arxiv.org/abs/2101.10033",
+        "doi": "10.48550/arXiv.2101.10033",
     },
     "spoco": {
         "text": "Wolny, Yu, Pape, Kreshuk: Sparse Object-level Supervision for Instance "
         "Segmentation with Pixel Embeddings, CVPR 2022",
-        "url": "https://arxiv.org/abs/2103.14572",
+        "doi": "10.48550/arXiv.2103.14572",
     },
     "patchperpix": {
         "text": "Mais, Hirsch, Kainmueller: PatchPerPix for Instance Segmentation, ECCV 2020",
-        "url": "https://arxiv.org/abs/2001.07626",
+        "doi": "10.48550/arXiv.2001.07626",
     },
     "flows": {
         "text": "Cutler et al.: Omnipose: a high-precision morphology-independent solution "
@@ -101,9 +104,11 @@ _METHOD_CITATIONS: dict[str, dict[str, str]] = {
         "doi": "10.1038/s41592-022-01639-4",
     },
     "allcell": {
-        "text": "All-Cell Segmenter (anchor-based watershed), NeurIPS 2022 Cell Segmentation "
-        "Challenge entry",
-        "url": "https://github.com/lostkevin/Cell-Segmenter",
+        "text": "All-Cell Segmenter (anchor-based watershed, github.com/lostkevin/Cell-Segmenter), "
+        "an entry of the NeurIPS 2022 Cell Segmentation Challenge: Ma et al.: The "
+        "multimodality cell segmentation challenge: toward universal solutions, Nature "
+        "Methods 2024",
+        "doi": "10.1038/s41592-024-02233-6",
     },
 }
 _DEFAULT_AUTHORS = ({"name": "napari-instseg contributors"},)
@@ -194,7 +199,8 @@ def _preprocessing(card) -> list[dict]:
     return steps
 
 
-def _default_image(card) -> np.ndarray:
+def _default_images(card) -> list[np.ndarray]:
+    """Bundled samples to take the test input from, the best fit for the model first."""
     from .modality import FLUORESCENCE
     from .samples import load_sample
 
@@ -204,17 +210,21 @@ def _default_image(card) -> np.ndarray:
             "has them; pass an image for the test tensors"
         )
     if card.ndim == 3:
-        name = "nuclei3d_synthetic_stardist"
+        names = ["nuclei3d_synthetic_stardist"]
     elif card.modality in ("", "auto", FLUORESCENCE):
-        name = "nuclei2d_dsb_stardist"
+        names = ["nuclei2d_dsb_stardist", "phase2d_usiigaci_set1_crop512"]
     else:
-        name = "phase2d_usiigaci_set1_crop512"
-    return load_sample(name)[0]
+        names = ["phase2d_usiigaci_set1_crop512", "nuclei2d_dsb_stardist"]
+    return [load_sample(name)[0] for name in names]
 
 
-def _centre_crop(image_cf: np.ndarray, multiple: int) -> tuple[slice, ...]:
+def _test_crops(image_cf: np.ndarray, multiple: int) -> list[tuple[slice, ...]]:
+    """Test input windows of the image: the centre first, then the corners and the edge
+    midpoints (where the image is larger than the window)."""
+    import itertools
+
     side = TEST_SIZE_2D if image_cf.ndim == 3 else TEST_SIZE_3D
-    slices = []
+    starts = []
     for n in image_cf.shape[1:]:
         size = min(n, max(side, multiple)) // multiple * multiple
         if size < multiple:
@@ -222,9 +232,21 @@ def _centre_crop(image_cf: np.ndarray, multiple: int) -> tuple[slice, ...]:
                 f"the test image ({image_cf.shape[1:]}) is smaller than the network's size "
                 f"step {multiple} on some axis"
             )
-        start = (n - size) // 2
-        slices.append(slice(start, start + size))
-    return (slice(None), *slices)
+        starts.append((size, list(dict.fromkeys([(n - size) // 2, 0, n - size]))))
+    return [
+        (slice(None), *(slice(s, s + size) for s, (size, _) in zip(combo, starts, strict=True)))
+        for combo in itertools.product(*(options for _, options in starts))
+    ]
+
+
+def _tiff_bytes(array: np.ndarray) -> bytes:
+    """A float32 TIFF of ``array`` (one page per leading plane): a sample tensor that image
+    viewers and ``imageio`` read, where the ``.npy`` test tensors need numpy."""
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.ascontiguousarray(array, np.float32))
+    return buf.getvalue()
 
 
 def _forward(network, x: np.ndarray) -> list[np.ndarray]:
@@ -288,6 +310,24 @@ def _torchscript(network, x: np.ndarray, low: list[int], multiple: int) -> bytes
         _log.warning("no TorchScript weights: the traced network differs from the eager one")
         return None
     return buf.getvalue()
+
+
+def _tolerances(output_ids: list[str], outputs: list[np.ndarray]) -> list[dict]:
+    """``config.bioimageio.reproducibility_tolerance``: one entry per output tensor.
+
+    The spec's default absolute tolerance (1e-3) may not exceed 1 % of a test tensor's
+    maximum, which small-valued heads (EmbedSeg's offsets, say) are below; each output gets
+    ``min(1e-3, 1 % of its maximum)``, rounded down to two significant digits.
+    """
+    entries = []
+    for out_id, array in zip(output_ids, outputs, strict=True):
+        absolute = min(1e-3, 0.01 * float(array.max()))  # the caller made sure max > 0
+        digits = 1 - int(np.floor(np.log10(absolute)))
+        absolute = float(np.floor(absolute * 10**digits) / 10**digits)
+        entries.append(
+            {"output_ids": [out_id], "relative_tolerance": 1e-3, "absolute_tolerance": absolute}
+        )
+    return entries
 
 
 def _channel_names(head: str, n: int, method: str) -> list[str]:
@@ -494,18 +534,37 @@ def export_bioimageio(
     multiple = loaded.size_multiple
 
     # Test tensors: a crop of a real image in the model's appearance, and the outputs of
-    # the network (the package's own architecture and weights) on it.
-    image = _default_image(card) if image is None else image
-    image_cf, _ = adapt_image(loaded, image)
-    crop = np.ascontiguousarray(image_cf[_centre_crop(image_cf, multiple)], np.float32)
-    normalised = normalise_for(loaded, crop)
-    low = _min_sizes(crop.shape[1:], multiple)
-    with torch.no_grad():  # the head names, in the network's order, from a small input
-        heads = list(net(torch.from_numpy(normalised[None][(..., *map(slice, low))])))
-    network = bioimageio_network.InstSegNetwork(card.method, card.method_config, heads)
-    network.net.load_state_dict(net.state_dict())
-    network.eval()
-    outputs = _forward(network, normalised[None])
+    # the network (the package's own architecture and weights) on it. The spec bounds an
+    # output's reproduction tolerance by 1 % of its test tensor's maximum, so every output
+    # must rise above 0 somewhere (allcell's boundary logits do not in the centre of the
+    # nuclei sample): other windows, then the next bundled sample, are tried.
+    network = None
+    windows = (
+        (image_cf, window)
+        for candidate in (_default_images(card) if image is None else [image])
+        for image_cf in [adapt_image(loaded, candidate)[0]]
+        for window in _test_crops(image_cf, multiple)
+    )
+    for image_cf, window in windows:
+        crop = np.ascontiguousarray(image_cf[window], np.float32)
+        normalised = normalise_for(loaded, crop)
+        low = _min_sizes(crop.shape[1:], multiple)
+        if network is None:
+            with torch.no_grad():  # the head names, in the network's order, from a small input
+                heads = list(net(torch.from_numpy(normalised[None][(..., *map(slice, low))])))
+            network = bioimageio_network.InstSegNetwork(card.method, card.method_config, heads)
+            network.net.load_state_dict(net.state_dict())
+            network.eval()
+        outputs = _forward(network, normalised[None])
+        flat = [h for h, array in zip(heads, outputs, strict=True) if not array.max() > 0]
+        if not flat:
+            break
+    else:
+        raise InputError(
+            f"model {card.name!r}: its output {flat[0]!r} is nowhere above 0 on the test "
+            f"{'image' if image is not None else 'images'}, and bioimage.io bounds an "
+            "output's reproduction tolerance by its maximum; export with another image"
+        )
     # Labels for the cover: what napari-instseg assembles from exactly these outputs.
     raw = {head: array[0] for head, array in zip(heads, outputs, strict=True)}
     constants = getattr(net, "raw_constants", None)
@@ -521,6 +580,7 @@ def export_bioimageio(
         ARCHITECTURE_FILE: Path(bioimageio_network.__file__).read_bytes(),
         "environment.yaml": _environment().encode(),
         "test_input.npy": _npy_bytes(crop[None]),
+        "sample_input.tif": _tiff_bytes(crop),
         "cover.png": _cover(normalised, labels),
         "README.md": _readme(
             card, [_identifier(h) for h in heads], stem, torchscript=scripted is not None
@@ -533,6 +593,7 @@ def export_bioimageio(
         raise InputError(f"model {card.name!r}: its heads {heads} do not give distinct tensor ids")
     for out_id, array in zip(output_ids, outputs, strict=True):
         files[f"test_output_{out_id}.npy"] = _npy_bytes(array)
+        files[f"sample_output_{out_id}.tif"] = _tiff_bytes(array[0])
     if scripted is not None:
         files["weights_torchscript.pt"] = scripted
 
@@ -568,6 +629,7 @@ def export_bioimageio(
                     channels=[f"channel{i}" for i in range(card.in_channels)],
                 ),
                 "test_tensor": described("test_input.npy"),
+                "sample_tensor": described("sample_input.tif"),
                 "data": {"type": "float32"},
                 "preprocessing": preprocessing,
             }
@@ -582,6 +644,7 @@ def export_bioimageio(
                     channels=_channel_names(head, array.shape[1], card.method),
                 ),
                 "test_tensor": described(f"test_output_{out_id}.npy"),
+                "sample_tensor": described(f"sample_output_{out_id}.tif"),
                 "data": {"type": "float32"},
             }
             for head, out_id, array in zip(heads, output_ids, outputs, strict=True)
@@ -615,6 +678,9 @@ def export_bioimageio(
         },
         "attachments": [described(f"{stem}.json"), described(f"{stem}.safetensors")],
         "config": {
+            "bioimageio": {
+                "reproducibility_tolerance": _tolerances(output_ids, outputs),
+            },
             CONFIG_KEY: {
                 "version": card.versions.get("napari_instseg", ""),
                 "card": f"{stem}.json",
@@ -630,7 +696,7 @@ def export_bioimageio(
                 },
                 "metrics": {k: v for k, v in (card.metrics or {}).items() if k in ("val", "test")},
                 "cover_objects": int(labels.max()),
-            }
+            },
         },
     }
     files["rdf.yaml"] = yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True).encode()
@@ -639,7 +705,7 @@ def export_bioimageio(
             zf.writestr("rdf.yaml", files.pop("rdf.yaml"))
             for name, data in files.items():
                 # weights and PNG hardly compress: store them, deflate the rest
-                packed = name.endswith((".pt", ".safetensors", ".png"))
+                packed = name.endswith((".pt", ".safetensors", ".png", ".tif"))
                 zf.writestr(name, data, zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
     return path
 
