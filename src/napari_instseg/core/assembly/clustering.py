@@ -291,7 +291,7 @@ def object_agreement(
     Examples
     --------
     >>> lab = np.array([[1, 1, 1, 1, 0, 2, 2]], np.uint32)
-    >>> g = np.array([[0.0, 0.0, 3.0, 3.0, 9.0, 5.0, 5.0]])  # g splits object 1 in two
+    >>> g = np.array([[[0.0, 0.0, 3.0, 3.0, 9.0, 5.0, 5.0]]])  # g splits object 1 in two
     >>> object_agreement(lab, g, lab > 0, 0.5, 4, np.random.default_rng(0))[1:]
     array([0.5, 1. ])
     """
