@@ -9,8 +9,8 @@ import pytest
 
 from napari_instseg.core.assembly import get_backend
 from napari_instseg.core.configs import knob_types
+from napari_instseg.core.modality import route_text
 from napari_instseg.plugin._forms import KnobForm, advanced_knobs
-from napari_instseg.plugin.segment_widget import describe_route
 
 pytestmark = pytest.mark.gui
 
@@ -55,11 +55,43 @@ def test_a_config_can_mark_its_own_advanced_knobs(qtbot):
     assert KnobForm(get_backend("watershed").config_type).advanced is None  # all open
 
 
+@dataclass(frozen=True)
+class _Presented:
+    rate: Annotated[
+        float, {"min": 1e-6, "max": 0.1, "decimals": 6, "widget_type": "FloatSpinBox"}
+    ] = 1e-3
+    every: Annotated[
+        int, {"min": 0, "max": 100, "widget_type": "SpinBox", "min_text": "off", "label": "each"}
+    ] = 5
+    where: Annotated[str, {"offered": ("here", "there")}] = "here"
+
+
+def test_fields_choose_their_editor_label_and_offered_values(qtbot):
+    from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox
+
+    form = KnobForm(_Presented)
+    qtbot.addWidget(form)
+    rate, every, where = (form.editor(name) for name in ("rate", "every", "where"))
+    assert isinstance(rate, QDoubleSpinBox) and rate.decimals() == 6
+    assert isinstance(every, QSpinBox)
+    every.setValue(0)
+    assert every.text() == "off"
+    rows = form.findChild(QFormLayout)
+    assert rows.labelForField(every).text() == "each"
+    assert isinstance(where, QComboBox) and where.count() == 2
+    rate.setValue(2e-6)
+    assert form.config() == _Presented(rate=2e-6, every=0)
+    form.set_values({"where": "cuda:1"})  # offered values are a list, not a limit
+    assert form.config().where == "cuda:1"
+
+
 def test_route_line_says_whose_setting_a_forced_route_was():
     report = {"modality": "fluorescence", "route": "detection", "reason": "forced"}
-    same = describe_route(report, {"route": "detection"}, {"route": "detection"})
+    same = route_text(report, {"route": "detection"}, {"route": "detection"})
     assert same == "fluorescence image: detection route (the model's default route)"
-    mine = describe_route({**report, "route": "flows"}, {"route": "flows"}, {"route": "auto"})
+    mine = route_text({**report, "route": "flows"}, {"route": "flows"}, {"route": "auto"})
     assert mine == "fluorescence image: flows route (chosen with the route knob)"
+    unknown = route_text(report)  # nobody said whose setting it was: no "forced"
+    assert unknown == "fluorescence image: detection route (set by the route knob)"
     chosen = {**report, "reason": "no flows fallback for fluorescence"}
-    assert "(no flows fallback for fluorescence)" in describe_route(chosen, {}, {})
+    assert "(no flows fallback for fluorescence)" in route_text(chosen, {}, {})

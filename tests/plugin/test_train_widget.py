@@ -35,9 +35,9 @@ def setup(make_napari_viewer, tmp_path, monkeypatch, save_tiny_spoco):
     layer.data = data
     _, train = viewer.window.add_plugin_dock_widget("napari-instseg", "Fine-tune")
     train.model_box.setCurrentText("spoco-tiny")
-    train.patch.setValue(32)
-    train.batch.setValue(2)
-    train.device.setCurrentText("cpu")
+    train.form.editor("patch_size").setValue(32)
+    train.form.editor("batch_size").setValue(2)
+    train.form.editor("device").setCurrentText("cpu")
     return viewer, train
 
 
@@ -57,8 +57,8 @@ def test_lists_sparse_models_and_annotations(setup):
 
 def test_short_run_keeps_viewer_responsive_and_publishes_model(setup, qtbot):
     viewer, train = setup
-    train.iterations.setValue(10)
-    train.preview_every.setValue(5)
+    train.form.editor("iterations").setValue(10)
+    train.form.editor("preview_every").setValue(5)
     ticks = []
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(1))
@@ -90,7 +90,7 @@ def test_short_run_keeps_viewer_responsive_and_publishes_model(setup, qtbot):
 
 def test_stop_keeps_checkpoints_and_resume_continues(setup, qtbot):
     viewer, train = setup
-    train.iterations.setValue(100_000)
+    train.form.editor("iterations").setValue(100_000)
     train.start()
     qtbot.waitUntil(lambda: train.progress.value() >= 2, timeout=60_000)
     train.stop()
@@ -100,7 +100,7 @@ def test_stop_keeps_checkpoints_and_resume_continues(setup, qtbot):
     assert train.resume_button.isEnabled() and train.start_button.isEnabled()
     done = first.run.iterations_done
     train.result = None
-    train.iterations.setValue(done + 5)
+    train.form.editor("iterations").setValue(done + 5)
     train.resume_button.click()
     qtbot.waitUntil(lambda: train.result is not None, timeout=60_000)
     assert train.result.run.iterations_done == done + 5 and not train.result.run.stopped
@@ -133,22 +133,53 @@ def test_context_list_offers_the_other_open_images_when_adapting(setup):
     assert train.config().adapt_norm is True
 
 
-def test_replay_share_defaults_to_the_config_and_reaches_it(setup):
+def test_the_form_is_made_from_the_config_and_reaches_it(setup):
+    import dataclasses
+
+    from qtpy.QtWidgets import QComboBox
+
+    from napari_instseg.core.configs import knob_ranges
     from napari_instseg.core.finetune import FinetuneConfig
+    from napari_instseg.core.predict import DEVICES
 
     _, train = setup
-    assert train.config().replay == FinetuneConfig.replay
-    train.replay.setValue(0.0)
-    assert train.config().replay == 0.0
+    given = {"patch_size": 32, "batch_size": 2, "device": "cpu"}  # by the fixture
+    assert train.config() == FinetuneConfig(**given)  # every other field at its default
+    for field in dataclasses.fields(FinetuneConfig):
+        editor = train.form.editor(field.name)  # one editor per field, none retyped
+        meta = knob_ranges(FinetuneConfig)[field.name]
+        if "min" in meta:
+            assert (editor.minimum(), editor.maximum()) == (meta["min"], meta["max"]), field
+    device = train.form.editor("device")
+    assert isinstance(device, QComboBox)
+    assert [device.itemText(i) for i in range(device.count())] == list(DEVICES)
+    assert train.form.editor("tune").count() == 3
+    folded = train.form.advanced  # the rarely needed fields, folded away
+    assert not folded.isExpanded() and folded.content().isAncestorOf(train.form.editor("seed"))
+    train.form.editor("replay").setValue(0.0)
+    train.form.editor("tune").setCurrentText("first_block")
+    train.form.editor("lr").setValue(2e-4)
+    config = train.config()
+    assert (config.replay, config.tune, config.lr) == (0.0, "first_block", 2e-4)
 
 
-def test_weights_trained_default_to_the_config_and_reach_it(setup):
-    from napari_instseg.core.finetune import FinetuneConfig
-
-    _, train = setup
-    assert train.config().tune == FinetuneConfig.tune
-    train.tune.setCurrentText("first_block")
-    assert train.config().tune == "first_block" and train.tune.count() == 3
+def test_the_lists_follow_renamed_layers(setup):
+    viewer, train = setup
+    image = viewer.layers["nuclei"].data
+    viewer.add_image(image[::-1], name="other")
+    viewer.add_image(image[:, ::-1], name="third")
+    train.adapt_norm.setChecked(True)
+    train.context.item(1).setCheckState(Qt.CheckState.Unchecked)  # "third"
+    viewer.layers["third"].name = "third, renamed"
+    viewer.layers["other"].name = "other, renamed"
+    viewer.layers["nuclei annotations"].name = "my objects"
+    assert _checked(train.context) == ["other, renamed", "third, renamed"]
+    assert train.context_layers() == ["other, renamed"]  # still unchecked under its new name
+    assert train.checked_layers() == ["my objects"]
+    viewer.layers["nuclei"].name = "nuclei, renamed"  # the annotation stays paired with it
+    assert train.context_layers() == ["other, renamed"]
+    [annotated] = train._collect(train._cards["spoco-tiny"])
+    assert annotated.name == "nuclei, renamed"
 
 
 def test_result_compares_with_the_base_model_and_applies_to_all_images(setup, qtbot):
@@ -160,7 +191,7 @@ def test_result_compares_with_the_base_model_and_applies_to_all_images(setup, qt
     image = np.asarray(viewer.layers["nuclei"].data)
     viewer.add_image(image[::-1], name="other")
     train.adapt_norm.setChecked(True)
-    train.iterations.setValue(10)
+    train.form.editor("iterations").setValue(10)
     assert not train.apply_button.isEnabled()
     train.start()
     qtbot.waitUntil(lambda: train.result is not None, timeout=120_000)

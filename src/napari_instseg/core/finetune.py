@@ -47,7 +47,7 @@ from .data.sparse import annotation_to_labels, annotation_warnings, split_object
 from .jobs import Job, Metric, Progress, stop_requested
 from .metrics import iou_matrix, match_instances
 from .pipeline import Model, prepare_image, segment_image
-from .predict import PredictConfig
+from .predict import DEVICES, PredictConfig
 from .pseudo_labels import add_pseudo_objects, sure_objects
 from .replay import replay_for
 from .scale import labels_to_grid, median_diameter, plan_scale, resize_image, scaled_shape
@@ -71,11 +71,30 @@ class FinetuneConfig:
     # time; without replay 1e-3 cost 0.05-0.07 AP@0.5 on the unannotated objects of images
     # the parent already segments well, and any rate made the stained and fluorescence
     # images worse (docs/transfer.md)
-    iterations: Annotated[int, {"min": 1, "max": 100_000}] = 150
-    lr: Annotated[float, {"min": 1e-6, "max": 1e-1}] = 1e-3
-    batch_size: Annotated[int, {"min": 1, "max": 64}] = 4
-    patch_size: Annotated[int, {"min": 32, "max": 1024, "step": 16}] = 128
-    held_out_fraction: Annotated[float, {"min": 0.0, "max": 0.9}] = 0.2
+    iterations: Annotated[int, {"min": 1, "max": 100_000, "tooltip": "training steps"}] = 150
+    lr: Annotated[
+        float,
+        {
+            "min": 1e-6,
+            "max": 1e-1,
+            "step": 1e-4,
+            "decimals": 6,
+            "widget_type": "FloatSpinBox",
+            "label": "learning rate",
+        },
+    ] = 1e-3
+    batch_size: Annotated[int, {"min": 1, "max": 64, "widget_type": "SpinBox"}] = 4
+    patch_size: Annotated[int, {"min": 32, "max": 1024, "step": 16, "widget_type": "SpinBox"}] = 128
+    held_out_fraction: Annotated[
+        float,
+        {
+            "min": 0.0,
+            "max": 0.9,
+            "step": 0.05,
+            "widget_type": "FloatSpinBox",
+            "tooltip": "fraction of annotated objects kept out of training to score it",
+        },
+    ] = 0.2
     # which checkpoint is published when enough objects are held out to judge: the one with
     # the best held-out AP ("best") or the last one ("latest"); with fewer it is the latest.
     # On the stained val images (embedseg-nuclei, 50 objects, 10 held out) the latest did
@@ -85,41 +104,94 @@ class FinetuneConfig:
     # 0 ("keep base model" off) did better on the stained val images at 50 objects (mean
     # AP@0.5 0.490 vs 0.440) and on average on the DSB val crops (+0.124 vs +0.043), but one
     # of those 8 runs lost 0.115 where 1 never lost anything (docs/transfer.md): 1 stays
-    anchor_weight: Annotated[float, {"min": 0.0, "max": 100.0}] = 1.0
+    anchor_weight: Annotated[
+        float,
+        {
+            "min": 0.0,
+            "max": 100.0,
+            "widget_type": "FloatSpinBox",
+            "label": "keep base model",
+            "tooltip": "how strongly the pixels you did not annotate keep the base model's "
+            "output (0: free to change)",
+        },
+    ] = 1.0
     # the anchor weighs in full up to this many annotated objects and as
     # anchor_objects / objects beyond (the evidence outweighs the prior as it grows); 0: the
     # weight is the same for any number of objects (see effective_anchor_weight). 10 gained
     # on the stained val images (50 objects: mean AP@0.5 0.471 vs 0.440) but with 30 objects
     # on DSB val crops four of eight runs lost 0.05-0.25 (docs/transfer.md): off by default
-    anchor_objects: Annotated[int, {"min": 0, "max": 10_000}] = 0
-    val_every: Annotated[int, {"min": 1, "max": 10_000}] = 25
-    preview_every: Annotated[int, {"min": 0, "max": 10_000}] = 50
+    anchor_objects: Annotated[int, {"min": 0, "max": 10_000, "advanced": True}] = 0
+    val_every: Annotated[int, {"min": 1, "max": 10_000, "advanced": True}] = 25
+    preview_every: Annotated[
+        int,
+        {
+            "min": 0,
+            "max": 10_000,
+            "min_text": "off",
+            "tooltip": "segment the first image with the current model every N steps",
+        },
+    ] = 50
     # re-choose the published model's merge_distance (see refit_merge_distance)
-    refit_knobs: bool = True
+    refit_knobs: Annotated[
+        bool,
+        {
+            "label": "re-choose merge distance",
+            "tooltip": "after training, pick the merge distance that keeps your objects whole "
+            "and apart and the base model's objects elsewhere as they were",
+        },
+    ] = True
     # keep the parent's merge_distance unless another value reproduces the reference objects
     # better by at least this much mean best IoU (0: the best value wins however small the
     # gain); see choose_merge_distance
-    refit_margin: Annotated[float, {"min": 0.0, "max": 1.0}] = 0.0
+    refit_margin: Annotated[float, {"min": 0.0, "max": 1.0, "advanced": True}] = 0.0
     # re-estimate the network's normalisation statistics on the user's images (annotated and
     # context) before training: see adapt_norm_statistics
-    adapt_norm: bool = False
+    adapt_norm: Annotated[
+        bool,
+        {
+            "label": "adapt to my images",
+            "tooltip": "before training, re-estimate the base model's normalisation "
+            "statistics on your annotated images and the unannotated images checked below",
+        },
+    ] = False
     # share of each batch's crops drawn from the parent's replay set (densely annotated crops
     # of the data it learnt from, core/replay.py), when the package has one for it
-    replay: Annotated[float, {"min": 0.0, "max": 0.9}] = 0.5
+    replay: Annotated[
+        float,
+        {
+            "min": 0.0,
+            "max": 0.9,
+            "step": 0.1,
+            "widget_type": "FloatSpinBox",
+            "label": "replay base data",
+            "tooltip": "share of each training batch taken from fully annotated crops of the "
+            "data the base model learnt from (shipped with it): keeps what it knew while it "
+            "learns your objects (0: your annotations only)",
+        },
+    ] = 0.5
     # stronger augmentation of the crops (zoom, gamma, blur, noise) so the network learns
     # the objects' appearance rather than the few instances painted
-    strong_augment: bool = False
+    strong_augment: Annotated[bool, {"advanced": True}] = False
     # segment the user's images with the parent and the fine-tuned model and compare them
     # outside the annotations (compare_with_parent); costs two predictions per image
-    compare_parent: bool = True
+    compare_parent: Annotated[bool, {"advanced": True}] = True
     # pseudo-labels: the parent's objects that it finds again on the mirrored image at
     # this IoU or better, away from the annotations, are trained on as whole objects, on the
     # annotated images and on any context images (core/pseudo_labels.py); 0: off
     pseudo_labels: Annotated[float, {"min": 0.0, "max": 1.0, "advanced": True}] = 0.0
     # which weights move: "all", "encoder" or "first_block" (TrainConfig.trainable)
-    tune: Annotated[str, {"choices": tuple(TRAINABLE)}] = "all"
-    seed: int = 0
-    device: str = "auto"
+    tune: Annotated[
+        str,
+        {
+            "choices": tuple(TRAINABLE),
+            "label": "weights trained",
+            "tooltip": "which weights learn: all of them; the encoder; or only the first "
+            "block, for a new stain or contrast when the objects' shapes are as the base "
+            "model knew them",
+        },
+    ] = "all"
+    seed: Annotated[int, {"min": 0, "max": 2**31 - 1, "advanced": True}] = 0
+    device: Annotated[str, {"offered": DEVICES}] = "auto"
 
 
 @dataclass(frozen=True)

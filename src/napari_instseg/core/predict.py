@@ -19,6 +19,10 @@ import numpy as np
 from .arrays import InputError
 from .jobs import Job, Progress, stop_requested
 
+#: The device names :func:`select_device` takes (``cuda`` also as ``cuda:N``): the one list
+#: that the widgets offer and the configs declare.
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
 
 @dataclass(frozen=True)
 class PredictConfig:
@@ -27,7 +31,7 @@ class PredictConfig:
 
     tile_size: Annotated[int, {"min": 16, "max": 16384, "tooltip": "tile side (pixels)"}] = 512
     halo: Annotated[int, {"min": 0, "max": 4096, "tooltip": "context around each tile"}] = 32
-    device: str = "auto"
+    device: Annotated[str, {"offered": DEVICES}] = "auto"
     batch_size: Annotated[int, {"min": 1, "max": 4096}] = 1
     tta: bool = False  # average over 8 flips/rotations (2D) or 16 (3D)
 

@@ -1,4 +1,13 @@
-"""Qt forms generated from core config dataclasses (ranges and tooltips from ``Annotated``)."""
+"""Qt forms generated from core config dataclasses (ranges and tooltips from ``Annotated``).
+
+The metadata a field may declare in ``Annotated[type, {...}]`` (plain data, in magicgui's
+words where it has one): ``min``, ``max``, ``step``, ``choices`` (the only values allowed),
+``tooltip``, ``label`` (the row's text; default: the field's name), ``widget_type``
+(``"SpinBox"`` / ``"FloatSpinBox"`` for a spin box, ``"Slider"`` / ``"FloatSlider"`` for a
+slider; default: a slider, a spin box for wide integer ranges), ``decimals``, ``min_text``
+(what a spin box shows at its minimum, e.g. "off"), ``offered`` (the values a text field
+offers in a list without refusing others) and ``advanced`` (folded away).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QLineEdit,
     QSpinBox,
@@ -16,7 +26,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider
 
-from napari_instseg.core.configs import knob_ranges, knob_types
+from napari_instseg.core.configs import config_from_dict, knob_ranges, knob_types
 
 # Integer knobs with a wider range than this get a spin box: a slider over 0..100000 is useless.
 _SLIDER_MAX_INT_RANGE = 2000
@@ -67,7 +77,8 @@ class KnobForm(QWidget):
             editor.setObjectName(f"knob_{name}")
             self._editors[name] = editor
             rows = advanced if name in folded else basic
-            rows.addRow(name.replace("_", " "), editor)
+            label = self._ranges.get(name, {}).get("label", name.replace("_", " "))
+            rows.addRow(label, editor)
             self._set_editor(name, getattr(defaults, name))
         if values:
             self.set_values(values)
@@ -77,6 +88,15 @@ class KnobForm(QWidget):
             box = QCheckBox()
             box.toggled.connect(self._emit)
             return box
+        kind = meta.get("widget_type", "")
+        if tp is float and kind == "FloatSpinBox":
+            spin = QDoubleSpinBox()
+            spin.setDecimals(int(meta.get("decimals", 3)))
+            spin.setRange(float(meta.get("min", 0.0)), float(meta.get("max", 1.0)))
+            spin.setSingleStep(float(meta.get("step", 0.01)))
+            spin.setSpecialValueText(meta.get("min_text", ""))
+            spin.valueChanged.connect(self._emit)
+            return spin
         if tp is float:
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
             slider.setRange(float(meta.get("min", 0.0)), float(meta.get("max", 1.0)))
@@ -86,18 +106,21 @@ class KnobForm(QWidget):
             return slider
         if tp is int:
             lo, hi = int(meta.get("min", 0)), int(meta.get("max", 100))
-            if hi - lo > _SLIDER_MAX_INT_RANGE:
+            wide = hi - lo > _SLIDER_MAX_INT_RANGE and kind != "Slider"
+            if wide or kind == "SpinBox":
                 spin = QSpinBox()
                 spin.setRange(lo, hi)
+                spin.setSingleStep(int(meta.get("step", 1)))
+                spin.setSpecialValueText(meta.get("min_text", ""))
                 spin.valueChanged.connect(self._emit)
                 return spin
             slider = QLabeledSlider(Qt.Orientation.Horizontal)
             slider.setRange(lo, hi)
             slider.valueChanged.connect(self._emit)
             return slider
-        if meta.get("choices"):
+        if meta.get("choices") or meta.get("offered"):
             combo = QComboBox()
-            combo.addItems([str(c) for c in meta["choices"]])
+            combo.addItems([str(c) for c in meta.get("choices") or meta["offered"]])
             combo.currentTextChanged.connect(self._emit)
             return combo
         edit = QLineEdit()
@@ -111,6 +134,8 @@ class KnobForm(QWidget):
         elif isinstance(editor, QLineEdit):
             editor.setText(str(value))
         elif isinstance(editor, QComboBox):
+            if editor.findText(str(value)) < 0:  # a value given elsewhere, e.g. "cuda:1"
+                editor.addItem(str(value))
             editor.setCurrentText(str(value))
         else:
             editor.setValue(value)
@@ -132,6 +157,10 @@ class KnobForm(QWidget):
                 value = editor.value()
                 out[name] = round(float(value), 6) if tp is float else int(value)
         return out
+
+    def config(self):
+        """The config the form shows (its ranges checked, as everywhere else)."""
+        return config_from_dict(self.config_type, self.values())
 
     def set_values(self, values: dict[str, Any]) -> None:
         """Show ``values`` without emitting ``changed`` for each field."""

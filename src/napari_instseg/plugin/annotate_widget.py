@@ -17,7 +17,6 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -36,20 +35,13 @@ from napari_instseg.core.data.sparse import (
 )
 from napari_instseg.core.project import Project, default_project_path, image_key
 
+from ._layers import ANNOTATION_KEY, LayerPicker, annotation_info
 from ._layout import ScrollingDock
 
-#: Layer metadata key that pairs an annotation layer with its image and project entry.
-META_KEY = "napari_instseg_annotation"
 SAVE_DELAY_MS = 400
 CHECK_EVERY_MS = 5000
 #: Images up to this many pixels are looked up in the project when they are opened.
 RESTORE_MAX_PIXELS = 64 * 2**20
-
-
-def annotation_info(layer) -> dict | None:
-    """The pairing record of an annotation layer made by this widget, or None."""
-    info = layer.metadata.get(META_KEY) if hasattr(layer, "metadata") else None
-    return info if isinstance(info, dict) else None
 
 
 def _spatial_shape(layer) -> tuple[int, ...]:
@@ -132,10 +124,10 @@ class AnnotateWidget(ScrollingDock):
         super().__init__(parent)
         self.viewer = viewer
         self.project: Project | None = None
-        self._autosaves: dict[str, _Autosave] = {}
+        self._autosaves: dict = {}  # annotation layer -> its _Autosave
         self.setMinimumWidth(340)
 
-        self.image_box = QComboBox()
+        self.image_box = LayerPicker(viewer, lambda layer: isinstance(layer, napari.layers.Image))
         self.project_path = QLineEdit(str(default_project_path()))
         self.project_path.setToolTip("zarr folder where annotations are saved as you paint")
         browse = QPushButton("…")
@@ -153,7 +145,10 @@ class AnnotateWidget(ScrollingDock):
         # autosaving has a line of its own, so it does not hide what the last action said
         self.saved = QLabel("")
         self.saved.setWordWrap(True)
-        self.prediction_box = QComboBox()
+        self.prediction_box = LayerPicker(
+            viewer,
+            lambda layer: isinstance(layer, napari.layers.Labels) and not annotation_info(layer),
+        )
         self.prediction_box.setToolTip("a predicted Labels layer to copy objects from")
         self.ids = QLineEdit()
         self.ids.setPlaceholderText("ids, e.g. 3, 17 (empty: the layer's selected label)")
@@ -194,24 +189,20 @@ class AnnotateWidget(ScrollingDock):
         self.click_copy.toggled.connect(self._toggle_click_copy)
         viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.events.removed.connect(self._removed)
-        self.refresh_layers()
 
     # -- pickers -------------------------------------------------------------------------
     def refresh_layers(self, *_):
-        for box, kind, skip_annotations in (
-            (self.image_box, napari.layers.Image, False),
-            (self.prediction_box, napari.layers.Labels, True),
-        ):
-            current = box.currentText()
-            names = [
-                lay.name
-                for lay in self.viewer.layers
-                if isinstance(lay, kind) and not (skip_annotations and annotation_info(lay))
-            ]
-            box.clear()
-            box.addItems(names)
-            if current in names:
-                box.setCurrentText(current)
+        """Re-read the pickers (they also follow the viewer by themselves)."""
+        self.image_box.refresh()
+        self.prediction_box.refresh()
+
+    def _image(self, image=None):
+        """The image layer ``image`` (a layer or a layer's name; default: the chosen one)."""
+        if image is None:
+            return self.image_box.layer()
+        if isinstance(image, str):
+            return self.viewer.layers[image] if image in self.viewer.layers else None
+        return image if image in self.viewer.layers else None
 
     def _browse(self) -> None:
         path = QFileDialog.getSaveFileName(self, "Project folder", self.project_path.text())[0]
@@ -228,26 +219,30 @@ class AnnotateWidget(ScrollingDock):
         return self.project
 
     # -- annotation layers -----------------------------------------------------------------
-    def annotation_layer(self, image_name: str | None = None):
-        """The annotation layer paired with ``image_name`` (default: the chosen image)."""
-        image_name = image_name or self.image_box.currentText()
+    def annotation_layer(self, image=None):
+        """The annotation layer paired with ``image`` (a layer or its name; default: the
+        chosen image)."""
+        image_layer = self._image(image)
+        if image_layer is None:
+            return None
         for layer in self.viewer.layers:
             info = annotation_info(layer)
-            if info and info.get("image") == image_name:
+            if info and info.get("image") == image_layer.name:
                 return layer
         return None
 
-    def annotate(self, image_name: str | None = None):
-        """Create (or restore from the project) the annotation layer of an image."""
-        image_name = image_name or self.image_box.currentText()
-        if image_name not in self.viewer.layers:
+    def annotate(self, image=None):
+        """Create (or restore from the project) the annotation layer of an image (a layer or
+        its name; default: the chosen one)."""
+        image_layer = self._image(image)
+        if image_layer is None:
             self._say("choose an image layer first")
             return None
-        existing = self.annotation_layer(image_name)
+        existing = self.annotation_layer(image_layer)
         if existing is not None:
             self.viewer.layers.selection.active = existing
             return existing
-        image_layer = self.viewer.layers[image_name]
+        image_name = image_layer.name
         try:
             project = self._open_project()
             shape = _spatial_shape(image_layer)
@@ -264,7 +259,9 @@ class AnnotateWidget(ScrollingDock):
             name=f"{image_name} annotations",
             scale=image_layer.scale[-data.ndim :],
             translate=image_layer.translate[-data.ndim :],
-            metadata={META_KEY: {"image": image_name, "project": str(project.path), "key": key}},
+            metadata={
+                ANNOTATION_KEY: {"image": image_name, "project": str(project.path), "key": key}
+            },
         )
         self._adopt(layer)  # usually done already by the layer-inserted event
         self._show_counts(layer)
@@ -276,7 +273,6 @@ class AnnotateWidget(ScrollingDock):
         return layer
 
     def _inserted(self, event) -> None:
-        self.refresh_layers()
         layer = event.value
         if annotation_info(layer) is not None:
             self._adopt(layer)
@@ -285,8 +281,9 @@ class AnnotateWidget(ScrollingDock):
             QTimer.singleShot(0, lambda: self._restore(layer))
 
     def _adopt(self, layer) -> None:
-        """Autosave an annotation layer made elsewhere (a project opened with File > Open)."""
-        if layer.name in self._autosaves:
+        """Autosave an annotation layer (also one made elsewhere: a project opened with
+        File > Open), and keep its pairing when its image is renamed."""
+        if layer in self._autosaves:
             return
         info = annotation_info(layer)
         try:
@@ -294,13 +291,16 @@ class AnnotateWidget(ScrollingDock):
         except (InputError, OSError, ValueError, KeyError) as err:
             self._say(f"{layer.name!r} will not be autosaved: {err}")
             return
-        self._autosaves[layer.name] = _Autosave(
+        self._autosaves[layer] = _Autosave(
             layer, project, info["key"], on_saved=lambda: self._saved(layer)
         )
         layer.events.paint.connect(lambda _e: self._show_counts(layer))
+        image = self._image(info.get("image"))
+        if image is not None:
+            image.events.name.connect(lambda _e: info.update(image=image.name))
 
     def _restore(self, layer) -> None:
-        if layer not in self.viewer.layers or self.annotation_layer(layer.name) is not None:
+        if layer not in self.viewer.layers or self.annotation_layer(layer) is not None:
             return
         if np.prod(_spatial_shape(layer)) > RESTORE_MAX_PIXELS:
             return
@@ -310,14 +310,13 @@ class AnnotateWidget(ScrollingDock):
             return
         key = image_key(np.asarray(layer.data))
         if project.has(key) and project.load_annotations(key) is not None:
-            self.image_box.setCurrentText(layer.name)
-            self.annotate(layer.name)
+            self.image_box.set_layer(layer)
+            self.annotate(layer)
 
     def _removed(self, event) -> None:
-        autosave = self._autosaves.pop(getattr(event.value, "name", ""), None)
+        autosave = self._autosaves.pop(event.value, None)
         if autosave is not None:
             autosave.close()
-        self.refresh_layers()
 
     def flush(self) -> None:
         """Save every annotation now (also called when the widget closes)."""
@@ -330,7 +329,8 @@ class AnnotateWidget(ScrollingDock):
 
     def _saved(self, layer) -> None:
         self._show_counts(layer)
-        where = self._autosaves[layer.name].project.path if layer.name in self._autosaves else ""
+        autosave = self._autosaves.get(layer)
+        where = autosave.project.path if autosave is not None else ""
         self.saved.setText(f"autosaved {time.strftime('%H:%M:%S')} to {where}")
 
     def _show_counts(self, layer) -> None:
@@ -374,11 +374,10 @@ class AnnotateWidget(ScrollingDock):
 
     def copy_from_prediction(self, ids: list[int] | None = None) -> list[int]:
         """Copy predicted objects into the annotation as corrected starting points."""
-        name = self.prediction_box.currentText()
-        if name not in self.viewer.layers:
+        prediction = self.prediction_box.layer()
+        if prediction is None:
             self._say("choose a predicted Labels layer to copy from")
             return []
-        prediction = self.viewer.layers[name]
         layer = self._active_annotation()
         if layer is None:
             return []
@@ -411,9 +410,9 @@ class AnnotateWidget(ScrollingDock):
             callbacks.remove(self._click_copy)
 
     def _click_copy(self, viewer, event) -> None:
-        name = self.prediction_box.currentText()
-        if name not in viewer.layers:
+        prediction = self.prediction_box.layer()
+        if prediction is None:
             return
-        value = viewer.layers[name].get_value(event.position, world=True)
+        value = prediction.get_value(event.position, world=True)
         if value:
             self.copy_from_prediction([int(value)])

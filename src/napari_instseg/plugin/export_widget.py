@@ -39,6 +39,7 @@ from napari_instseg.core.io_roi import write_imagej_rois
 from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import call_in_worker
+from ._layers import LayerPicker
 from ._layout import ScrollingDock
 from .writer import full_resolution, image_channel_axis, labels_attrs
 
@@ -93,9 +94,11 @@ class ExportWidget(ScrollingDock):
         self._auto_path = True
         self._note = ""  # said after "saved ...", e.g. that the output is empty
 
-        self.labels_box = QComboBox()
+        self.labels_box = LayerPicker(viewer, lambda layer: isinstance(layer, napari.layers.Labels))
         self.labels_box.setObjectName("labels")
-        self.image_box = QComboBox()
+        self.image_box = LayerPicker(
+            viewer, lambda layer: isinstance(layer, napari.layers.Image), none=NO_IMAGE
+        )
         self.image_box.setObjectName("image")
         self.image_box.setToolTip(
             "needed for OME-Zarr; gives mean intensities in the table and the GeoJSON"
@@ -143,29 +146,20 @@ class ExportWidget(ScrollingDock):
 
     # -- pickers ---------------------------------------------------------------------------
     def refresh_layers(self, *_) -> None:
-        labels = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Labels)]
-        images = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Image)]
-        for box, names in ((self.labels_box, labels), (self.image_box, [NO_IMAGE, *images])):
-            current = box.currentText()
-            box.blockSignals(True)
-            box.clear()
-            box.addItems(names)
-            if current in names:
-                box.setCurrentText(current)
-            box.blockSignals(False)
-        if self.image_box.currentText() == NO_IMAGE and len(images) == 1:
-            self.image_box.setCurrentText(images[0])
+        """Re-read the pickers (they also follow the viewer by themselves); with one image
+        open, choose it."""
+        self.labels_box.refresh()
+        self.image_box.refresh()
+        images = self.image_box.layers()
+        if self.image_box.layer() is None and len(images) == 1:
+            self.image_box.set_layer(images[0])
         self._suggest_path()
 
     def labels_layer(self):
-        name = self.labels_box.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.labels_box.layer()
 
     def image_layer(self):
-        name = self.image_box.currentText()
-        if name == NO_IMAGE or name not in self.viewer.layers:
-            return None
-        return self.viewer.layers[name]
+        return self.image_box.layer()
 
     def format(self) -> str:
         return self.format_box.currentData()

@@ -20,7 +20,7 @@ import numpy as np
 from napari_instseg.core.export import ATTRS_KEY, is_ome_zarr, open_ome_zarr
 from napari_instseg.core.project import Project, is_project
 
-from .annotate_widget import META_KEY as ANNOTATION_KEY
+from ._layers import ANNOTATION_KEY
 
 LayerData = tuple  # (data, metadata dict, layer type)
 

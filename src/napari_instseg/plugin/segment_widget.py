@@ -28,6 +28,7 @@ from napari_instseg.core.appearance import APPEARANCES
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
 from napari_instseg.core.checkpoint import CheckpointError, current_versions
+from napari_instseg.core.configs import knob_ranges
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
 from napari_instseg.core.modality import PHASE, detect_modality, mismatch_note, route_text
@@ -38,7 +39,7 @@ from napari_instseg.core.pipeline import (
     prepare_image,
     segment_image,
 )
-from napari_instseg.core.predict import PredictConfig
+from napari_instseg.core.predict import DEVICES, PredictConfig
 from napari_instseg.core.scale import (
     check_diameter,
     equivalent_diameters,
@@ -50,6 +51,7 @@ from napari_instseg.core.visualise import embedding_to_rgb, vectors_to_rgb
 from napari_instseg.core.zoo import list_models
 
 from ._jobs import call_in_worker, start_job
+from ._layers import LayerPicker, current_indices
 from ._layout import ScrollingDock
 from .tune_widget import TunePanel
 
@@ -66,13 +68,6 @@ EMBEDDING_FIELDS = ("pixel_embedding",)
 #: Preselected for images that do not look like phase contrast, when installed: nuclei in
 #: fluorescence and in stained brightfield.
 GENERALIST = "generalist-nuclei"
-
-
-def current_indices(viewer, layer) -> dict[int, int]:
-    """The viewer's current position on each axis of ``layer`` (the plane on screen)."""
-    step = viewer.dims.current_step
-    offset = viewer.dims.ndim - layer.ndim
-    return {ax: int(step[ax + offset]) for ax in range(layer.ndim) if 0 <= ax + offset < len(step)}
 
 
 def describe_card(card) -> str:
@@ -95,19 +90,6 @@ def describe_card(card) -> str:
         f"trained on: {data}; "
         f"test AP@0.5: {ap_text}{parent}"
     )
-
-
-def describe_route(report: dict, knobs: dict, defaults: dict) -> str:
-    """The route line of a modality-routed back-end. The back-end calls a route set by its
-    ``route`` knob "forced"; here that says whose setting it was: the model's (its card's
-    defaults, which the user did not touch) or the user's."""
-    if report.get("reason") != "forced":
-        return route_text(report)
-    if knobs.get("route") == defaults.get("route"):
-        why = "the model's default route"
-    else:
-        why = "chosen with the route knob"
-    return route_text({**report, "reason": why})
 
 
 def layer_modality(layer, side: int = 1024) -> str:
@@ -232,7 +214,7 @@ class SegmentWidget(ScrollingDock):
         self.model_box.setObjectName("model")
         self.card_label = QLabel()
         self.card_label.setWordWrap(True)
-        self.image_box = QComboBox()
+        self.image_box = LayerPicker(viewer, lambda layer: isinstance(layer, napari.layers.Image))
         self.image_box.setObjectName("image")
         self.channel_axis = QComboBox()
         self.channel_axis.setToolTip("axis of the layer that holds channels (not RGB colour)")
@@ -266,11 +248,13 @@ class SegmentWidget(ScrollingDock):
             "stain (haematoxylin of stained colour images)"
         )
         self.device = QComboBox()
-        self.device.addItems(["auto", "cuda", "mps", "cpu"])
+        self.device.addItems(list(DEVICES))
+        tile = knob_ranges(PredictConfig)["tile_size"]
         self.tile_size = QSpinBox()
-        self.tile_size.setRange(64, 4096)
+        self.tile_size.setRange(tile["min"], tile["max"])
         self.tile_size.setSingleStep(64)
-        self.tile_size.setValue(512)
+        self.tile_size.setValue(PredictConfig.tile_size)
+        self.tile_size.setToolTip(tile["tooltip"])
         self.tta = QCheckBox("test-time augmentation")
         self.intermediate = QCheckBox("add intermediate layers")
         self.run_button = QPushButton("Segment")
@@ -312,19 +296,18 @@ class SegmentWidget(ScrollingDock):
         layout.addStretch(1)
 
         self.model_box.currentIndexChanged.connect(self._model_changed)
-        self.image_box.currentTextChanged.connect(self._image_changed)
-        self.image_box.currentTextChanged.connect(self._preselect_model)
+        self.image_box.layer_changed.connect(self._image_changed)
+        self.image_box.layer_changed.connect(self._preselect_model)
         self.estimate_button.clicked.connect(self.estimate)
         self.measure_button.clicked.connect(self.measure)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.tune.result.connect(self._show_tuned)
         self.tune.message.connect(self._say)
-        viewer.layers.events.inserted.connect(self.refresh_layers)
-        viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_models()
         self._preselected = self.model_box.currentText()
-        self.refresh_layers()
+        self._image_changed()
+        self._preselect_model()
 
     # -- pickers ---------------------------------------------------------------------------
     def refresh_models(self) -> None:
@@ -365,16 +348,8 @@ class SegmentWidget(ScrollingDock):
         self._image_changed()
 
     def refresh_layers(self, *_):
-        current = self.image_box.currentText()
-        names = [lay.name for lay in self.viewer.layers if isinstance(lay, napari.layers.Image)]
-        self.image_box.blockSignals(True)
-        self.image_box.clear()
-        self.image_box.addItems(names)
-        if current in names:
-            self.image_box.setCurrentText(current)
-        self.image_box.blockSignals(False)
-        self._image_changed()
-        self._preselect_model()
+        """Re-read the image picker (it also follows the viewer by itself)."""
+        self.image_box.refresh()
 
     def _preselect_model(self, *_) -> None:
         """While the model is still the widget's own choice (the user has not picked one),
@@ -401,8 +376,7 @@ class SegmentWidget(ScrollingDock):
             self.channel_axis.addItem(f"axis {ax} (size {layer.data.shape[ax]})", ax)
 
     def image_layer(self):
-        name = self.image_box.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.image_box.layer()
 
     # -- running ---------------------------------------------------------------------------
     def axis_choice(self, layer) -> AxisChoice:
@@ -665,7 +639,7 @@ class SegmentWidget(ScrollingDock):
         )
         if result.report.get("route"):
             defaults = tuner.defaults(result.backend)
-            text += f"\n{describe_route(result.report, result.knobs, defaults)}"
+            text += f"\n{route_text(result.report, result.knobs, defaults)}"
         note = mismatch_note(tuner.prediction.info, tuner.model.card)
         if note:
             text += f"\nnote: this image {note}"

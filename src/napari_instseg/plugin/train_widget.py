@@ -20,28 +20,22 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtCore import QPointF, Qt, Signal
+from qtpy.QtCore import QPointF, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
-from napari_instseg.core.configs import knob_ranges
 from napari_instseg.core.finetune import (
     MIN_HELD_OUT_OBJECTS,
     AnnotatedImage,
@@ -61,10 +55,10 @@ from napari_instseg.core.methods import get_method
 from napari_instseg.core.pipeline import load_model
 from napari_instseg.core.zoo import list_models, user_model_dir
 
+from ._forms import KnobForm
 from ._jobs import start_job
+from ._layers import LayerChecklist, annotation_info, current_indices
 from ._layout import ScrollingDock
-from .annotate_widget import annotation_info
-from .segment_widget import current_indices
 
 
 def run_dir_for(name: str) -> Path:
@@ -143,73 +137,20 @@ class TrainWidget(ScrollingDock):
         self._stop_text = ""
         self._cards: dict = {}
         self.setMinimumWidth(360)
-        defaults = FinetuneConfig()
 
         self.model_box = QComboBox()
         self.model_box.setToolTip("models whose method can learn from a few annotated objects")
-        self.pairs = QListWidget()
+        self.pairs = LayerChecklist(viewer, lambda layer: annotation_info(layer) is not None)
         self.pairs.setMinimumHeight(48)
         self.pairs.setMaximumHeight(90)
         self.pairs.setToolTip("annotation layers made with the Annotate widget")
         self.name = QLineEdit()
         self.name.setToolTip("name of the fine-tuned model (a new name starts a new run)")
-        self.iterations = QSpinBox()
-        self.iterations.setRange(1, 100_000)
-        self.iterations.setValue(defaults.iterations)
-        self.lr = QDoubleSpinBox()
-        self.lr.setDecimals(6)
-        self.lr.setRange(1e-6, 0.1)
-        self.lr.setSingleStep(1e-4)
-        self.lr.setValue(defaults.lr)
-        self.batch = QSpinBox()
-        self.batch.setRange(1, 64)
-        self.batch.setValue(defaults.batch_size)
-        self.patch = QSpinBox()
-        self.patch.setRange(32, 1024)
-        self.patch.setSingleStep(16)
-        self.patch.setValue(defaults.patch_size)
-        self.held_out = QDoubleSpinBox()
-        self.held_out.setRange(0.0, 0.9)
-        self.held_out.setSingleStep(0.05)
-        self.held_out.setValue(defaults.held_out_fraction)
-        self.held_out.setToolTip("fraction of annotated objects kept out of training to score it")
-        self.anchor = QDoubleSpinBox()
-        self.anchor.setRange(0.0, 100.0)
-        self.anchor.setValue(defaults.anchor_weight)
-        self.anchor.setToolTip(
-            "how strongly the pixels you did not annotate keep the base model's output "
-            "(0: free to change)"
-        )
-        self.replay = QDoubleSpinBox()
-        self.replay.setRange(0.0, 0.9)
-        self.replay.setSingleStep(0.1)
-        self.replay.setValue(defaults.replay)
-        self.replay.setToolTip(
-            "share of each training batch taken from fully annotated crops of the data the "
-            "base model learnt from (shipped with it): keeps what it knew while it learns "
-            "your objects (0: your annotations only)"
-        )
-        ranges = knob_ranges(FinetuneConfig)  # the config's declared ranges, not a copy
-        self.tune = QComboBox()
-        self.tune.addItems(list(ranges["tune"]["choices"]))
-        self.tune.setCurrentText(defaults.tune)
-        self.tune.setToolTip(
-            "which weights learn: all of them; the encoder; or only the first block, for a "
-            "new stain or contrast when the objects' shapes are as the base model knew them"
-        )
-        self.refit = QCheckBox("re-choose merge distance")
-        self.refit.setChecked(defaults.refit_knobs)
-        self.refit.setToolTip(
-            "after training, pick the merge distance that keeps your objects whole and apart "
-            "and the base model's objects elsewhere as they were"
-        )
-        self.adapt_norm = QCheckBox("adapt to my images")
-        self.adapt_norm.setChecked(defaults.adapt_norm)
-        self.adapt_norm.setToolTip(
-            "before training, re-estimate the base model's normalisation statistics on your "
-            "annotated images and the unannotated images checked below"
-        )
-        self.context = QListWidget()
+        # the training knobs: a form made from FinetuneConfig (its ranges, labels, tooltips)
+        self.form = KnobForm(FinetuneConfig)
+        self.form.setObjectName("finetune_config")
+        self.adapt_norm = self.form.editor("adapt_norm")
+        self.context = LayerChecklist(viewer, self._is_context)
         self.context.setMinimumHeight(48)
         self.context.setMaximumHeight(90)
         self.context.setToolTip(
@@ -217,16 +158,6 @@ class TrainWidget(ScrollingDock):
             "the new model with the base model on"
         )
         self.context_label = QLabel("adapt to")
-        self._unchecked_context: set[str] = set()
-        self.preview_every = QSpinBox()
-        self.preview_every.setRange(0, 10_000)
-        self.preview_every.setValue(defaults.preview_every)
-        self.preview_every.setSpecialValueText("off")
-        self.preview_every.setToolTip(
-            "segment the first image with the current model every N steps"
-        )
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cuda", "mps", "cpu"])
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -246,19 +177,8 @@ class TrainWidget(ScrollingDock):
         form.addRow("base model", self.model_box)
         form.addRow("annotations", self.pairs)
         form.addRow("new model name", self.name)
-        form.addRow("iterations", self.iterations)
-        form.addRow("learning rate", self.lr)
-        form.addRow("batch size", self.batch)
-        form.addRow("patch size", self.patch)
-        form.addRow("held-out fraction", self.held_out)
-        form.addRow("keep base model", self.anchor)
-        form.addRow("replay base data", self.replay)
-        form.addRow("weights trained", self.tune)
-        form.addRow("", self.refit)
-        form.addRow("", self.adapt_norm)
+        form.addRow(self.form)
         form.addRow(self.context_label, self.context)
-        form.addRow("preview every", self.preview_every)
-        form.addRow("device", self.device)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(b)
@@ -276,14 +196,10 @@ class TrainWidget(ScrollingDock):
         self.stop_button.clicked.connect(self.stop)
         self.apply_button.clicked.connect(self.apply_to_all)
         self.adapt_norm.toggled.connect(self._show_context)
-        self._show_context(defaults.adapt_norm)
-        self.context.itemChanged.connect(self._context_changed)
+        self._show_context(self.adapt_norm.isChecked())
         self.model_box.currentTextChanged.connect(self._model_changed)
         self.name.textChanged.connect(self._update_resume)
-        viewer.layers.events.inserted.connect(self.refresh_layers)
-        viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_models()
-        self.refresh_layers()
 
     # -- pickers ---------------------------------------------------------------------------
     def refresh_models(self) -> None:
@@ -317,81 +233,35 @@ class TrainWidget(ScrollingDock):
         self.resume_button.setEnabled(self.job is None and state.exists())
 
     def refresh_layers(self, *_):
-        checked = set(self.checked_layers())
-        self.pairs.clear()
-        for layer in self.viewer.layers:
-            info = annotation_info(layer)
-            if info is None:
-                continue
-            item = QListWidgetItem(layer.name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(
-                Qt.CheckState.Checked
-                if not checked or layer.name in checked
-                else Qt.CheckState.Unchecked
-            )
-            self.pairs.addItem(item)
-        self._refresh_context()
+        """Re-read the layer lists (they also follow the viewer by themselves)."""
+        self.pairs.refresh()
+        self.context.refresh()
 
-    def _refresh_context(self) -> None:
-        """Every open image layer without an annotation layer, checked unless unchecked."""
-        annotated = {
-            info["image"] for layer in self.viewer.layers if (info := annotation_info(layer))
-        }
-        self.context.blockSignals(True)
-        self.context.clear()
-        for layer in self.viewer.layers:
-            if not isinstance(layer, napari.layers.Image) or layer.name in annotated:
-                continue
-            item = QListWidgetItem(layer.name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            unchecked = layer.name in self._unchecked_context
-            item.setCheckState(Qt.CheckState.Unchecked if unchecked else Qt.CheckState.Checked)
-            self.context.addItem(item)
-        self.context.blockSignals(False)
+    def _is_context(self, layer) -> bool:
+        """An open image without an annotation layer."""
+        if not isinstance(layer, napari.layers.Image):
+            return False
+        return not any(
+            (info := annotation_info(other)) and info.get("image") == layer.name
+            for other in self.viewer.layers
+        )
 
     def _show_context(self, on: bool) -> None:
         self.context_label.setVisible(on)
         self.context.setVisible(on)
 
-    def _context_changed(self, item) -> None:
-        if item.checkState() == Qt.CheckState.Checked:
-            self._unchecked_context.discard(item.text())
-        else:
-            self._unchecked_context.add(item.text())
-
     def context_layers(self) -> list[str]:
         """The unannotated images the fine-tune adapts to (none unless "adapt" is on)."""
         if not self.adapt_norm.isChecked():
             return []
-        return [
-            self.context.item(i).text()
-            for i in range(self.context.count())
-            if self.context.item(i).checkState() == Qt.CheckState.Checked
-        ]
+        return [layer.name for layer in self.context.checked_layers()]
 
     def checked_layers(self) -> list[str]:
-        return [
-            self.pairs.item(i).text()
-            for i in range(self.pairs.count())
-            if self.pairs.item(i).checkState() == Qt.CheckState.Checked
-        ]
+        """The names of the checked annotation layers."""
+        return [layer.name for layer in self.pairs.checked_layers()]
 
     def config(self) -> FinetuneConfig:
-        return FinetuneConfig(
-            iterations=self.iterations.value(),
-            lr=float(self.lr.value()),
-            batch_size=self.batch.value(),
-            patch_size=self.patch.value(),
-            held_out_fraction=float(self.held_out.value()),
-            anchor_weight=float(self.anchor.value()),
-            replay=float(self.replay.value()),
-            tune=self.tune.currentText(),
-            refit_knobs=self.refit.isChecked(),
-            adapt_norm=self.adapt_norm.isChecked(),
-            preview_every=self.preview_every.value(),
-            device=self.device.currentText(),
-        )
+        return self.form.config()
 
     def _say(self, text: str) -> None:
         self.status.setText(text)
@@ -412,11 +282,10 @@ class TrainWidget(ScrollingDock):
     def _collect(self, card) -> list[AnnotatedImage]:
         """Copies of the checked annotation layers and their images (main thread)."""
         data = []
-        for name in self.checked_layers():
-            layer = self.viewer.layers[name]
+        for layer in self.pairs.checked_layers():
             image_name = annotation_info(layer)["image"]
             if image_name not in self.viewer.layers:
-                raise InputError(f"the image {image_name!r} of {name!r} is not open")
+                raise InputError(f"the image {image_name!r} of {layer.name!r} is not open")
             annotation = np.array(layer.data, copy=True)
             image, _ = self._model_input(self.viewer.layers[image_name], card, annotation.ndim)
             data.append(AnnotatedImage(image_name, image, annotation, channel_axis=0))
@@ -425,12 +294,14 @@ class TrainWidget(ScrollingDock):
     def _collect_context(self, card) -> list[UnannotatedImage]:
         """The checked context images as the model takes them (main thread)."""
         context = []
-        for name in self.context_layers():
+        if not self.adapt_norm.isChecked():
+            return context
+        for layer in self.context.checked_layers():
             try:
-                image, _ = self._model_input(self.viewer.layers[name], card)
+                image, _ = self._model_input(layer, card)
             except InputError as err:
-                raise InputError(f"context image {name!r}: {err}") from None
-            context.append(UnannotatedImage(name, image, channel_axis=0))
+                raise InputError(f"context image {layer.name!r}: {err}") from None
+            context.append(UnannotatedImage(layer.name, image, channel_axis=0))
         return context
 
     def _visible_image(self, card) -> tuple[str, np.ndarray] | tuple[None, None]:
@@ -610,7 +481,7 @@ class TrainWidget(ScrollingDock):
         if not images:
             self._say("no open image that the model can take")
             return
-        tuned_name, device = Path(path).stem, self.device.currentText()
+        tuned_name, device = Path(path).stem, self.form.values()["device"]
 
         def job():
             parent, tuned = load_model(base), load_model(path)
