@@ -444,6 +444,26 @@ def test_the_picker_shows_each_dataset_of_a_multi_dataset_model():
     assert f"trained on: usiigaci_phase ({card.training['split']});" in describe_card(card)
 
 
+def test_models_trained_on_the_same_data_state_the_same_typical_object():
+    """Issue 29: spoco-nuclei said "typical object: 7 px" where its twins trained on the same
+    images said 17 px. Every card measures its training objects the same way (the median
+    equivalent diameter of all objects of the training split, also when the method trained
+    from a sparse subset), so twins agree."""
+    from pathlib import Path
+
+    from napari_instseg.core.zoo import list_models, zoo_dir
+    from napari_instseg.plugin.segment_widget import describe_card
+
+    by_data: dict = {}
+    for card, path in list_models():
+        if card.parent is None and Path(path).parent == zoo_dir():
+            key = (card.training.get("data"), card.training.get("split"))
+            size = describe_card(card).split("typical object: ")[1].split("<")[0]
+            by_data.setdefault(key, set()).add(size)
+    assert all(len(sizes) == 1 for sizes in by_data.values()), by_data
+    assert by_data[("dsb2018_fluo", "train")] == {"20 px"}  # six models, spoco-nuclei too
+
+
 def test_a_fine_tuned_card_names_its_data_without_empty_brackets():
     import dataclasses
 
