@@ -89,7 +89,7 @@ def test_plan_scale_factors_and_fallbacks():
     far = plan_scale(1.0, working_diameter=20.0)
     assert far.factor == 4.0 and "limited" in far.note
     none = plan_scale("auto", working_diameter=None)
-    assert none.factor == 1.0 and "no object size" in none.note
+    assert none.factor == 1.0 and "no working diameter" in none.note
 
 
 def test_auto_on_an_image_without_objects_keeps_the_models_scale(nuclei_model):

@@ -199,7 +199,7 @@ def plan_scale(
     if diameter == "off":
         return ScalePlan(1.0, None, "off", working_diameter)
     if not working_diameter:
-        note = "the model's card states no object size; native scale"
+        note = "the model has no working diameter (the object size it segments best); native scale"
         if diameter == "auto":
             return ScalePlan(1.0, None, "off", None, note)
         return ScalePlan(1.0, float(diameter), "given", None, note)

@@ -56,6 +56,10 @@ class TunePanel(QGroupBox):
         self._busy = None
         self._pending = False
         self._shown_text = ""
+        # an assembly may finish after the panel is gone (the dock closed meanwhile): its
+        # result is then dropped (the flag is not kept on self, whose C++ side is gone)
+        alive = self._alive = [True]
+        self.destroyed.connect(lambda *_: alive.__setitem__(0, False))
         self.backend = QComboBox()
         self.backend.setObjectName("backend")
         self.backend.currentTextChanged.connect(self._backend_changed)
@@ -170,6 +174,8 @@ class TunePanel(QGroupBox):
                 self._launch()
 
     def _failed(self, generation: int, err: BaseException) -> None:
+        if not self._alive[0]:
+            return
         self._run_waiting(generation)
         if generation == self._generation:
             self._shown_generation = generation  # nothing newer is coming
@@ -177,6 +183,8 @@ class TunePanel(QGroupBox):
         self.message.emit(f"tuning failed: {err}")
 
     def _done(self, generation: int, res: TuneResult) -> None:
+        if not self._alive[0]:
+            return
         self._run_waiting(generation)
         if generation < self._shown_generation or generation != self._generation:
             return  # stale: a newer setting was asked for meanwhile
