@@ -163,7 +163,7 @@ def test_object_agreement_on_a_known_split():
     g = np.zeros((2, 4, 12), np.float32)
     g[0][:, :2] = 3.0  # g cuts object 1 into 8 and 24 pixels
     g[1][:, 9:] = 9.0
-    agree = object_agreement(lab, g, lab > 0, 0.5, 1000, np.random.default_rng(0))
+    agree = object_agreement(lab, g, lab > 0, 0.5, 1000, np.random.default_rng(0), min_size=0)
     # anchors in the larger part (3 in 4 of them) see IoU 24/32; the median is 0.75
     assert agree[1] == pytest.approx(0.75)
     assert agree[2] == 1.0

@@ -276,7 +276,7 @@ def object_agreement(
     num_anchors: int,
     rng: np.random.Generator,
     *,
-    min_size: int = 0,
+    min_size: int,
 ) -> np.ndarray:
     """Median over anchor pixels of each object's IoU with the region g grows around them.
 
@@ -292,7 +292,7 @@ def object_agreement(
     --------
     >>> lab = np.array([[1, 1, 1, 1, 0, 2, 2]], np.uint32)
     >>> g = np.array([[[0.0, 0.0, 3.0, 3.0, 9.0, 5.0, 5.0]]])  # g splits object 1 in two
-    >>> object_agreement(lab, g, lab > 0, 0.5, 4, np.random.default_rng(0))[1:]
+    >>> object_agreement(lab, g, lab > 0, 0.5, 4, np.random.default_rng(0), min_size=0)[1:]
     array([0.5, 1. ])
     """
     from scipy import ndimage as ndi
