@@ -514,7 +514,6 @@ def test_enough_held_out_objects_judge_and_the_best_is_published(spoco_tiny, dis
     )
 
 
-
 def test_the_latest_is_published_though_held_out_objects_could_judge(spoco_tiny, disks, tmp_path):
     from napari_instseg.core.finetune import AnnotatedImage, FinetuneConfig, finetune
     from napari_instseg.core.jobs import run
@@ -532,6 +531,7 @@ def test_the_latest_is_published_though_held_out_objects_could_judge(spoco_tiny,
     )  # fmt: skip
     assert result.heldout_judged  # judged, and still the latest is published (the default)
     assert _same_weights(_weights(result.model_path), _weights(result.run.latest_path))
+
 
 def _discs(centres, radius, shape=(60, 60)):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
