@@ -269,7 +269,7 @@ def _segment_settings(args):
 def _segment_one(args, path, target, model, knobs, pconf, counter: str) -> None:
     """Segment one image into ``target`` (+ its JSON) and print what was found."""
     from .core.data.datasets import read_image
-    from .core.export import write_json, write_labels_tiff
+    from .core.export import export_labels, write_json
     from .core.planes import segment_planes, stack_layout
 
     image = read_image(path)
@@ -296,7 +296,7 @@ def _segment_one(args, path, target, model, knobs, pconf, counter: str) -> None:
     how = _how_segmented(args, path, model, result, layout)
     # Each file is staged and renamed into place: a full disk or a kill leaves no
     # half-written file under the final name.
-    write_labels_tiff(target, result.labels, attrs=how, overwrite=args.overwrite)
+    export_labels(target, result.labels, kind="tiff", attrs=how, overwrite=args.overwrite)
     write_json(target.with_suffix(".json"), how, overwrite=args.overwrite)
     planes = f"{layout.describe()} one by one, " if layout.stack_axes else ""
     print(
@@ -896,51 +896,20 @@ def _export_settings(args, model, metadata: dict) -> dict:
 
 def _write_export(args, out, kind: str, labels, image, metadata: dict) -> None:
     """Write ``labels`` to ``out`` in format ``kind`` (staged; refused when it exists)."""
-    from .core.export import (
-        write_labels_tiff,
-        write_labels_zarr,
-        write_object_table,
-        write_ome_zarr,
-    )
-    from .core.io_geojson import write_geojson
-    from .core.io_roi import write_imagej_rois
+    from .core.export import export_labels
 
-    if kind == "tiff":
-        write_labels_tiff(out, labels, attrs=metadata, overwrite=args.overwrite)
-    elif kind == "zarr":
-        write_labels_zarr(out, labels, attrs=metadata, overwrite=args.overwrite)
-    elif kind == "csv":
-        write_object_table(
-            out,
-            labels,
-            image,
-            channel_axis=args.channel_axis,
-            metadata=metadata,
-            overwrite=args.overwrite,
-        )
-    elif kind == "imagej-roi":
-        write_imagej_rois(out, labels, overwrite=args.overwrite)
-    elif kind == "geojson":
-        write_geojson(
-            out,
-            labels,
-            image,
-            channel_axis=args.channel_axis,
-            metadata=metadata,
-            overwrite=args.overwrite,
-        )
-    else:
-        write_ome_zarr(
-            out,
-            image,
-            labels,
-            image_name=args.image_name or Path(args.image).name.split(".")[0],
-            labels_name=args.labels_name,
-            channel_axis=args.channel_axis,
-            attrs=metadata,
-            levels=args.levels,
-            overwrite=args.overwrite,
-        )
+    export_labels(
+        out,
+        labels,
+        image,
+        kind=kind,
+        attrs=metadata,
+        channel_axis=args.channel_axis,
+        image_name=args.image_name or (Path(args.image).name.split(".")[0] if args.image else ""),
+        labels_name=args.labels_name,
+        levels=args.levels,
+        overwrite=args.overwrite,
+    )
 
 
 def cmd_view(args) -> int:

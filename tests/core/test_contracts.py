@@ -578,20 +578,47 @@ def test_the_private_import_check_can_fail(tmp_path):
 PACKAGE_DIR = Path(assembly.__file__).resolve().parents[2]  # src/napari_instseg
 
 
-def _tiled_predictor_uses(path: Path) -> list[str]:
-    """``line: what`` for every call, import or attribute read of ``predict_tiled`` in the
-    module at ``path`` (its definition is none of these)."""
+def _name_uses(path: Path, wanted: tuple[str, ...]) -> list[str]:
+    """``line: what`` for every call, import or attribute read of a name in ``wanted`` in
+    the module at ``path`` (a definition is none of these)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom | ast.Import):
             names = [a.name.rsplit(".", 1)[-1] for a in node.names]
-            if "predict_tiled" in names:
+            if any(n in wanted for n in names):
                 found.append(f"{node.lineno}: imports it")
-        elif isinstance(node, ast.Name) and node.id == "predict_tiled":
+        elif isinstance(node, ast.Name) and node.id in wanted:
             found.append(f"{node.lineno}: uses it")
-        elif isinstance(node, ast.Attribute) and node.attr == "predict_tiled":
+        elif isinstance(node, ast.Attribute) and node.attr in wanted:
             found.append(f"{node.lineno}: uses it as an attribute")
     return found
+
+
+def _tiled_predictor_uses(path: Path) -> list[str]:
+    return _name_uses(path, ("predict_tiled",))
+
+
+#: The label writers, each called only by export.export_labels (the one entry point).
+LABEL_WRITERS = (
+    "write_labels_tiff",
+    "write_labels_zarr",
+    "write_ome_zarr",
+    "write_object_table",
+    "write_imagej_rois",
+    "write_geojson",
+)
+WRITER_HOMES = {"core/export.py", "core/io_roi.py", "core/io_geojson.py"}
+
+
+def test_labels_are_written_through_one_entry_point():
+    """The CLI (segment and export), the Export widget and napari's Save Layers write labels
+    through export.export_labels, so a new format is one branch there."""
+    users = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        if name not in WRITER_HOMES and (found := _name_uses(path, LABEL_WRITERS)):
+            users[name] = found
+    assert not users, f"write labels through export.export_labels: {users}"
 
 
 def test_only_the_pipeline_runs_the_tiled_predictor():

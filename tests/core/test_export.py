@@ -467,3 +467,29 @@ def test_zlib_is_really_used_for_tiff(tmp_path):
         raw.seek(page.dataoffsets[0])
         chunk = raw.read(page.databytecounts[0])
     assert zlib.decompress(chunk)[: 4 * 256] == bytes(4 * 256)
+
+
+def test_export_labels_dispatches_by_suffix_and_refuses_what_a_format_cannot_hold(tmp_path):
+    from napari_instseg.core.arrays import InputError
+    from napari_instseg.core.export import export_labels, read_labels
+
+    labels = np.zeros((32, 32), np.uint32)
+    labels[4:10, 4:10] = 1
+    labels[20:28, 15:25] = 2
+    image = np.random.default_rng(0).random((32, 32)).astype(np.float32)
+    for name in ("a.tif", "a.zarr", "a.ome.zarr"):
+        export_labels(tmp_path / name, labels, image, attrs={"model": "m"})
+        back, attrs = read_labels(tmp_path / name)
+        assert np.array_equal(back, labels) and attrs.get("model") == "m", name
+    table = export_labels(tmp_path / "a.csv", labels, image, metadata={"model": "m"})
+    assert len(table.read_text().strip().splitlines()) == 3  # header + two objects
+    assert export_labels(tmp_path / "a.zip", labels).exists()
+    assert export_labels(tmp_path / "a.geojson", labels).exists()
+    with pytest.raises(InputError, match="exists"):
+        export_labels(tmp_path / "a.tif", labels)  # never silently replaced
+    with pytest.raises(InputError, match="needs the image"):
+        export_labels(tmp_path / "b.ome.zarr", labels)
+    with pytest.raises(InputError, match="one label image"):
+        export_labels(tmp_path / "b.tif", {"x": labels, "y": labels})
+    with pytest.raises(InputError, match="unknown export format"):
+        export_labels(tmp_path / "b.tif", labels, kind="png")

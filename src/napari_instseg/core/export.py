@@ -912,6 +912,68 @@ def write_object_table(
 
 
 # -- model ------------------------------------------------------------------------------------
+def export_labels(
+    path: str | Path,
+    labels: np.ndarray | Mapping[str, np.ndarray],
+    image: np.ndarray | None = None,
+    *,
+    kind: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    channel_axis: int | None = None,
+    image_name: str = "",
+    labels_name: str = "labels",
+    spacing: tuple[float, ...] | None = None,
+    levels: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``labels`` to ``path`` in ``kind`` (default: by the path's suffix,
+    :func:`export_format`): the one entry point for the CLI's and the widgets' label exports.
+
+    ``attrs``: what is stored with the labels (TIFF description, zarr attributes, OME-Zarr
+    label attributes; keyed by label name when ``labels`` is a mapping); ``metadata``: the
+    provenance columns of the CSV table and the GeoJSON properties (default: ``attrs``).
+    ``image`` feeds the intensity measurements and the OME-Zarr image (required there).
+    Every writer stages its output and refuses an existing one unless ``overwrite``.
+    """
+    from .io_geojson import write_geojson
+    from .io_roi import write_imagej_rois
+
+    kind = kind or export_format(path)
+    metadata = attrs if metadata is None else metadata
+    if kind == "ome-zarr":
+        if image is None:
+            raise InputError("OME-Zarr export needs the image the labels were made from")
+        return write_ome_zarr(
+            path,
+            image,
+            labels,
+            image_name=image_name or image_stem(path),
+            labels_name=labels_name,
+            channel_axis=channel_axis,
+            attrs=attrs,
+            spacing=spacing,
+            levels=levels,
+            overwrite=overwrite,
+        )
+    if isinstance(labels, Mapping):
+        raise InputError(f"{kind} holds one label image, not {len(labels)}")
+    if kind == "tiff":
+        return write_labels_tiff(path, labels, attrs=attrs, overwrite=overwrite)
+    if kind == "zarr":
+        return write_labels_zarr(path, labels, attrs=attrs, overwrite=overwrite)
+    if kind == "imagej-roi":
+        return write_imagej_rois(path, labels, overwrite=overwrite)
+    writer = {"csv": write_object_table, "geojson": write_geojson}.get(kind)
+    if writer is None:
+        raise InputError(
+            f"unknown export format {kind!r}: use one of {sorted(set(FORMATS.values()))}"
+        )
+    return writer(
+        path, labels, image, channel_axis=channel_axis, metadata=metadata, overwrite=overwrite
+    )
+
+
 def model_settings(
     card: Any, backend: str | None = None, knobs: Mapping[str, Any] | None = None
 ) -> tuple[str, dict[str, Any]]:

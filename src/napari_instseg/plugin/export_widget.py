@@ -26,16 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.export import (
-    FORMATS,
-    export_model,
-    write_labels_tiff,
-    write_labels_zarr,
-    write_object_table,
-    write_ome_zarr,
-)
-from napari_instseg.core.io_geojson import write_geojson
-from napari_instseg.core.io_roi import write_imagej_rois
+from napari_instseg.core.export import FORMATS, export_labels, export_model
 from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import call_in_worker
@@ -247,14 +238,10 @@ class ExportWidget(ScrollingDock):
             )
         labels = np.array(full_resolution(layer.data, {"multiscale": layer.multiscale}))
         attrs = labels_attrs({"metadata": meta, "name": layer.name})
-        if kind == "tiff":
-            return lambda: write_labels_tiff(path, labels, attrs=attrs, overwrite=overwrite)
-        if kind == "zarr":
-            return lambda: write_labels_zarr(path, labels, attrs=attrs, overwrite=overwrite)
         if kind in ("imagej-roi", "geojson") and not labels.any():
             self._note = " (the labels have no objects: it is empty)"
-        if kind == "imagej-roi":
-            return lambda: write_imagej_rois(path, labels, overwrite=overwrite)
+        if kind in ("tiff", "zarr", "imagej-roi"):
+            return lambda: export_labels(path, labels, kind=kind, attrs=attrs, overwrite=overwrite)
         image_layer = self.image_layer()
         if image_layer is None and kind == "ome-zarr":
             raise InputError("OME-Zarr export needs the image the labels were made from")
@@ -269,21 +256,17 @@ class ExportWidget(ScrollingDock):
             scale = tuple(float(s) for s in image_layer.scale[-labels.ndim :])
             spacing = None if all(s == 1.0 for s in scale) else scale
             image_name = image_layer.name
-        if kind == "csv":
-            return lambda: write_object_table(
-                path, labels, image, channel_axis=channel_axis, metadata=meta, overwrite=overwrite
-            )
-        if kind == "geojson":
-            return lambda: write_geojson(
-                path, labels, image, channel_axis=channel_axis, metadata=meta, overwrite=overwrite
-            )
-        return lambda: write_ome_zarr(
+        if kind == "ome-zarr":  # the labels under the layer's name
+            labels, attrs = {layer.name: labels}, {layer.name: attrs}
+        return lambda: export_labels(
             path,
+            labels,
             image,
-            {layer.name: labels},
-            image_name=image_name,
+            kind=kind,
+            attrs=attrs,
+            metadata=meta,
             channel_axis=channel_axis,
-            attrs={layer.name: attrs},
+            image_name=image_name,
             spacing=spacing,
             overwrite=overwrite,
         )

@@ -14,14 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.export import (
-    write_labels_tiff,
-    write_labels_zarr,
-    write_object_table,
-    write_ome_zarr,
-)
-from napari_instseg.core.io_geojson import write_geojson
-from napari_instseg.core.io_roi import write_imagej_rois
+from napari_instseg.core.export import export_labels
 
 
 class ExportError(RuntimeError):
@@ -94,7 +87,8 @@ def _split(layer_data: list[tuple]) -> tuple[tuple | None, list[tuple]]:
 @_reported
 def write_tiff(path: str, data: Any, meta: dict) -> list[str]:
     """One labels layer to a ``uint32`` TIFF."""
-    write_labels_tiff(path, full_resolution(data, meta), attrs=labels_attrs(meta), overwrite=True)
+    labels = full_resolution(data, meta)
+    export_labels(path, labels, kind="tiff", attrs=labels_attrs(meta), overwrite=True)
     return [path]
 
 
@@ -104,7 +98,8 @@ def write_zarr(path: str, data: Any, meta: dict) -> list[str]:
     if path.lower().rstrip("/").endswith(".ome.zarr"):
         # napari matches ".zarr" here when only labels are selected
         raise InputError("OME-Zarr export needs the image layer selected too")
-    write_labels_zarr(path, full_resolution(data, meta), attrs=labels_attrs(meta), overwrite=True)
+    labels = full_resolution(data, meta)
+    export_labels(path, labels, kind="zarr", attrs=labels_attrs(meta), overwrite=True)
     return [path]
 
 
@@ -127,10 +122,11 @@ def write_ome(path: str, layer_data: list[tuple]) -> list[str]:
     image_data, image_meta, _ = image_item
     image = full_resolution(image_data, image_meta)
     ndim = next(iter(labels.values())).ndim
-    write_ome_zarr(
+    export_labels(
         path,
-        image,
         labels,
+        image,
+        kind="ome-zarr",
         image_name=str(image_meta.get("name") or "image"),
         channel_axis=image_channel_axis(image, image_meta, ndim),
         attrs=attrs,
@@ -159,10 +155,11 @@ def _labels_and_image(layer_data: list[tuple], what: str):
 def write_csv(path: str, layer_data: list[tuple]) -> list[str]:
     """A labels layer's per-object table; mean intensities from an image layer if given."""
     labels, image, channel_axis, meta = _labels_and_image(layer_data, "the object table")
-    write_object_table(
+    export_labels(
         path,
         labels,
         image,
+        kind="csv",
         channel_axis=channel_axis,
         metadata=meta.get("metadata") or {},
         overwrite=True,
@@ -173,7 +170,7 @@ def write_csv(path: str, layer_data: list[tuple]) -> list[str]:
 @_reported
 def write_rois(path: str, data: Any, meta: dict) -> list[str]:
     """One labels layer to an ImageJ ROI set: one ROI per object, named by its id."""
-    write_imagej_rois(path, full_resolution(data, meta), overwrite=True)
+    export_labels(path, full_resolution(data, meta), kind="imagej-roi", overwrite=True)
     return [path]
 
 
@@ -182,10 +179,11 @@ def write_qupath_geojson(path: str, layer_data: list[tuple]) -> list[str]:
     """A labels layer's outlines as QuPath GeoJSON, with the object table's measurements
     (mean intensities from an image layer if one is selected too)."""
     labels, image, channel_axis, meta = _labels_and_image(layer_data, "GeoJSON")
-    write_geojson(
+    export_labels(
         path,
         labels,
         image,
+        kind="geojson",
         channel_axis=channel_axis,
         metadata=meta.get("metadata") or {},
         overwrite=True,
