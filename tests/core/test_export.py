@@ -377,7 +377,7 @@ def test_failed_exports_leave_no_target(tmp_path, monkeypatch):
     def fail(*_a, **_k):
         raise MemoryError("out of memory at level 1")
 
-    monkeypatch.setattr(ex, "_halve_mean", fail)  # level 0 is written, level 1 fails
+    monkeypatch.setattr(ex, "halve_mean", fail)  # level 0 is written, level 1 fails
     with pytest.raises(MemoryError):
         ex.write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, image_name="a")
     assert list(tmp_path.iterdir()) == []
@@ -385,7 +385,7 @@ def test_failed_exports_leave_no_target(tmp_path, monkeypatch):
     # a failing overwrite keeps the old export intact
     monkeypatch.undo()
     old = ex.write_ome_zarr(tmp_path / "b.ome.zarr", image, labels, image_name="b", levels=1)
-    monkeypatch.setattr(ex, "_halve_mean", fail)
+    monkeypatch.setattr(ex, "halve_mean", fail)
     with pytest.raises(MemoryError):
         ex.write_ome_zarr(old, image, labels * 2, image_name="b", overwrite=True)
     _, back, _ = ex.read_ome_zarr(old)

@@ -93,7 +93,7 @@ def image_stem(path: str | Path) -> str:
 
 
 # -- plumbing ---------------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A JSON-safe copy of metadata: numpy scalars and arrays become plain numbers and lists,
     and NaN or infinity becomes ``null`` (a bare ``NaN`` is not JSON)."""
 
@@ -118,7 +118,7 @@ def _jsonable(value: Any) -> Any:
     return finite(json.loads(json.dumps(value, default=default)))
 
 
-def _is_zarr_store(path: Path) -> bool:
+def is_zarr_store(path: Path) -> bool:
     return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
 
 
@@ -133,7 +133,7 @@ def _check_writable(path: Path) -> None:
         raise InputError(f"cannot write {path}: no permission to write in {parent}")
 
 
-def _check_target(path: Path, *, overwrite: bool, folder: bool) -> None:
+def check_target(path: Path, *, overwrite: bool, folder: bool) -> None:
     """Refuse targets that must not be replaced, or that cannot be written; an empty file or
     folder is always fine."""
     _check_writable(path)
@@ -146,7 +146,7 @@ def _check_target(path: Path, *, overwrite: bool, folder: bool) -> None:
             return
         if not overwrite:
             raise InputError(f"{path} already exists; choose another name or allow overwriting")
-        if not _is_zarr_store(path):
+        if not is_zarr_store(path):
             raise InputError(f"refusing to replace {path}: it is a folder that is not a zarr store")
         return
     if path.lstat().st_size and not overwrite:
@@ -164,7 +164,7 @@ def _hidden_sibling(path: Path, tag: str) -> Path:
     return staging_name(path, tag)
 
 
-def _move_into_place(staged: Path, target: Path) -> None:
+def move_into_place(staged: Path, target: Path) -> None:
     """Rename ``staged`` to ``target``; an existing target is kept aside until that worked."""
     if not (target.exists() or target.is_symlink()):
         os.replace(staged, target)
@@ -180,19 +180,19 @@ def _move_into_place(staged: Path, target: Path) -> None:
 
 
 @contextmanager
-def _staged(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path]:
+def staged_output(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write into; rename it to ``path`` on success.
 
     On any error the temporary output is deleted and the target is left as it was.
     """
     target = Path(path)
     clean_stale_staging(target)  # what a killed writer left here (never a live one's)
-    _check_target(target, overwrite=overwrite, folder=folder)
+    check_target(target, overwrite=overwrite, folder=folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = _hidden_sibling(target, "partial")
     try:
         yield staged
-        _move_into_place(staged, target)
+        move_into_place(staged, target)
     except OSError as err:
         _remove(staged)
         if not err.filename or str(err.filename).startswith(str(staged)):
@@ -206,7 +206,7 @@ def _staged(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path
         raise
 
 
-def _spatial_labels(labels: Any, *, what: str = "labels") -> np.ndarray:
+def spatial_labels(labels: Any, *, what: str = "labels") -> np.ndarray:
     """uint32 labels with 2 or 3 axes, with a user-facing message for anything else."""
     if labels is None:
         raise InputError(f"no {what} given")
@@ -263,10 +263,10 @@ def write_labels_tiff(
     """
     import tifffile
 
-    labels = _spatial_labels(labels)
+    labels = spatial_labels(labels)
     axes = "ZYX"[-labels.ndim :]
-    metadata = {"axes": axes, ATTRS_KEY: _jsonable(dict(attrs or {}))}
-    with _staged(path, overwrite=overwrite, folder=False) as staged:
+    metadata = {"axes": axes, ATTRS_KEY: jsonable(dict(attrs or {}))}
+    with staged_output(path, overwrite=overwrite, folder=False) as staged:
         tifffile.imwrite(
             staged,
             labels,
@@ -286,8 +286,8 @@ def write_json(path: str | Path, data: Mapping[str, Any], *, overwrite: bool = F
     Path
         The written file.
     """
-    text = json.dumps(_jsonable(dict(data)), indent=2, allow_nan=False)
-    with _staged(path, overwrite=overwrite, folder=False) as staged:
+    text = json.dumps(jsonable(dict(data)), indent=2, allow_nan=False)
+    with staged_output(path, overwrite=overwrite, folder=False) as staged:
         staged.write_text(text + "\n", encoding="utf-8")
     return Path(path)
 
@@ -312,8 +312,8 @@ def write_labels_zarr(
     """
     import zarr
 
-    labels = _spatial_labels(labels)
-    with _staged(path, overwrite=overwrite, folder=True) as staged:
+    labels = spatial_labels(labels)
+    with staged_output(path, overwrite=overwrite, folder=True) as staged:
         arr = zarr.create_array(
             store=str(staged),
             shape=labels.shape,
@@ -323,7 +323,7 @@ def write_labels_zarr(
             fill_value=0,
             zarr_format=3,
             dimension_names=list(_SPATIAL_NAMES[-labels.ndim :]),
-            attributes={ATTRS_KEY: _jsonable(dict(attrs or {}))},
+            attributes={ATTRS_KEY: jsonable(dict(attrs or {}))},
         )
         arr[...] = labels
     return Path(path)
@@ -344,7 +344,7 @@ def default_levels(spatial_shape: tuple[int, ...]) -> int:
     return levels
 
 
-def _halve_mean(image: np.ndarray) -> np.ndarray:
+def halve_mean(image: np.ndarray) -> np.ndarray:
     """2x2 block mean over the last two axes (Y, X); odd sides are padded by their edge."""
     pad = [(0, 0)] * image.ndim
     for ax in (-2, -1):
@@ -361,7 +361,7 @@ def _halve_mean(image: np.ndarray) -> np.ndarray:
     return blocks.astype(image.dtype, copy=False)
 
 
-def _halve_stride(labels: np.ndarray) -> np.ndarray:
+def halve_stride(labels: np.ndarray) -> np.ndarray:
     """Every other pixel over Y and X (nearest neighbour): labels keep their ids."""
     return labels[..., ::2, ::2]
 
@@ -447,7 +447,7 @@ def label_image_attrs(
                 "source": {"image": "../../"},
             },
         },
-        ATTRS_KEY: _jsonable(dict(ours)),
+        ATTRS_KEY: jsonable(dict(ours)),
     }
 
 
@@ -541,7 +541,7 @@ def write_ome_zarr(
     label_arrays: dict[str, np.ndarray] = {}
     label_attrs: dict[str, dict] = {}
     for name, lab in named.items():
-        arr = _spatial_labels(lab, what=f"labels {name!r}")
+        arr = spatial_labels(lab, what=f"labels {name!r}")
         if arr.shape != spatial_shape:
             raise InputError(
                 f"labels {name!r} have shape {arr.shape} but the image's spatial shape is "
@@ -551,7 +551,7 @@ def write_ome_zarr(
         if key in label_arrays:
             raise InputError(f"two label images would both be stored as {key!r}")
         label_arrays[key] = arr
-        label_attrs[key] = _jsonable(attrs_by_name[name])
+        label_attrs[key] = jsonable(attrs_by_name[name])
 
     n_levels = default_levels(spatial_shape) if levels is None else int(levels)
     if n_levels < 1:
@@ -579,13 +579,13 @@ def write_ome_zarr(
         )
         arr[...] = data
 
-    with _staged(path, overwrite=overwrite, folder=True) as staged:
+    with staged_output(path, overwrite=overwrite, folder=True) as staged:
         root = zarr.open_group(str(staged), mode="w", zarr_format=3)
         root.attrs.update(image_attrs(str(image_name), axes, scales))
         level_image = image
         for level in range(n_levels):
             if level:
-                level_image = _halve_mean(level_image)
+                level_image = halve_mean(level_image)
             store(root, str(level), level_image)
         labels_group = root.create_group("labels")
         labels_group.attrs["ome"] = {"version": OME_VERSION, "labels": list(label_arrays)}
@@ -595,7 +595,7 @@ def write_ome_zarr(
             level_labels = arr[None] if has_channel else arr
             for level in range(n_levels):
                 if level:
-                    level_labels = _halve_stride(level_labels)
+                    level_labels = halve_stride(level_labels)
                 store(group, str(level), np.ascontiguousarray(level_labels))
     return Path(path)
 
@@ -637,7 +637,7 @@ def is_ome_zarr(path: str | Path) -> bool:
     import zarr
 
     path = Path(path)
-    if not path.is_dir() or not _is_zarr_store(path):
+    if not path.is_dir() or not is_zarr_store(path):
         return False
     try:
         node = zarr.open(str(path), mode="r")
@@ -748,7 +748,7 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
                 shaped = tif.shaped_metadata or ({},)
         except Exception as err:  # tifffile raises many types for broken files
             raise InputError(f"cannot read {path} as TIFF: {err}") from err
-        return _spatial_labels(data), dict(shaped[0].get(ATTRS_KEY, {}) or {})
+        return spatial_labels(data), dict(shaped[0].get(ATTRS_KEY, {}) or {})
     if suffix == ".zarr":
         import zarr
 
@@ -757,14 +757,14 @@ def read_labels(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             if not ome.labels_levels:
                 raise InputError(f"{path} is an OME-Zarr image without labels")
             name = next(iter(ome.labels_levels))
-            return _spatial_labels(ome.labels_level(name)), ome.labels_attrs[name]
+            return spatial_labels(ome.labels_level(name)), ome.labels_attrs[name]
         try:
             node = zarr.open(str(path), mode="r")
         except Exception as err:
             raise InputError(f"cannot open {path} as zarr: {err}") from err
         if not isinstance(node, zarr.Array):
             raise InputError(f"{path} is a zarr group, not a labels array")
-        return _spatial_labels(node[...]), dict(node.attrs.get(ATTRS_KEY, {}) or {})
+        return spatial_labels(node[...]), dict(node.attrs.get(ATTRS_KEY, {}) or {})
     raise InputError(f"unsupported labels format {suffix!r} for {path}; use .tif or .zarr")
 
 
@@ -810,7 +810,7 @@ def object_table(
     """
     from scipy import ndimage as ndi
 
-    labels = _spatial_labels(labels)
+    labels = spatial_labels(labels)
     ndim = labels.ndim
     flat = labels.ravel()
     top = int(flat.max())
@@ -868,7 +868,7 @@ def object_table(
     for key in METADATA_COLUMNS:
         value = meta.get(key)
         if key == "knobs":
-            text = json.dumps(_jsonable(value), sort_keys=True) if value else ""
+            text = json.dumps(jsonable(value), sort_keys=True) if value else ""
         else:
             text = "" if value is None else str(value)
         columns[key] = np.full(present.size, text, dtype=object)
@@ -903,7 +903,7 @@ def write_object_table(
     """
     table = object_table(labels, image, channel_axis=channel_axis, metadata=metadata)
     header = list(table)
-    with _staged(path, overwrite=overwrite, folder=False) as staged:
+    with staged_output(path, overwrite=overwrite, folder=False) as staged:
         with open(staged, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(header)

@@ -513,13 +513,13 @@ def export_bioimageio(
     import yaml
 
     from . import bioimageio_network
-    from .export import _check_target, _staged, model_settings
+    from .export import check_target, model_settings, staged_output
     from .pipeline import Model, adapt_image, assemble_decoded, normalise_for
 
     path = Path(path)
     if path.suffix.lower() != ".zip":
         raise InputError(f"{path.name}: a bioimage.io package is a .zip file")
-    _check_target(path, overwrite=overwrite, folder=False)
+    check_target(path, overwrite=overwrite, folder=False)
     card, net, weights = _load_source(model)
     card, weights = _weights_and_card(card, net, weights)
     if backend is not None or knobs:
@@ -700,7 +700,7 @@ def export_bioimageio(
         },
     }
     files["rdf.yaml"] = yaml.safe_dump(rdf, sort_keys=False, allow_unicode=True).encode()
-    with _staged(path, overwrite=overwrite, folder=False) as staged:
+    with staged_output(path, overwrite=overwrite, folder=False) as staged:
         with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("rdf.yaml", files.pop("rdf.yaml"))
             for name, data in files.items():

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 # The staging, label checks and table of the other exports, so every export behaves the same.
-from .export import _jsonable, _spatial_labels, _staged, object_table
+from .export import jsonable, object_table, spatial_labels, staged_output
 from .outlines import Polygon, label_outlines
 
 _log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def labels_to_features(
     dict
         ``{"type": "FeatureCollection", "features": [...]}``, features by id (then Z).
     """
-    labels = _spatial_labels(labels)
+    labels = spatial_labels(labels)
     table = object_table(labels, image, channel_axis=channel_axis, metadata=metadata)
     rows: dict[int, dict[str, Any]] = {}
     for index, label_id in enumerate(table["id"].tolist()):
@@ -161,7 +161,7 @@ def write_geojson(
     collection = labels_to_features(labels, image, channel_axis=channel_axis, metadata=metadata)
     if not collection["features"]:
         _log.warning("the labels have no objects: writing an empty FeatureCollection to %s", path)
-    text = json.dumps(_jsonable(collection), allow_nan=False, separators=(",", ":"))
-    with _staged(path, overwrite=overwrite, folder=False) as staged:
+    text = json.dumps(jsonable(collection), allow_nan=False, separators=(",", ":"))
+    with staged_output(path, overwrite=overwrite, folder=False) as staged:
         staged.write_text(text + "\n", encoding="utf-8")
     return Path(path)

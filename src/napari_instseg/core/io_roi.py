@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 # The staging and label checks of the other label writers, so every export behaves the same.
-from .export import _spatial_labels, _staged
+from .export import spatial_labels, staged_output
 from .outlines import Polygon, label_outlines
 
 _log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def labels_to_rois(labels: np.ndarray) -> list:
     list of roifile.ImagejRoi
         See the module docstring for names, types and positions.
     """
-    labels = _spatial_labels(labels)
+    labels = spatial_labels(labels)
     if labels.ndim == 2:
         rois = []
         for label_id, polygons in label_outlines(labels).items():
@@ -139,7 +139,7 @@ def write_imagej_rois(path: str | Path, labels: np.ndarray, *, overwrite: bool =
     rois = labels_to_rois(labels)
     if not rois:
         _log.warning("the labels have no objects: writing an empty ROI set to %s", path)
-    with _staged(path, overwrite=overwrite, folder=False) as staged:
+    with staged_output(path, overwrite=overwrite, folder=False) as staged:
         with zipfile.ZipFile(staged, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for roi in rois:
                 zf.writestr(f"{roi.name}.roi", roi.tobytes())

@@ -328,7 +328,7 @@ def compose_block(files: RunFiles, plan: BlockPlan, index: int, luts: dict, imag
     """Worker task: write the final labels of block ``index``'s core (and its pyramid)."""
     import zarr
 
-    from ..export import _halve_mean, _halve_stride
+    from ..export import halve_mean, halve_stride
 
     t0 = time.perf_counter()
     _reset_peak_rss()
@@ -344,12 +344,12 @@ def compose_block(files: RunFiles, plan: BlockPlan, index: int, luts: dict, imag
         others.append((labels, luts[other.index], shift(region, block.core)))
     labels = compose(own, luts[index], others)
     lead = labels[None] if files.channel_axis_out is not None else labels
-    _write_levels(files, files.labels, block.core, lead, _halve_stride)
+    _write_levels(files, files.labels, block.core, lead, halve_stride)
     if files.image:
         image = LazyImage(image_source).read(block.core, raw=True)
         if image_source.channel_axis is None:
             image = image[0]
-        _write_levels(files, files.image, block.core, image, _halve_mean)
+        _write_levels(files, files.image, block.core, image, halve_mean)
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     return {
         "index": index,
@@ -727,12 +727,12 @@ def _sharded_array(group, key, plan: BlockPlan, level: int, dtype, lead: tuple, 
     return group.create_array(key, **spec)
 
 
-def _check_target(output: Path, overwrite: bool) -> None:
-    from ..export import _is_zarr_store
+def check_target(output: Path, overwrite: bool) -> None:
+    from ..export import is_zarr_store
 
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; pass overwrite (--overwrite) to replace it")
-    if output.exists() and not _is_zarr_store(output):
+    if output.exists() and not is_zarr_store(output):
         raise InputError(f"{output} exists and is not a zarr store; not replacing it")
 
 
@@ -751,7 +751,7 @@ def _check_output(output: Path, image: LazyImage, *, labels_name: str, overwrite
                 "to replace them"
             )
         return
-    _check_target(output, overwrite)
+    check_target(output, overwrite)
 
 
 def _in_place(output: Path, image: LazyImage) -> bool:
@@ -865,7 +865,7 @@ def _publish(files: RunFiles, labels_name: str, *, overwrite: bool) -> None:
     """Move the complete, staged output into place (the last step of a run)."""
     import zarr
 
-    from ..export import _move_into_place
+    from ..export import move_into_place
 
     staged, final = Path(files.output), Path(files.final)
     if files.publish == "labels":
@@ -879,7 +879,7 @@ def _publish(files: RunFiles, labels_name: str, *, overwrite: bool) -> None:
                 f"{final.parent.parent} got labels {labels_name!r} while this run worked; "
                 f"the result is kept in {staged}"
             )
-        _move_into_place(staged, final)
+        move_into_place(staged, final)
         labels_group.attrs["ome"] = {
             "version": "0.5",
             "labels": listed + [labels_name] * (labels_name not in listed),
@@ -890,7 +890,7 @@ def _publish(files: RunFiles, labels_name: str, *, overwrite: bool) -> None:
             f"{final} appeared while this run worked; the result is kept in {staged}; move it "
             "yourself or run again with overwrite (--overwrite)"
         )
-    _move_into_place(staged, final)
+    move_into_place(staged, final)
 
 
 def _read_table(files: RunFiles, index: int) -> BlockObjects:
