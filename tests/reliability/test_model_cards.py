@@ -123,5 +123,7 @@ def test_a_card_with_an_out_of_range_knob_is_refused_before_any_work(
     out = tmp_path / "out"
     rc, _, err = run(capsys, "segment", image, "--model", MODEL, "--output", out)
     assert rc == 2
-    assert "fg_threshold = 2.0 is outside its range" in one_line(err, "segment")
+    line = one_line(err, "segment")
+    assert "fg_threshold = 2.0 is outside its range" in line
+    assert f"{MODEL}.json" in line  # names the card to fix
     assert not out.exists()

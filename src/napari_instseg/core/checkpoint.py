@@ -404,6 +404,13 @@ def load_model(path: str | Path, *, verify_checksum: bool = True):
         cfg = config_from_dict(method.config_type, card.method_config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{card_path.name}: bad method_config: {err}") from err
+    from .assembly import get_backend
+
+    try:  # the card's knobs against the back-end's declared ranges, naming the card
+        backend = get_backend(card.backend or method.default_backend)
+        config_from_dict(backend.config_type, dict(card.backend_config), strict=False)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{card_path.name}: bad backend_config: {err}") from err
     net = method.build_net(cfg)
     state = load_state(weights)
     try:
