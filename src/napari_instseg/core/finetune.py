@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 from collections.abc import Callable
@@ -751,32 +752,34 @@ def finetune(
     if config.pseudo_labels > 0:
         model.net.eval()
 
-        def parent_labels(x: np.ndarray) -> np.ndarray:
-            return segment_sample(model, x, device=device)
-
         def pseudo(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return sure_objects(x, parent_labels, min_iou=config.pseudo_labels)
+            parent = functools.partial(segment_sample, model, device=device)
+            return sure_objects(x, parent, min_iou=config.pseudo_labels)
 
     train_samples, val_samples, record = make_finetune_samples(
         model, data, held_out_fraction=config.held_out_fraction, rng=rng, pseudo=pseudo
     )
+    annotated_x = [s.image for s in train_samples]
     context = [
         c if isinstance(c, UnannotatedImage) else UnannotatedImage(f"context {i + 1}", c)
         for i, c in enumerate(context)
     ]
-    pseudo_context = []
-    if pseudo is not None and context:
+    # the context images as the network sees them: appearance step, the annotations' scale
+    context_x = []
+    if context and (pseudo is not None or (config.adapt_norm and not resume)):
         scale = float(np.median([r["scale"] for r in record]))
-        for i, item in enumerate(context):
+        for item in context:
+            x = prepare_image(model, item.image, channel_axis=item.channel_axis)
+            context_x.append(resize_image(x, scale) if x.ndim == 3 else x)
+    pseudo_context = []
+    if pseudo is not None:
+        for i, (item, x) in enumerate(zip(context, context_x, strict=True)):
             if stop_requested((yield Progress("pseudo-labels", i, len(context)))):
                 break
-            x = prepare_image(model, item.image, channel_axis=item.channel_axis)
-            if x.ndim == 3 and scale != 1.0:
-                x = resize_image(x, scale)
             sure, found = pseudo(x)
             nothing = np.zeros(x.shape[1:], dtype=bool)
             labels, known, n = add_pseudo_objects(
-                nothing.astype(sure.dtype), nothing, sure, found, exclude=nothing
+                np.zeros_like(sure), nothing, sure, found, exclude=nothing
             )
             pseudo_context.append({"image": item.name, "pseudo_objects": n})
             if n:
@@ -791,14 +794,13 @@ def finetune(
         yield Metric("heldout_objects", n_held, 0)
     start_net, anchor = model.net, getattr(model.net, "f", model.net)
     if config.adapt_norm and not resume:
-        scale = float(np.median([r["scale"] for r in record]))
-        seen = [s.image for s in train_samples]
-        for item in context:
-            x = prepare_image(model, item.image, channel_axis=item.channel_axis)
-            seen.append(resize_image(x, scale) if x.ndim == 3 else x)
         start_net = copy.deepcopy(model.net)
         adapt_norm_statistics(
-            start_net, seen, multiple=model.size_multiple, seed=config.seed, device=device
+            start_net,
+            [*annotated_x, *context_x],
+            multiple=model.size_multiple,
+            seed=config.seed,
+            device=device,
         )
         anchor = getattr(start_net, "f", start_net)
     warnings = annotation_warnings([d.annotation for d in data], names=[d.name for d in data])

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .arrays import LABEL_DTYPE
+from .metrics import iou_matrix
 
 #: Background pixels within this many px of a sure object (and in no object of either view)
 #: are known background in the pseudo-labelled sample.
@@ -29,21 +30,9 @@ RING = 2
 
 def matched_iou(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
     """For each object of ``a``, the IoU with the object of ``b`` it overlaps most (0 if none)."""
-    a = np.asarray(a).ravel().astype(np.int64)
-    b = np.asarray(b).ravel().astype(np.int64)
-    ids_a, area_a = np.unique(a[a > 0], return_counts=True)
-    if ids_a.size == 0:
-        return {}
-    both = (a > 0) & (b > 0)
-    pairs, inter = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
-    ids_b, area_b = np.unique(b[b > 0], return_counts=True)
-    size_a = dict(zip(ids_a.tolist(), area_a.tolist(), strict=True))
-    size_b = dict(zip(ids_b.tolist(), area_b.tolist(), strict=True))
-    best = dict.fromkeys(ids_a.tolist(), 0.0)
-    for (i, j), n in zip(pairs.T.tolist(), inter.tolist(), strict=True):
-        iou = n / (size_a[i] + size_b[j] - n)
-        best[i] = max(best[i], iou)
-    return best
+    ious, ids_a, _ = iou_matrix(a, b)
+    best = ious.max(axis=1) if ious.shape[1] else np.zeros(len(ids_a))
+    return dict(zip(ids_a.tolist(), best.tolist(), strict=True))
 
 
 def sure_objects(
