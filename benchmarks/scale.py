@@ -111,8 +111,9 @@ def working_table(args) -> None:
         model = load_model(name)
         base = model.card.object_size or 17.0
         q = training_quantiles(model.card)
+        mid = round(base, 1)
         candidates = [round(base * r, 1) for r in args.ratios]
-        candidates += [[q[25], q[75]], [q[10], q[90]]]
+        candidates += [[q[25], q[75]], [q[10], q[90]], [q[25], mid, q[75]], [q[10], mid, q[90]]]
         data = model.card.training.get("data", "dsb2018_fluo").split("+")
         pairs = [p for d in data for p in load_pairs(d, "val", args.crop, every=args.every)]
         scaled = {f: [resized(im, m, f) for _, im, m in pairs] for f in args.val_factors}
@@ -123,27 +124,37 @@ def working_table(args) -> None:
         print(
             f"{'working':>14} "
             + " ".join(f"{'x' + str(f):>7}" for f in args.val_factors)
-            + f" {'mean':>7} {'sec':>6}"
+            + f" {'mean':>7} {'kept':>5} {'sec':>6}"
         )
-        best = (None, -1.0)
+        rows = []
         for working in candidates:
             with_working(model, working)
             t0 = time.perf_counter()
-            means = []
+            means, kept = [], []
             for f in args.val_factors:
-                aps = [ap50(m, run(segment_image(model, im)).labels) for im, m in scaled[f]]
+                aps = []
+                for im, m in scaled[f]:
+                    seg = run(segment_image(model, im))
+                    aps.append(ap50(m, seg.labels))
+                    kept.append(seg.prediction.info["diameter"]["factor"] == 1.0)
                 means.append(float(np.mean(aps)))
             mean = float(np.mean(means))
-            label = str(working)
+            rows.append((working, mean, float(np.mean(kept))))
             print(
-                f"{label:>14} "
+                f"{str(working):>14} "
                 + " ".join(f"{v:7.3f}" for v in means)
-                + f" {mean:7.3f} {time.perf_counter() - t0:6.1f}",
+                + f" {mean:7.3f} {rows[-1][2]:5.0%} {time.perf_counter() - t0:6.1f}",
                 flush=True,
             )
-            if mean > best[1]:
-                best = (working, mean)
-        print(f"best: working_diameter {best[0]} (val AP@0.5 {best[1]:.3f})")
+        # the rule, fixed before the runs: the best mean, except that a candidate within
+        # --tie of it that leaves more images at their own scale wins (less resizing is the
+        # safer bet on images from elsewhere)
+        top = max(r[1] for r in rows)
+        best = max((r for r in rows if r[1] >= top - args.tie), key=lambda r: (r[2], r[1]))
+        print(
+            f"best: working_diameter {best[0]} (val AP@0.5 {best[1]:.3f}, top {top:.3f}, "
+            f"{best[2]:.0%} of images kept at their scale)"
+        )
         if args.write:
             card_path = ROOT / "src" / "napari_instseg" / "zoo" / f"{name}.json"
             card = json.loads(card_path.read_text())
@@ -155,6 +166,7 @@ def working_table(args) -> None:
                 f"{args.crop} px) resized by each factor; mean AP@0.5 over images, then over "
                 "factors (benchmarks/scale.py --working)",
                 "best_ap50": round(best[1], 4),
+                "rule": f"best mean; within {args.tie} of it, the candidate that resizes fewest",
             }
             card_path.write_text(json.dumps(card, indent=2) + "\n")
             print(f"written to {card_path}")
@@ -231,7 +243,8 @@ def main() -> None:
     p.add_argument("--working", action="store_true", help="val sweep of the working diameter")
     p.add_argument("--write", action="store_true", help="--working: write the best to the card")
     p.add_argument("--ratios", nargs="*", type=float, default=[0.85, 1.0, 1.2])
-    p.add_argument("--val-factors", nargs="*", type=float, default=[0.5, 1.0, 2.0])
+    p.add_argument("--val-factors", nargs="*", type=float, default=[0.5, 1.0, 2.0, 3.0])
+    p.add_argument("--tie", type=float, default=0.005, help="--working: see the rule")
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--factors", nargs="*", type=float, default=[1.0, 0.5, 1.5, 2.0, 3.0])
     p.add_argument("--data", default="dsb2018_fluo")

@@ -218,12 +218,20 @@ def plan_scale(
 
 
 def target_diameter(diameter: float, working) -> float:
-    """The diameter a model should see objects of ``diameter`` at: its working diameter (a
-    number), or, for a working range ``[low, high]``, the diameter itself when inside the
-    range and the nearest end otherwise (a model that learnt objects of many sizes is not
-    made to see them all at one size)."""
+    """The diameter a model should see objects of ``diameter`` at.
+
+    ``working`` is the card's working diameter: a number (every image is brought to it); a
+    ``[low, high]`` range (objects inside keep their size, others are brought to the nearest
+    end); or ``[low, centre, high]`` (objects inside keep their size, others are brought to
+    ``centre``, the size the model segments best, rather than to the edge of the range).
+    A model that learnt objects of many sizes is not made to see them all at one size.
+    """
     if isinstance(working, list | tuple):
-        low, high = float(working[0]), float(working[1])
+        low, high = float(working[0]), float(working[-1])
+        if low <= diameter <= high:
+            return float(diameter)
+        if len(working) == 3:
+            return float(working[1])
         return min(max(diameter, low), high)
     return float(working)
 
