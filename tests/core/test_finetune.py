@@ -378,9 +378,34 @@ def test_finetune_publishes_a_refitted_merge_distance(spoco_tiny, disks, tmp_pat
     assert card.backend_config["merge_distance"] == fit["chosen"]
     assert str(fit["chosen"]) in fit["mean_best_iou"] and len(fit["mean_best_iou"]) == 9
     assert fit["mean_best_iou"][str(fit["chosen"])] == max(fit["mean_best_iou"].values())
+    assert fit["on"] == "annotations"
     card, result = cards[False]
     assert card.backend_config == knobs and "knob_refit" not in card.metrics
     assert result.refit is None
+
+
+def test_merge_distance_can_be_rechosen_on_the_held_out_objects(spoco_tiny, disks, tmp_path):
+    from dataclasses import replace
+
+    from napari_instseg.core.finetune import MIN_HELD_OUT_OBJECTS, FinetuneConfig, finetune
+    from napari_instseg.core.jobs import run
+
+    parent = replace(
+        spoco_tiny,
+        card=replace(spoco_tiny.card, backend_config={"bandwidth": 0.9, "merge_distance": 2.0}),
+    )
+    data = [_annotated(disks, seed) for seed in range(3)]
+    for fraction, judged in ((0.6, True), (0.2, False)):
+        config = FinetuneConfig(
+            iterations=2, batch_size=2, patch_size=32, held_out_fraction=fraction,
+            refit_on="held-out", compare_parent=False, device="cpu",
+        )  # fmt: skip
+        out = tmp_path / str(fraction)
+        result = run(finetune(parent, data, name="m", run_dir=out / "run", models_dir=out,
+                              config=config))  # fmt: skip
+        assert (result.heldout_objects >= MIN_HELD_OUT_OBJECTS) == judged
+        # too few held-out objects to judge by: the annotations are used, as by default
+        assert result.refit["merge_distance"]["on"] == ("held-out" if judged else "annotations")
 
 
 def test_adapt_norm_statistics_moves_only_the_batch_norm_statistics(spoco_tiny):

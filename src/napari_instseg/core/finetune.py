@@ -145,6 +145,12 @@ class FinetuneConfig:
     # better by at least this much mean best IoU (0: the best value wins however small the
     # gain); see choose_merge_distance
     refit_margin: Annotated[float, {"min": 0.0, "max": 1.0, "advanced": True}] = 0.0
+    # which objects the merge distance is re-chosen on: the annotations trained on
+    # ("annotations"), or, when enough are held out to judge (MIN_HELD_OUT_OBJECTS), the
+    # held-out ones, which the network did not memorise ("held-out")
+    refit_on: Annotated[
+        str, {"choices": ("annotations", "held-out"), "advanced": True}
+    ] = "annotations"
     # re-estimate the network's normalisation statistics on the user's images (annotated and
     # context) before training: see adapt_norm_statistics
     adapt_norm: Annotated[
@@ -878,10 +884,11 @@ def finetune(
         and wants_refit
         and not stop_requested((yield Progress("choose merge distance", 0, 1)))
     ):
+        on_held_out = judged and config.refit_on == "held-out"
         chosen, scores = refit_merge_distance(
             model,
             net,
-            train_samples,
+            val_samples if on_held_out else train_samples,
             backend=card.backend,
             knobs=dict(card.backend_config),
             device=device,
@@ -891,6 +898,7 @@ def finetune(
             "merge_distance": {
                 "parent": float(card.backend_config["merge_distance"]),
                 "chosen": chosen,
+                "on": "held-out" if on_held_out else "annotations",
                 "mean_best_iou": {str(k): round(v, 4) for k, v in scores.items()},
             }
         }
