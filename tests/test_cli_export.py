@@ -13,7 +13,9 @@ import tifffile
 
 from napari_instseg.cli import main
 from napari_instseg.core.checkpoint import read_card
-from napari_instseg.core.export import read_labels, read_ome_zarr, write_labels_tiff
+from napari_instseg.core.io import read_labels
+from napari_instseg.core.io.ome_zarr import read_ome_zarr
+from napari_instseg.core.io.tiff import write_labels_tiff
 from napari_instseg.core.samples import load_sample
 
 MODEL = "tiny-cli-export"

@@ -10,7 +10,7 @@ import pytest
 import roifile
 import tifffile
 
-from napari_instseg.core.export import write_labels_tiff
+from napari_instseg.core.io.tiff import write_labels_tiff
 from napari_instseg.core.samples import load_sample
 from test_cli_export import one_line_error, run
 

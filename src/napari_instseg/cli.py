@@ -168,7 +168,7 @@ def cmd_models(args) -> int:
     from .core.zoo import list_models
 
     if args.import_package:
-        from .core.io_bioimageio import import_bioimageio
+        from .core.io.bioimageio import import_bioimageio
 
         for package in args.import_package:
             card_path = import_bioimageio(package, overwrite=args.overwrite)
@@ -224,7 +224,7 @@ def _refuse_existing(paths: list[Path]) -> None:
 def cmd_segment(args) -> int:
     """``segment``: each input through the model into ``--output`` (labels + how they were
     made), or block by block with ``--large``."""
-    from .core.export import image_stem
+    from .core.io import image_stem
 
     inputs = _expand_inputs(args.inputs)
     model, knobs, pconf = _segment_settings(args)
@@ -269,7 +269,8 @@ def _segment_settings(args):
 def _segment_one(args, path, target, model, knobs, pconf, counter: str) -> None:
     """Segment one image into ``target`` (+ its JSON) and print what was found."""
     from .core.data.datasets import read_image
-    from .core.export import export_labels, write_json
+    from .core.io import export_labels
+    from .core.io.provenance import write_json
     from .core.planes import segment_planes, stack_layout
 
     image = read_image(path)
@@ -467,7 +468,7 @@ def _segment_blockwise(args, inputs, out, model, knobs, pconf) -> int:
 def _label_files(folder: Path) -> dict[str, Path]:
     """Label files of a folder by image name (``X`` for ``X.tif``, ``X.zarr``, ``X.ome.zarr``);
     hidden files (a staged output) are not labels."""
-    from .core.export import image_stem
+    from .core.io import image_stem
 
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -495,7 +496,7 @@ def _read_label_image(path: Path):
     """The labels of a TIFF, zarr or OME-Zarr file, refused with the file's name when they
     are not labels (non-integer values, negative ids)."""
     from .core.arrays import InputError, as_labels
-    from .core.export import read_labels
+    from .core.io import read_labels
 
     try:
         return as_labels(read_labels(path)[0])
@@ -820,7 +821,7 @@ def cmd_export(args) -> int:
     import numpy as np
 
     from .core.data.datasets import read_image
-    from .core.export import export_format, read_labels
+    from .core.io import export_format, read_labels
 
     outputs = args.output or []
     if not outputs and not args.output_model and not args.bioimageio:
@@ -840,7 +841,7 @@ def cmd_export(args) -> int:
         _write_export(args, out, kind, labels, image, metadata)
         print(f"{args.labels}: {n_objects} objects -> {out} ({kind})")
     if args.bioimageio:
-        from .core.io_bioimageio import export_bioimageio
+        from .core.io.bioimageio import export_bioimageio
 
         package = export_bioimageio(
             model,
@@ -852,7 +853,7 @@ def cmd_export(args) -> int:
         )
         print(f"model {metadata['model']!r} ({metadata['backend']}) -> {package} (bioimage.io)")
     if args.output_model:
-        from .core.export import export_model
+        from .core.io.model_copy import export_model
 
         card_path = export_model(
             model,
@@ -870,7 +871,7 @@ def _export_settings(args, model, metadata: dict) -> dict:
     """``metadata`` with the model, back-end and knobs the export records: the labels' own
     unless ``--model``/``--backend``/``--set`` say otherwise, checked against the model."""
     from .core.configs import parse_assignments
-    from .core.export import model_settings
+    from .core.io.model_copy import model_settings
     from .core.zoo import find_card
 
     if not model:
@@ -896,7 +897,7 @@ def _export_settings(args, model, metadata: dict) -> dict:
 
 def _write_export(args, out, kind: str, labels, image, metadata: dict) -> None:
     """Write ``labels`` to ``out`` in format ``kind`` (staged; refused when it exists)."""
-    from .core.export import export_labels
+    from .core.io import export_labels
 
     export_labels(
         out,

@@ -1,4 +1,4 @@
-"""Export: TIFF / zarr / OME-Zarr round trips, the object table against scikit-image, bad
+"""core.io: TIFF / zarr / OME-Zarr round trips, the object table against scikit-image, bad
 inputs, atomic writes and tuned model copies. No Qt."""
 
 from __future__ import annotations
@@ -13,8 +13,18 @@ import tifffile
 import zarr
 from skimage.measure import regionprops
 
-from napari_instseg.core import export as ex
 from napari_instseg.core.arrays import InputError
+from napari_instseg.core.io import export_format, ome_zarr, read_labels
+from napari_instseg.core.io.model_copy import export_model
+from napari_instseg.core.io.ome_zarr import (
+    default_levels,
+    open_ome_zarr,
+    read_ome_zarr,
+    write_ome_zarr,
+)
+from napari_instseg.core.io.table import object_table, write_object_table
+from napari_instseg.core.io.tiff import write_labels_tiff
+from napari_instseg.core.io.zarr import write_labels_zarr
 from napari_instseg.core.samples import load_sample
 
 ATTRS = {
@@ -47,14 +57,14 @@ def leftovers(folder: Path) -> list[str]:
 def test_tiff_round_trip_keeps_ids_dtype_and_attrs(tmp_path, shape):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 70000, size=shape).astype(np.int64)  # ids beyond uint16
-    path = ex.write_labels_tiff(tmp_path / "labels.tif", labels, attrs=ATTRS)
+    path = write_labels_tiff(tmp_path / "labels.tif", labels, attrs=ATTRS)
     with tifffile.TiffFile(path) as tif:
         assert len(tif.pages) == (shape[0] if len(shape) == 3 else 1)
         page = tif.pages[0]
         assert page.dtype == np.uint32
         assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
         assert tif.series[0].axes == "ZYX"[-len(shape) :]
-    back, attrs = ex.read_labels(path)
+    back, attrs = read_labels(path)
     assert back.dtype == np.uint32 and np.array_equal(back, labels)
     assert attrs["model"] == "threeclass-nuclei" and attrs["knobs"]["min_size"] == 12
     assert np.array_equal(tifffile.imread(path), labels)
@@ -63,7 +73,7 @@ def test_tiff_round_trip_keeps_ids_dtype_and_attrs(tmp_path, shape):
 @pytest.mark.parametrize("shape", [(300, 70), (3, 40, 300)])
 def test_zarr_round_trip_is_v3_chunked_and_compressed(tmp_path, shape):
     labels = np.arange(np.prod(shape), dtype=np.uint32).reshape(shape) % 977
-    path = ex.write_labels_zarr(tmp_path / "labels.zarr", labels, attrs=ATTRS)
+    path = write_labels_zarr(tmp_path / "labels.zarr", labels, attrs=ATTRS)
     meta = json.loads((path / "zarr.json").read_text())
     assert meta["zarr_format"] == 3 and meta["data_type"] == "uint32"
     assert meta["dimension_names"] == list("zyx"[-len(shape) :])
@@ -71,7 +81,7 @@ def test_zarr_round_trip_is_v3_chunked_and_compressed(tmp_path, shape):
     arr = zarr.open_array(str(path), mode="r")
     assert arr.chunks != arr.shape  # really chunked
     assert np.array_equal(arr[...], labels)
-    back, attrs = ex.read_labels(path)
+    back, attrs = read_labels(path)
     assert np.array_equal(back, labels) and attrs["backend"] == "watershed"
 
 
@@ -91,7 +101,7 @@ def _ome_case(kind: str):
 def test_ome_zarr_round_trip(tmp_path, kind):
     image, channel_axis, spatial = _ome_case(kind)
     labels = (np.arange(np.prod(spatial)).reshape(spatial) // 37 % 50).astype(np.uint32)
-    path = ex.write_ome_zarr(
+    path = write_ome_zarr(
         tmp_path / "cells.ome.zarr",
         image,
         labels,
@@ -101,7 +111,7 @@ def test_ome_zarr_round_trip(tmp_path, kind):
         attrs=ATTRS,
         levels=3,
     )
-    back, back_labels, meta = ex.read_ome_zarr(path)
+    back, back_labels, meta = read_ome_zarr(path)
     expected = image if channel_axis is None else np.moveaxis(image, channel_axis, 0)
     assert back.dtype == image.dtype and np.array_equal(back, expected)
     assert list(back_labels) == ["nuclei"] and np.array_equal(back_labels["nuclei"], labels)
@@ -130,7 +140,7 @@ def test_ome_zarr_pyramid_levels_align(tmp_path):
     rng = np.random.default_rng(2)
     image = rng.integers(0, 1000, (3, 41, 67)).astype(np.uint16)  # odd sides
     labels = rng.integers(0, 9, (3, 41, 67)).astype(np.uint32)
-    path = ex.write_ome_zarr(
+    path = write_ome_zarr(
         tmp_path / "a.ome.zarr",
         image,
         labels,
@@ -138,7 +148,7 @@ def test_ome_zarr_pyramid_levels_align(tmp_path):
         spacing=(2.0, 0.5, 0.25),
         levels=3,
     )
-    ome = ex.open_ome_zarr(path)
+    ome = open_ome_zarr(path)
     assert [lvl.shape for lvl in ome.image_levels] == [(3, 41, 67), (3, 21, 34), (3, 11, 17)]
     for k in range(3):
         low = ome.labels_level("labels", k)
@@ -171,30 +181,28 @@ def test_ome_zarr_pyramid_levels_align(tmp_path):
     [((300, 300), 1), ((511, 4000), 1), ((512, 512), 2), ((2048, 2048), 4), ((31, 1024, 600), 2)],
 )
 def test_default_levels(shape, levels):
-    assert ex.default_levels(shape) == levels
+    assert default_levels(shape) == levels
 
 
 def test_ome_zarr_default_levels_on_a_larger_image(tmp_path):
     image = np.zeros((600, 520), np.uint8)
     labels = np.zeros((600, 520), np.uint32)
     labels[100:300, 50:60] = 4
-    ome = ex.open_ome_zarr(
-        ex.write_ome_zarr(tmp_path / "b.ome.zarr", image, labels, image_name="b")
-    )
+    ome = open_ome_zarr(write_ome_zarr(tmp_path / "b.ome.zarr", image, labels, image_name="b"))
     assert [lvl.shape for lvl in ome.image_levels] == [(600, 520), (300, 260)]
 
 
 def test_ome_zarr_several_labels_with_their_own_attrs(tmp_path):
     image = np.ones((20, 30), np.float32)
     a, b = np.zeros((20, 30), np.uint32), np.ones((20, 30), np.uint32)
-    path = ex.write_ome_zarr(
+    path = write_ome_zarr(
         tmp_path / "c.ome.zarr",
         image,
         {"cells [model/a]": a, "truth": b},
         image_name="c",
         attrs={"cells [model/a]": {"model": "m1"}, "truth": {}},
     )
-    _, labels, meta = ex.read_ome_zarr(path)
+    _, labels, meta = read_ome_zarr(path)
     assert set(labels) == {"cells [model_a]", "truth"}  # no path separators in node names
     assert meta["labels_attrs"]["cells [model_a]"] == {"model": "m1"}
     assert np.array_equal(labels["truth"], b)
@@ -215,7 +223,7 @@ def _check_against_regionprops(table, labels, image):
 
 def test_object_table_matches_regionprops_on_real_nuclei(nuclei):
     image, truth = nuclei
-    table = ex.object_table(truth, image, metadata=ATTRS)
+    table = object_table(truth, image, metadata=ATTRS)
     assert len(table["id"]) == 125
     _check_against_regionprops(table, truth, image)
     assert list(table)[-4:] == ["model", "method", "backend", "knobs"]
@@ -225,11 +233,11 @@ def test_object_table_matches_regionprops_on_real_nuclei(nuclei):
 
 def test_object_table_3d_and_sparse_huge_ids(nuclei3d):
     image, truth = nuclei3d
-    table = ex.object_table(truth, image)
+    table = object_table(truth, image)
     assert {"centroid_z", "bbox_min_z", "bbox_max_z"} <= set(table)
     _check_against_regionprops(table, truth, image)
     huge = np.where(truth > 0, truth.astype(np.uint64) * 65_537 + 1_000_000, 0).astype(np.uint32)
-    sparse = ex.object_table(huge, image)
+    sparse = object_table(huge, image)
     assert sparse["id"].tolist() == sorted(set(np.unique(huge)) - {0})
     assert sparse["area"].tolist() == table["area"].tolist()
     np.testing.assert_allclose(sparse["centroid_z"], table["centroid_z"])
@@ -240,7 +248,7 @@ def test_object_table_per_channel_means_and_metadata_defaults():
     rgb = np.zeros((2, 3, 3), np.uint8)
     rgb[..., 0] = [[9, 2, 4], [6, 8, 9]]
     rgb[..., 2] = 100
-    table = ex.object_table(labels, rgb, channel_axis=-1)
+    table = object_table(labels, rgb, channel_axis=-1)
     assert table["mean_intensity_0"].tolist() == [3.0, 7.0]
     assert table["mean_intensity_1"].tolist() == [0.0, 0.0]
     assert table["mean_intensity_2"].tolist() == [100.0, 100.0]
@@ -251,21 +259,21 @@ def test_object_table_per_channel_means_and_metadata_defaults():
 def test_object_table_csv_opens_in_pandas(tmp_path, nuclei):
     pd = pytest.importorskip("pandas")
     image, truth = nuclei
-    path = ex.write_object_table(tmp_path / "nuclei.csv", truth, image, metadata=ATTRS)
+    path = write_object_table(tmp_path / "nuclei.csv", truth, image, metadata=ATTRS)
     df = pd.read_csv(path)
     assert len(df) == 125
     areas = np.bincount(truth.ravel())
     ids = np.flatnonzero(areas)[1:]
     assert df["id"].tolist() == ids.tolist()
     assert df["area"].tolist() == areas[ids].tolist()
-    table = ex.object_table(truth, image)
+    table = object_table(truth, image)
     np.testing.assert_array_equal(df["centroid_x"].to_numpy(), table["centroid_x"])  # exact
     assert (df["model"] == "threeclass-nuclei").all() and (df["backend"] == "watershed").all()
     assert json.loads(df["knobs"][0])["seed_threshold"] == 0.75
 
 
 def test_object_table_of_empty_labels_has_a_header_only(tmp_path):
-    path = ex.write_object_table(tmp_path / "none.csv", np.zeros((8, 8), np.uint8))
+    path = write_object_table(tmp_path / "none.csv", np.zeros((8, 8), np.uint8))
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith("id,area,centroid_y,centroid_x")
 
@@ -285,10 +293,10 @@ def test_object_table_of_empty_labels_has_a_header_only(tmp_path):
 def test_bad_labels_are_refused_for_every_format(tmp_path, labels, message):
     image = np.zeros((2, 2), np.float32)
     writers = [
-        lambda: ex.write_labels_tiff(tmp_path / "a.tif", labels),
-        lambda: ex.write_labels_zarr(tmp_path / "a.zarr", labels),
-        lambda: ex.write_object_table(tmp_path / "a.csv", labels),
-        lambda: ex.write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, image_name="a"),
+        lambda: write_labels_tiff(tmp_path / "a.tif", labels),
+        lambda: write_labels_zarr(tmp_path / "a.zarr", labels),
+        lambda: write_object_table(tmp_path / "a.csv", labels),
+        lambda: write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, image_name="a"),
     ]
     for write in writers:
         with pytest.raises(InputError, match=message):
@@ -299,45 +307,45 @@ def test_bad_labels_are_refused_for_every_format(tmp_path, labels, message):
 def test_ome_zarr_refuses_missing_image_and_shape_mismatch(tmp_path):
     labels = np.zeros((10, 12), np.uint32)
     with pytest.raises(InputError, match="needs the image"):
-        ex.write_ome_zarr(tmp_path / "a.ome.zarr", None, labels, image_name="a")
+        write_ome_zarr(tmp_path / "a.ome.zarr", None, labels, image_name="a")
     with pytest.raises(InputError, match=r"shape \(10, 12\).*spatial shape is \(12, 10\)"):
-        ex.write_ome_zarr(tmp_path / "a.ome.zarr", np.zeros((12, 10)), labels, image_name="a")
+        write_ome_zarr(tmp_path / "a.ome.zarr", np.zeros((12, 10)), labels, image_name="a")
     with pytest.raises(InputError, match="2 or 3 spatial axes"):
-        ex.write_ome_zarr(tmp_path / "a.ome.zarr", np.zeros((2, 3, 10, 12)), labels, image_name="a")
+        write_ome_zarr(tmp_path / "a.ome.zarr", np.zeros((2, 3, 10, 12)), labels, image_name="a")
     with pytest.raises(InputError, match="levels must be at least 1"):
-        ex.write_ome_zarr(
+        write_ome_zarr(
             tmp_path / "a.ome.zarr", np.zeros((10, 12)), labels, image_name="a", levels=0
         )
     with pytest.raises(InputError, match="does not match"):
-        ex.object_table(labels, np.zeros((12, 10)))
+        object_table(labels, np.zeros((12, 10)))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_targets_need_overwrite(tmp_path):
     labels = np.ones((4, 4), np.uint32)
-    tif = ex.write_labels_tiff(tmp_path / "a.tif", labels)
+    tif = write_labels_tiff(tmp_path / "a.tif", labels)
     with pytest.raises(InputError, match="already exists"):
-        ex.write_labels_tiff(tif, labels * 2)
-    ex.write_labels_tiff(tif, labels * 2, overwrite=True)
+        write_labels_tiff(tif, labels * 2)
+    write_labels_tiff(tif, labels * 2, overwrite=True)
     assert tifffile.imread(tif).max() == 2
 
-    store = ex.write_labels_zarr(tmp_path / "a.zarr", labels)
+    store = write_labels_zarr(tmp_path / "a.zarr", labels)
     with pytest.raises(InputError, match="already exists"):
-        ex.write_labels_zarr(store, labels)
-    ex.write_labels_zarr(store, labels * 3, overwrite=True)
-    assert ex.read_labels(store)[0].max() == 3
+        write_labels_zarr(store, labels)
+    write_labels_zarr(store, labels * 3, overwrite=True)
+    assert read_labels(store)[0].max() == 3
 
     (tmp_path / "empty.zarr").mkdir()  # an empty folder is fine to fill
-    ex.write_labels_zarr(tmp_path / "empty.zarr", labels)
+    write_labels_zarr(tmp_path / "empty.zarr", labels)
 
     precious = tmp_path / "precious.zarr"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="not a zarr store"):
-        ex.write_labels_zarr(precious, labels, overwrite=True)
+        write_labels_zarr(precious, labels, overwrite=True)
     assert (precious / "notes.txt").read_text() == "keep me"
     with pytest.raises(InputError, match="is a folder"):
-        ex.write_object_table(precious, labels, overwrite=True)
+        write_object_table(precious, labels, overwrite=True)
     assert leftovers(tmp_path) == []
 
 
@@ -352,13 +360,13 @@ def test_existing_targets_need_overwrite(tmp_path):
     ],
 )
 def test_export_format_by_suffix(name, kind):
-    assert ex.export_format(name) == kind
+    assert export_format(name) == kind
 
 
 @pytest.mark.parametrize("name", ["a.png", "a", ".zarr", "a.json"])
 def test_export_format_refuses_unknown_suffix(name):
     with pytest.raises(InputError, match="cannot tell the export format"):
-        ex.export_format(name)
+        export_format(name)
 
 
 # -- atomicity --------------------------------------------------------------------------------
@@ -372,23 +380,23 @@ def test_failed_exports_leave_no_target(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tifffile, "imwrite", half_then_fail)
     with pytest.raises(OSError, match="disk full"):
-        ex.write_labels_tiff(tmp_path / "a.tif", labels)
+        write_labels_tiff(tmp_path / "a.tif", labels)
 
     def fail(*_a, **_k):
         raise MemoryError("out of memory at level 1")
 
-    monkeypatch.setattr(ex, "halve_mean", fail)  # level 0 is written, level 1 fails
+    monkeypatch.setattr(ome_zarr, "halve_mean", fail)  # level 0 is written, level 1 fails
     with pytest.raises(MemoryError):
-        ex.write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, image_name="a")
+        write_ome_zarr(tmp_path / "a.ome.zarr", image, labels, image_name="a")
     assert list(tmp_path.iterdir()) == []
 
     # a failing overwrite keeps the old export intact
     monkeypatch.undo()
-    old = ex.write_ome_zarr(tmp_path / "b.ome.zarr", image, labels, image_name="b", levels=1)
-    monkeypatch.setattr(ex, "halve_mean", fail)
+    old = write_ome_zarr(tmp_path / "b.ome.zarr", image, labels, image_name="b", levels=1)
+    monkeypatch.setattr(ome_zarr, "halve_mean", fail)
     with pytest.raises(MemoryError):
-        ex.write_ome_zarr(old, image, labels * 2, image_name="b", overwrite=True)
-    _, back, _ = ex.read_ome_zarr(old)
+        write_ome_zarr(old, image, labels * 2, image_name="b", overwrite=True)
+    _, back, _ = read_ome_zarr(old)
     assert back["labels"].max() == 1
     assert leftovers(tmp_path) == []
 
@@ -420,9 +428,7 @@ def test_export_model_writes_weights_and_a_card_with_tuned_defaults(tmp_path, ti
     from napari_instseg.core.checkpoint import load_model, read_card
 
     out = tmp_path / "out"
-    card_path = ex.export_model(
-        tiny_model, out, backend="watershed", knobs={"seed_threshold": "0.8"}
-    )
+    card_path = export_model(tiny_model, out, backend="watershed", knobs={"seed_threshold": "0.8"})
     assert card_path == out / "tiny-tuned.json"
     assert sorted(p.name for p in out.iterdir()) == ["tiny-tuned.json", "tiny-tuned.safetensors"]
     card = read_card(card_path)
@@ -436,30 +442,30 @@ def test_export_model_writes_weights_and_a_card_with_tuned_defaults(tmp_path, ti
         assert np.array_equal(net.state_dict()[key].numpy(), value.numpy())
 
     with pytest.raises(InputError, match="already exist"):
-        ex.export_model(tiny_model, out, knobs={"seed_threshold": 0.9})
+        export_model(tiny_model, out, knobs={"seed_threshold": 0.9})
     assert read_card(card_path).backend_config["seed_threshold"] == 0.8
-    ex.export_model(tiny_model, out, knobs={"seed_threshold": 0.9}, overwrite=True)
+    export_model(tiny_model, out, knobs={"seed_threshold": 0.9}, overwrite=True)
     assert read_card(card_path).backend_config["seed_threshold"] == 0.9
 
-    named = ex.export_model((source_card, source_net), out, name="mine", backend="components")
+    named = export_model((source_card, source_net), out, name="mine", backend="components")
     assert read_card(named).backend == "components" and read_card(named).name == "mine"
     assert leftovers(out) == []
 
 
 def test_export_model_refuses_bad_knobs_backend_and_name(tmp_path, tiny_model):
     with pytest.raises(InputError, match="unknown option"):
-        ex.export_model(tiny_model, tmp_path / "o", knobs={"no_such_knob": 1})
+        export_model(tiny_model, tmp_path / "o", knobs={"no_such_knob": 1})
     with pytest.raises(InputError, match="does not fit method"):
-        ex.export_model(tiny_model, tmp_path / "o", backend="meanshift")
+        export_model(tiny_model, tmp_path / "o", backend="meanshift")
     with pytest.raises(InputError, match="not usable as a model name"):
-        ex.export_model(tiny_model, tmp_path / "o", name="../escape")
+        export_model(tiny_model, tmp_path / "o", name="../escape")
     assert not (tmp_path / "o").exists()
 
 
 def test_zlib_is_really_used_for_tiff(tmp_path):
     labels = np.zeros((256, 256), np.uint32)
     labels[50:100, 50:100] = 7
-    path = ex.write_labels_tiff(tmp_path / "z.tif", labels)
+    path = write_labels_tiff(tmp_path / "z.tif", labels)
     assert path.stat().st_size < labels.nbytes // 20
     with tifffile.TiffFile(path) as tif:
         raw = tif.filehandle
@@ -471,7 +477,7 @@ def test_zlib_is_really_used_for_tiff(tmp_path):
 
 def test_export_labels_dispatches_by_suffix_and_refuses_what_a_format_cannot_hold(tmp_path):
     from napari_instseg.core.arrays import InputError
-    from napari_instseg.core.export import export_labels, read_labels
+    from napari_instseg.core.io import export_labels
 
     labels = np.zeros((32, 32), np.uint32)
     labels[4:10, 4:10] = 1

@@ -21,7 +21,7 @@ import yaml
 
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.checkpoint import ModelCard
-from napari_instseg.core.io_bioimageio import (
+from napari_instseg.core.io.bioimageio import (
     CONFIG_KEY,
     export_bioimageio,
     import_bioimageio,
@@ -189,7 +189,7 @@ def test_spec_validation_reads_the_files_it_checks(package, tmp_path, no_network
 
 def test_method_papers_are_cited_by_doi():
     """Method papers are in the packages by DOI: the validator would fetch a URL."""
-    from napari_instseg.core.io_bioimageio import _METHOD_CITATIONS
+    from napari_instseg.core.io.bioimageio import _METHOD_CITATIONS
     from napari_instseg.core.methods import list_methods
 
     assert set(_METHOD_CITATIONS) <= set(list_methods())

@@ -18,9 +18,10 @@ import roifile
 from skimage.draw import polygon as fill_polygon
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.export import export_format, object_table
-from napari_instseg.core.io_geojson import labels_to_features, write_geojson
-from napari_instseg.core.io_roi import labels_to_rois, write_imagej_rois
+from napari_instseg.core.io import export_format
+from napari_instseg.core.io.geojson import labels_to_features, write_geojson
+from napari_instseg.core.io.roi import labels_to_rois, write_imagej_rois
+from napari_instseg.core.io.table import object_table
 from napari_instseg.core.outlines import label_outlines, ring_area, trace_mask
 from napari_instseg.core.samples import load_sample
 

@@ -11,7 +11,8 @@ import pytest
 import tifffile
 
 from napari_instseg.core.checkpoint import read_card
-from napari_instseg.core.export import read_labels, read_ome_zarr, write_ome_zarr
+from napari_instseg.core.io import read_labels
+from napari_instseg.core.io.ome_zarr import read_ome_zarr, write_ome_zarr
 from napari_instseg.core.project import Project
 from napari_instseg.core.samples import load_sample
 from napari_instseg.plugin.reader import get_reader
@@ -283,7 +284,7 @@ def test_widget_exports_the_model_with_its_tuned_knobs(widget, qtbot, tmp_path):
 def test_widget_exports_the_model_as_a_bioimageio_package(widget, qtbot, tmp_path):
     import zipfile
 
-    from napari_instseg.core.io_bioimageio import load_bioimageio
+    from napari_instseg.core.io.bioimageio import load_bioimageio
 
     path = tmp_path / "nuclei-package.zip"
     status = export_and_wait(widget, qtbot, "bioimageio", path)

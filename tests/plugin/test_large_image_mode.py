@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_instseg.core.export import open_ome_zarr
+from napari_instseg.core.io.ome_zarr import open_ome_zarr
 from napari_instseg.core.samples import load_sample
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]

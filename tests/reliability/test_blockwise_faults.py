@@ -22,10 +22,10 @@ from scipy import ndimage as ndi
 
 from _blobs import blobs, same_partition
 from napari_instseg.core.arrays import InputError
+from napari_instseg.core.io.staging import OutputLock
 from napari_instseg.core.jobs import Progress, Stop
 from napari_instseg.core.jobs import run as run_job
 from napari_instseg.core.large.engine import segment_large
-from napari_instseg.core.staging import OutputLock
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 pytestmark = pytest.mark.slow
@@ -91,7 +91,7 @@ def test_a_stopped_run_leaves_no_output_under_the_final_name(cluster, source, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.tif", "out.ome.zarr.blocks"]
     res = run_job(segment(src, out, cluster, segmenter=slow))
     assert res.resumed_blocks >= 2
-    from napari_instseg.core.export import open_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr
 
     assert same_partition(open_ome_zarr(out).labels_level("labels", 0), Threshold()(image[None]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.tif", "out.ome.zarr"]
@@ -108,7 +108,7 @@ def test_export_of_a_stopped_run_is_refused_in_one_line(cluster, source, tmp_pat
 
 
 def test_labels_added_to_an_ome_zarr_appear_only_when_complete(cluster, tmp_path):
-    from napari_instseg.core.export import open_ome_zarr, write_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr, write_ome_zarr
 
     image = blobs((300, 300), 60)
     path = tmp_path / "cells.ome.zarr"
@@ -146,7 +146,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(cluster, source, tmp_path):
     code = textwrap.dedent(
         f"""
         import os, sys, time
-        from napari_instseg.core.staging import OutputLock
+        from napari_instseg.core.io.staging import OutputLock
         OutputLock({str(out)!r}).acquire()
         print("locked", flush=True)
         time.sleep(60)
@@ -172,7 +172,7 @@ def test_a_lock_naming_a_dead_process_is_taken_over_without_flock(tmp_path, monk
     import json
     import os
 
-    from napari_instseg.core import staging
+    from napari_instseg.core.io import staging
 
     monkeypatch.setattr(staging.OutputLock, "_flock", lambda self, fd: None)
     out = tmp_path / "out.zarr"

@@ -68,7 +68,9 @@ def test_binary_ground_truth_is_pointed_out(tmp_path, capsys):
 
 @pytest.mark.parametrize("suffix", [".ome.zarr", ".zarr", ".ome.tif"])
 def test_predictions_are_paired_by_image_name(tmp_path, capsys, suffix):
-    from napari_instseg.core.export import write_labels_tiff, write_labels_zarr, write_ome_zarr
+    from napari_instseg.core.io.ome_zarr import write_ome_zarr
+    from napari_instseg.core.io.tiff import write_labels_tiff
+    from napari_instseg.core.io.zarr import write_labels_zarr
 
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     labels = squares(6)

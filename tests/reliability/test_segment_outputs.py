@@ -24,7 +24,7 @@ def test_outputs_are_complete_and_carry_how_they_were_made(models_env, image, tm
     assert sorted(snapshot(out)) == ["cells.json", "cells.tif"]  # no staged leftovers
     how = json.loads((out / "cells.json").read_text())
     assert how["model"] == MODEL and how["image"] == str(image)
-    from napari_instseg.core.export import read_labels
+    from napari_instseg.core.io import read_labels
 
     labels, attrs = read_labels(out / "cells.tif")  # export reads the TIFF's own record
     assert labels.dtype == np.uint32 and labels.shape == (64, 64)
@@ -91,7 +91,7 @@ def test_tif_and_zarr_of_one_name_are_refused(models_env, nuclei_crop, tmp_path,
 
 
 def test_an_ome_zarr_input_is_named_by_its_stem(models_env, nuclei_crop, tmp_path, capsys):
-    from napari_instseg.core.export import write_ome_zarr
+    from napari_instseg.core.io.ome_zarr import write_ome_zarr
 
     source = tmp_path / "cells.ome.zarr"
     write_ome_zarr(source, nuclei_crop, np.zeros((64, 64), np.uint32), image_name="cells")

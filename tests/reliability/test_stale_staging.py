@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from _faults import one_line, run, snapshot
 
-from napari_instseg.core.staging import clean_stale_staging, this_host
+from napari_instseg.core.io.staging import clean_stale_staging, this_host
 
 
 @pytest.fixture

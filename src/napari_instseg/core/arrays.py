@@ -6,6 +6,8 @@ Images are channel-first ``(C, *spatial)`` float32 arrays with 2 or 3 spatial ax
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 LABEL_DTYPE = np.uint32
@@ -28,6 +30,18 @@ def as_labels(labels: np.ndarray) -> np.ndarray:
     if labels.size and labels.max() > np.iinfo(LABEL_DTYPE).max:
         raise InputError("labels exceed the uint32 range")
     return labels.astype(LABEL_DTYPE, copy=False)
+
+
+def spatial_labels(labels: Any, *, what: str = "labels") -> np.ndarray:
+    """uint32 labels with 2 or 3 axes, with a user-facing message for anything else."""
+    if labels is None:
+        raise InputError(f"no {what} given")
+    arr = np.asarray(labels)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"{what} must be 2D (Y, X) or 3D (Z, Y, X); got shape {tuple(arr.shape)}")
+    if arr.size == 0:
+        raise InputError(f"{what} are empty (shape {tuple(arr.shape)})")
+    return as_labels(arr)
 
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ table, an ImageJ ROI set or QuPath GeoJSON, or save the model that made it with 
 was tuned to.
 
 Layers are read (and copied) on the main thread; the writing itself runs in a worker through
-:mod:`napari_instseg.core.export`, so large exports keep the viewer responsive.
+:mod:`napari_instseg.core.io`, so large exports keep the viewer responsive.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.export import FORMATS, export_labels, export_model
+from napari_instseg.core.io import FORMATS, export_labels
+from napari_instseg.core.io.model_copy import export_model
 from napari_instseg.core.zoo import list_models, user_model_dir
 
 from ._jobs import call_in_worker
@@ -226,7 +227,7 @@ class ExportWidget(ScrollingDock):
             if kind == "bioimageio":
 
                 def package():
-                    from napari_instseg.core.io_bioimageio import export_bioimageio
+                    from napari_instseg.core.io.bioimageio import export_bioimageio
 
                     return export_bioimageio(
                         model, path, backend=backend, knobs=knobs, name=name, overwrite=overwrite

@@ -3,7 +3,7 @@
 * a napari-instseg project (:mod:`napari_instseg.core.project`): every stored image, its
   annotation (paired with the image the way the Annotate widget pairs them) and its
   predictions with the metadata they were saved with;
-* an OME-Zarr image (as written by :func:`napari_instseg.core.export.write_ome_zarr`): the
+* an OME-Zarr image (as written by :func:`napari_instseg.core.io.ome_zarr.write_ome_zarr`): the
   image (all pyramid levels) and each of its label images;
 * a zarr (format 3) integer array: one labels layer with its stored metadata.
 
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_instseg.core.export import ATTRS_KEY, is_ome_zarr, open_ome_zarr
+from napari_instseg.core.io import read_labels
+from napari_instseg.core.io.ome_zarr import is_ome_zarr, open_ome_zarr
 from napari_instseg.core.project import Project, is_project
 
 from ._layers import ANNOTATION_KEY
@@ -124,7 +125,6 @@ def read_ome_zarr_layers(path) -> list[LayerData]:
 def read_labels_zarr(path) -> list[LayerData]:
     """A zarr integer array as one labels layer, with the metadata stored next to it."""
     p = _as_path(path)
-    node = _labels_array(p)
-    metadata = dict(node.attrs.get(ATTRS_KEY, {}) or {})
+    labels, metadata = read_labels(p)
     name = metadata.pop("layer_name", None) or p.name[: -len(".zarr")]
-    return [(np.asarray(node[...]), {"name": name, "metadata": metadata}, "labels")]
+    return [(labels, {"name": name, "metadata": metadata}, "labels")]

@@ -25,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_instseg.core.assembly import get_backend
-from napari_instseg.core.export import export_model
+from napari_instseg.core.io.model_copy import export_model
 from napari_instseg.core.tuning import Tuner, TuneResult, cli_command
 from napari_instseg.core.zoo import user_model_dir
 

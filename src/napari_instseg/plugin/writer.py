@@ -2,8 +2,9 @@
 ROI set (``.zip``) and QuPath GeoJSON.
 
 Each writer turns napari's layer data tuples into arrays and metadata and calls
-:mod:`napari_instseg.core.export`. napari's save dialog has already asked before replacing a
-file, so the writers overwrite (a folder is only ever replaced when it is a zarr store).
+:func:`napari_instseg.core.io.export_labels`. napari's save dialog has already asked before
+replacing a file, so the writers overwrite (a folder is only ever replaced when it is a zarr
+store).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.export import export_labels
+from napari_instseg.core.io import export_labels
 
 
 class ExportError(RuntimeError):

@@ -85,7 +85,7 @@ def test_real_model_blockwise_agrees_with_whole_image(client, mosaic, tmp_path):
 
 
 def test_ome_zarr_output_has_image_and_labels_pyramids(client, tmp_path):
-    from napari_instseg.core.export import open_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr
 
     image = blobs((600, 1100), 150) * 1000
     src = tmp_path / "blobs.tif"
@@ -104,7 +104,7 @@ def test_ome_zarr_output_has_image_and_labels_pyramids(client, tmp_path):
 
 
 def test_labels_next_to_the_image_of_an_existing_ome_zarr(client, tmp_path):
-    from napari_instseg.core.export import open_ome_zarr, write_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr, write_ome_zarr
 
     image = blobs((512, 512), 60)
     path = tmp_path / "cells.ome.zarr"
@@ -123,7 +123,7 @@ def test_3d_blocks_are_exact_for_a_local_segmenter(client, tmp_path):
     tifffile.imwrite(src, image)
     out = tmp_path / "vol.ome.zarr"
     run(segment_large(src, out, segmenter=Threshold(), core=(16, 64, 64), halo=12, client=client))
-    from napari_instseg.core.export import open_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr
 
     labels = open_ome_zarr(out).labels_level("labels", 0)
     assert same_partition(labels, ndi.label(ndi.uniform_filter(image, 3) > 0.5)[0])
@@ -251,7 +251,7 @@ def test_cli_segments_a_folder_blockwise_on_a_given_scheduler(client, mosaic, tm
     assert code == 0
     printed = capsys.readouterr().out
     assert f"blockwise on {address}" in printed and "a.tif:" in printed and "b.tif:" in printed
-    from napari_instseg.core.export import open_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr
 
     for name, shape in (("a", (300, 400)), ("b", (400, 300))):
         ome = open_ome_zarr(tmp_path / "out" / f"{name}.ome.zarr")

@@ -95,7 +95,7 @@ def client():
 
 @pytest.mark.slow
 def test_stained_rgb_blockwise_agrees_with_whole_image(client, he_tif, tmp_path):
-    from napari_instseg.core.export import open_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr
 
     path, rgb = he_tif
     model = load_model("embedseg-nuclei")
@@ -156,7 +156,7 @@ def test_cli_large_takes_rgb_and_says_how_it_looked(client, he_tif, tmp_path, ca
     assert code == 0
     printed = capsys.readouterr().out
     assert "diameter off" in printed and "appearance stain (stained colour image" in printed
-    from napari_instseg.core.export import open_ome_zarr
+    from napari_instseg.core.io.ome_zarr import open_ome_zarr
 
     labels = open_ome_zarr(out / "he.ome.zarr").labels_level("labels", 0)
     assert labels.shape == rgb.shape[:2] and np.asarray(labels).max() > 20

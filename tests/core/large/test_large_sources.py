@@ -8,7 +8,7 @@ import tifffile
 import zarr
 
 from napari_instseg.core.arrays import InputError
-from napari_instseg.core.export import write_ome_zarr
+from napari_instseg.core.io.ome_zarr import write_ome_zarr
 from napari_instseg.core.large.source import global_stats, open_source, stage_array
 
 

@@ -25,7 +25,7 @@ again).
 
 The output is composed in the work folder and moved into place only when complete, so a
 killed run never leaves a finished-looking output under the final name. A run holds a lock
-(``.<output>.lock``, :class:`~napari_instseg.core.staging.OutputLock`) for its whole
+(``.<output>.lock``, :class:`~napari_instseg.core.io.staging.OutputLock`) for its whole
 duration: a second run on the same output is refused instead of sharing or deleting the
 first one's blocks; a lock left by a killed run is taken over.
 
@@ -52,9 +52,10 @@ from typing import Any
 import numpy as np
 
 from ..arrays import LABEL_DTYPE, InputError
+from ..io.provenance import ATTRS_KEY
+from ..io.staging import OutputLock
 from ..jobs import Job, Progress, stop_requested
 from ..predict import PredictConfig
-from ..staging import OutputLock
 from .plan import BlockPlan, intersect, plan_blocks, shift
 from .source import LazyImage, SourceSpec, open_source
 from .stitch import BlockObjects, compose, describe_block, lookup, match_views, resolve
@@ -328,7 +329,7 @@ def compose_block(files: RunFiles, plan: BlockPlan, index: int, luts: dict, imag
     """Worker task: write the final labels of block ``index``'s core (and its pyramid)."""
     import zarr
 
-    from ..export import halve_mean, halve_stride
+    from ..io.ome_zarr import halve_mean, halve_stride
 
     t0 = time.perf_counter()
     _reset_peak_rss()
@@ -696,7 +697,7 @@ def level_shape(shape: tuple[int, ...], level: int) -> tuple[int, ...]:
 
 def _pyramid_levels(plan: BlockPlan) -> int:
     """OME-Zarr levels for the image, as many as keep every block core on whole pixels."""
-    from ..export import default_levels
+    from ..io.ome_zarr import default_levels
 
     levels = default_levels(plan.shape)
     while levels > 1 and any(c % 2 ** (levels - 1) for c in plan.core[-2:]):
@@ -728,7 +729,7 @@ def _sharded_array(group, key, plan: BlockPlan, level: int, dtype, lead: tuple, 
 
 
 def check_target(output: Path, overwrite: bool) -> None:
-    from ..export import is_zarr_store
+    from ..io.staging import is_zarr_store
 
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; pass overwrite (--overwrite) to replace it")
@@ -738,8 +739,8 @@ def check_target(output: Path, overwrite: bool) -> None:
 
 def _check_output(output: Path, image: LazyImage, *, labels_name: str, overwrite: bool) -> None:
     """Refuse an output that must not be replaced, before anything is written."""
-    from ..export import is_ome_zarr
-    from ..staging import clean_stale_staging
+    from ..io.ome_zarr import is_ome_zarr
+    from ..io.staging import clean_stale_staging
 
     clean_stale_staging(output)  # a killed run's half-moved output is put back first
     if _in_place(output, image):
@@ -790,7 +791,12 @@ def _create_output(
     """
     import zarr
 
-    from ..export import image_attrs, label_image_attrs, ome_axes_and_scales
+    from ..io.ome_zarr import (
+        image_attrs,
+        label_image_attrs,
+        labels_group_attrs,
+        ome_axes_and_scales,
+    )
 
     store = str(work / "store.zarr")
     ndim = len(plan.shape)
@@ -798,7 +804,7 @@ def _create_output(
         staged = work / "output.zarr"
         shutil.rmtree(staged, ignore_errors=True)  # a stopped run's: composed again anyway
         arr = _sharded_array(str(staged), None, plan, 0, LABEL_DTYPE, (), list("zyx"[-ndim:]))
-        arr.attrs["napari_instseg"] = attrs
+        arr.attrs[ATTRS_KEY] = attrs
         return RunFiles(str(work), store, str(staged), ("",), final=str(output))
 
     has_channel = image.spec.channel_axis is not None
@@ -844,7 +850,7 @@ def _create_output(
     for k in range(levels):
         _sharded_array(root, str(k), plan, k, image.array.dtype, channels, names)
     labels_group = root.require_group("labels")
-    labels_group.attrs["ome"] = {"version": "0.5", "labels": [labels_name]}
+    labels_group.attrs.update(labels_group_attrs([labels_name]))
     group = labels_group.require_group(labels_name)
     group.attrs.update(label_image_attrs(labels_name, axes, scales[:levels], attrs))
     for k in range(levels):
@@ -865,7 +871,8 @@ def _publish(files: RunFiles, labels_name: str, *, overwrite: bool) -> None:
     """Move the complete, staged output into place (the last step of a run)."""
     import zarr
 
-    from ..export import move_into_place
+    from ..io.ome_zarr import labels_group_attrs
+    from ..io.staging import move_into_place
 
     staged, final = Path(files.output), Path(files.final)
     if files.publish == "labels":
@@ -880,10 +887,9 @@ def _publish(files: RunFiles, labels_name: str, *, overwrite: bool) -> None:
                 f"the result is kept in {staged}"
             )
         move_into_place(staged, final)
-        labels_group.attrs["ome"] = {
-            "version": "0.5",
-            "labels": listed + [labels_name] * (labels_name not in listed),
-        }
+        labels_group.attrs.update(
+            labels_group_attrs(listed + [labels_name] * (labels_name not in listed))
+        )
         return
     if (final.exists() or final.is_symlink()) and not overwrite:
         raise InputError(
@@ -1223,9 +1229,9 @@ def segment_large(
             else zarr.open_group(files.output, path=key.rpartition("/")[0] or None, mode="r+")
         )
         stats = dict(resolution.stats, objects=n_objects)
-        meta = dict(label_node.attrs.get("napari_instseg", {}))
+        meta = dict(label_node.attrs.get(ATTRS_KEY, {}))
         meta.update({"objects": n_objects, "stitching": stats})
-        label_node.attrs["napari_instseg"] = json.loads(json.dumps(meta, default=str))
+        label_node.attrs[ATTRS_KEY] = json.loads(json.dumps(meta, default=str))
         _publish(files, labels_name, overwrite=overwrite)
         if not keep_work:
             shutil.rmtree(work, ignore_errors=True)

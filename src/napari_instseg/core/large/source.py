@@ -140,7 +140,7 @@ def open_source(path: str | Path, *, channel_axis: int | None = None) -> LazyIma
         raise InputError(f"cannot open {path} as zarr: {err}") from err
     if isinstance(node, zarr.Array):
         return _colour_last(LazyImage(SourceSpec(str(path), "zarr", "", channel_axis)))
-    from ..export import is_ome_zarr, open_ome_zarr
+    from ..io.ome_zarr import is_ome_zarr, open_ome_zarr
 
     if is_ome_zarr(path):
         ome = open_ome_zarr(path)

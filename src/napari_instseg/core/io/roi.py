@@ -31,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 # The staging and label checks of the other label writers, so every export behaves the same.
-from .export import spatial_labels, staged_output
-from .outlines import Polygon, label_outlines
+from ..arrays import spatial_labels
+from ..outlines import Polygon, label_outlines
+from .staging import staged_output
 
 _log = logging.getLogger(__name__)
 

@@ -1,8 +1,14 @@
-"""Who owns an output while it is being written: run locks and stale staging folders.
+"""Staging: every output is written under a hidden name and renamed into place when complete.
 
 Writers stage their output in a hidden sibling of the target, named after the process that
-writes it (``.NAME.partial-HOST-PID-XXXXXXXX``), and rename it into place at the end. A
-killed writer leaves its staging sibling behind; :func:`clean_stale_staging` removes those
+writes it (``.NAME.partial-HOST-PID-XXXXXXXX``, :func:`staging_name`), and rename it into
+place only when everything is written (:func:`staged_output`, :func:`move_into_place`), so a
+failed or interrupted write never leaves a half-written file or folder under the name the
+user asked for. An existing target is refused unless ``overwrite=True``; even then a folder
+is only replaced when it is a zarr store, so a mistyped path cannot wipe an unrelated folder
+(:func:`check_target`).
+
+A killed writer leaves its staging sibling behind; :func:`clean_stale_staging` removes those
 at the start of the next write to the same place, but only when their owner is known to be
 gone (same host, process no longer running): a live writer's folder is never touched.
 
@@ -21,9 +27,11 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from .arrays import InputError
+from ..arrays import InputError
 
 _log = logging.getLogger(__name__)
 
@@ -92,7 +100,7 @@ def _is_stale(path: Path, host: str | None, pid: int) -> bool:
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
-    else:
+    elif path.exists() or path.is_symlink():
         path.unlink(missing_ok=True)
 
 
@@ -131,6 +139,108 @@ def clean_stale_staging(target: str | Path) -> list[Path]:
             removed.append(path)
             _log.info("removed %s, left by an interrupted write (process %d)", path, owner[1])
     return removed
+
+
+# -- writing an output ------------------------------------------------------------------------
+def is_zarr_store(path: Path) -> bool:
+    """Whether the folder ``path`` is a zarr store (format 2 or 3), the only kind of folder
+    a writer may replace."""
+    return any((path / marker).is_file() for marker in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a target whose folder cannot be made or written, before any work is done."""
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: no permission to write in {parent}")
+
+
+def check_target(path: Path, *, overwrite: bool, folder: bool) -> None:
+    """Refuse targets that must not be replaced, or that cannot be written; an empty file or
+    folder is always fine."""
+    _check_writable(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir():
+        if not folder:
+            raise InputError(f"{path} is a folder; choose a file name")
+        if not any(path.iterdir()):
+            return
+        if not overwrite:
+            raise InputError(f"{path} already exists; choose another name or allow overwriting")
+        if not is_zarr_store(path):
+            raise InputError(f"refusing to replace {path}: it is a folder that is not a zarr store")
+        return
+    if path.lstat().st_size and not overwrite:
+        raise InputError(f"{path} already exists; choose another name or allow overwriting")
+
+
+def move_into_place(staged: Path, target: Path) -> None:
+    """Rename ``staged`` to ``target``; an existing target is kept aside until that worked."""
+    if not (target.exists() or target.is_symlink()):
+        os.replace(staged, target)
+        return
+    old = staging_name(target, "old")
+    os.replace(target, old)
+    try:
+        os.replace(staged, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    _remove(old)
+
+
+@contextmanager
+def staged_output(path: str | Path, *, overwrite: bool, folder: bool) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write into; rename it to ``path`` on success.
+
+    On any error the temporary output is deleted and the target is left as it was.
+    """
+    target = Path(path)
+    clean_stale_staging(target)  # what a killed writer left here (never a live one's)
+    check_target(target, overwrite=overwrite, folder=folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = staging_name(target, "partial")
+    try:
+        yield staged
+        move_into_place(staged, target)
+    except OSError as err:
+        _remove(staged)
+        if not err.filename or str(err.filename).startswith(str(staged)):
+            # Name the file the user asked for, not the hidden one it was written as (a
+            # write that fails on a full disk names no file at all).
+            text = err.strerror or str(err)  # OSError("...") has no strerror
+            raise type(err)(err.errno, text, str(target)) from err
+        raise
+    except BaseException:
+        _remove(staged)
+        raise
+
+
+@contextmanager
+def scratch_folder(target: str | Path) -> Iterator[Path]:
+    """Yield the path of a hidden sibling of ``target`` (not created) to build several files
+    in; it is removed at the end whatever happened, so move what you keep out of it first.
+    What a killed writer left for ``target`` is cleaned first."""
+    target = Path(target)
+    clean_stale_staging(target)
+    staged = staging_name(target, "partial")
+    try:
+        yield staged
+    finally:
+        _remove(staged)
+
+
+def safe_name(name: str) -> str:
+    """A file or zarr node name from a user's name (a layer's, a model's): no path
+    separators or reserved characters, no leading dot or underscore."""
+    clean = "".join("_" if ch in '/\\:*?"<>|' else ch for ch in str(name)).strip()
+    clean = clean.lstrip(".").lstrip("_") or "labels"
+    return clean
 
 
 class OutputLock:

@@ -12,7 +12,7 @@ Properties, as QuPath reads them when the file is dropped on an image or opened 
 
 * ``objectType``: ``"detection"`` (light objects, as cell detections are in QuPath);
 * ``name``: the label id as text; ``id``: the label id as a number;
-* ``measurements``: the numeric columns of :func:`~napari_instseg.core.export.object_table`
+* ``measurements``: the numeric columns of :func:`~napari_instseg.core.io.table.object_table`
   except ``id`` (area in pixels, centroid, bounding box, mean intensity with an image),
   which QuPath lists in its measurement table;
 * ``model``, ``method``, ``backend``, ``knobs``: how the labels were made (the table's
@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 
 # The staging, label checks and table of the other exports, so every export behaves the same.
-from .export import jsonable, object_table, spatial_labels, staged_output
-from .outlines import Polygon, label_outlines
+from ..arrays import spatial_labels
+from ..outlines import Polygon, label_outlines
+from .provenance import MADE_BY, jsonable
+from .staging import staged_output
+from .table import object_table
 
 _log = logging.getLogger(__name__)
-
-#: Table columns written as properties of their own rather than as measurements.
-_TEXT_COLUMNS = ("model", "method", "backend", "knobs")
 
 
 def polygons_to_geometry(polygons: list[Polygon]) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def labels_to_features(
 ) -> dict[str, Any]:
     """A GeoJSON FeatureCollection of the objects of ``(Y, X)`` or ``(Z, Y, X)`` labels.
 
-    Parameters are those of :func:`~napari_instseg.core.export.object_table`, whose columns
+    Parameters are those of :func:`~napari_instseg.core.io.table.object_table`, whose columns
     become the features' properties (see the module docstring).
 
     Returns
@@ -86,7 +86,7 @@ def labels_to_features(
             if column == "id":
                 continue
             value = values[index]
-            if column in _TEXT_COLUMNS:
+            if column in MADE_BY:  # properties of their own, not measurements
                 texts[column] = str(value)
             else:
                 measurements[column] = value.item() if isinstance(value, np.generic) else value

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import InputError
+from ..arrays import InputError
 
 _log = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ def _load_source(model) -> tuple[Any, Any, bytes | None]:
     or a loaded :class:`~napari_instseg.core.pipeline.Model`. The weights are the shipped
     file's bytes when the model comes from files."""
     if isinstance(model, str | Path):
-        from .checkpoint import load_model, resolve_model_files
-        from .zoo import find_model_path
+        from ..checkpoint import load_model, resolve_model_files
+        from ..zoo import find_model_path
 
         card_path, weights_path = resolve_model_files(find_model_path(model))
         card, net = load_model(card_path)
@@ -156,7 +156,7 @@ def _load_source(model) -> tuple[Any, Any, bytes | None]:
 
 def _weights_and_card(card, net, weights: bytes | None) -> tuple[Any, bytes]:
     """The safetensors bytes to ship and the card whose checksum matches them."""
-    from .checkpoint import save_model
+    from ..checkpoint import save_model
 
     if weights is not None and card.weights_sha256 == _sha256(weights):
         return card, weights
@@ -201,8 +201,8 @@ def _preprocessing(card) -> list[dict]:
 
 def _default_images(card) -> list[np.ndarray]:
     """Bundled samples to take the test input from, the best fit for the model first."""
-    from .modality import FLUORESCENCE
-    from .samples import load_sample
+    from ..modality import FLUORESCENCE
+    from ..samples import load_sample
 
     if card.in_channels != 1:
         raise InputError(
@@ -375,7 +375,7 @@ def _markdown_metrics(card) -> str:
 
 
 def _readme(card, outputs: list[str], stem: str, *, torchscript: bool) -> str:
-    from .modality import FLUORESCENCE
+    from ..modality import FLUORESCENCE
 
     knobs = json.dumps(card.backend_config, indent=2)
     training = card.training or {}
@@ -443,7 +443,7 @@ def _readme(card, outputs: list[str], stem: str, *, torchscript: bool) -> str:
 def _environment() -> str:
     import torch
 
-    from .. import __version__
+    from ... import __version__
 
     return (
         "name: napari-instseg\n"
@@ -512,9 +512,10 @@ def export_bioimageio(
     import torch
     import yaml
 
-    from . import bioimageio_network
-    from .export import check_target, model_settings, staged_output
-    from .pipeline import Model, adapt_image, assemble_decoded, normalise_for
+    from .. import bioimageio_network
+    from ..pipeline import Model, adapt_image, assemble_decoded, normalise_for
+    from .model_copy import model_settings
+    from .staging import check_target, staged_output
 
     path = Path(path)
     if path.suffix.lower() != ".zip":
@@ -820,8 +821,8 @@ def load_bioimageio(path: str | Path):
     InputError
         For a package that is not a valid napari-instseg bioimage.io export.
     """
-    from .checkpoint import CheckpointError, load_model
-    from .pipeline import Model
+    from ..checkpoint import CheckpointError, load_model
+    from ..pipeline import Model
 
     path = Path(path)
     rdf, files = read_package(path)
@@ -852,8 +853,8 @@ def import_bioimageio(
     Path
         The installed model card.
     """
-    from .checkpoint import _atomic_write_bytes
-    from .zoo import user_model_dir
+    from ..checkpoint import _atomic_write_bytes
+    from ..zoo import user_model_dir
 
     path = Path(path)
     model = load_bioimageio(path)  # validates everything before anything is written
