@@ -309,19 +309,24 @@ def _segment_one(args, path, target, model, knobs, pconf, counter: str) -> None:
 
 
 def _how_segmented(args, path, model, result, layout) -> dict:
-    """How the labels were made: in the TIFF (``export`` reads it) and next to it. A stack
-    says it per plane too; the top-level entries are its first plane's."""
+    """How the labels were made (:func:`~napari_instseg.core.io.provenance.provenance`, the
+    record the Segment widget keeps too), the input path and channel choice: in the TIFF
+    (``export`` reads it) and next to it. A stack says it per plane too; the top-level
+    entries are its first plane's."""
+    from .core.io import image_stem
+    from .core.io.provenance import image_look, provenance
+
     first = result.planes[0]
     how = {
         "image": str(path),
-        "model": model.card.name,
-        "method": model.method.name,
-        "backend": result.backend,
-        "knobs": result.knobs,
-        "modality": first["info"].get("modality", ""),
-        "diameter": first["info"]["diameter"],
-        "appearance": first["info"]["appearance"],
-        "report": first["report"],
+        **provenance(
+            model,
+            backend=result.backend,
+            knobs=result.knobs,
+            info=first["info"],
+            report=first["report"],
+            source_image=image_stem(path),
+        ),
     }
     if args.channel_axis is not None or args.channel is not None:
         how.update(channel_axis=args.channel_axis, channel=args.channel)
@@ -332,10 +337,7 @@ def _how_segmented(args, path, model, result, layout) -> dict:
                 "index": p["index"],
                 "objects": p["objects"],
                 "ids": p["ids"],
-                "modality": p["info"].get("modality", ""),
-                "diameter": p["info"]["diameter"],
-                "appearance": p["info"]["appearance"],
-                "report": p["report"],
+                **image_look(p["info"], p["report"]),
             }
             for p in result.planes
         ]
@@ -872,6 +874,7 @@ def _export_settings(args, model, metadata: dict) -> dict:
     unless ``--model``/``--backend``/``--set`` say otherwise, checked against the model."""
     from .core.configs import parse_assignments
     from .core.io.model_copy import model_settings
+    from .core.io.provenance import made_by
     from .core.zoo import find_card
 
     if not model:
@@ -886,13 +889,7 @@ def _export_settings(args, model, metadata: dict) -> dict:
     base = dict(metadata.get("knobs") or {}) if same else {}
     backend = args.backend or (metadata.get("backend") if same else None)
     backend, knobs = model_settings(card, backend, {**base, **parse_assignments(args.set)})
-    return {
-        **metadata,
-        "model": card.name,
-        "method": card.method,
-        "backend": backend,
-        "knobs": knobs,
-    }
+    return {**metadata, **made_by(card.name, card.method, backend, knobs)}
 
 
 def _write_export(args, out, kind: str, labels, image, metadata: dict) -> None:

@@ -27,8 +27,9 @@ from qtpy.QtWidgets import (
 from napari_instseg.core.appearance import APPEARANCES
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.axes import AxisChoice, image_for_model, labels_shape
-from napari_instseg.core.checkpoint import CheckpointError, current_versions
+from napari_instseg.core.checkpoint import CheckpointError
 from napari_instseg.core.configs import knob_ranges
+from napari_instseg.core.io.provenance import provenance
 from napari_instseg.core.jobs import Progress
 from napari_instseg.core.methods import get_method
 from napari_instseg.core.modality import PHASE, detect_modality, mismatch_note, route_text
@@ -567,6 +568,7 @@ class SegmentWidget(ScrollingDock):
                 predict=config,
                 diameter=diameter,
                 appearance=appearance,
+                source_image=image_name,
                 **settings,
             )
             if result is not None and staged is not None:
@@ -596,8 +598,7 @@ class SegmentWidget(ScrollingDock):
                 continue
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
-            meta = {**meta, "name": name}
-            meta["metadata"] = {**meta["metadata"], "source_image": image_name}
+            meta = {**meta, "name": name}  # the metadata is the output's provenance
             meta.pop("scale", None)
             self.labels_layer = self.viewer.add_labels(data, **meta)
         text = f"{result.summary()}; written to {output} ({result.seconds['total']:.0f} s)"
@@ -627,15 +628,14 @@ class SegmentWidget(ScrollingDock):
         tuner, result, seconds = out
         self.model = tuner.model
         self._where = where
-        info = tuner.prediction.info
-        self._write_labels(result, image_name, shape, info)
+        self._write_labels(tuner, result, image_name, shape)
         if self.intermediate.isChecked():
             self._write_intermediate(tuner, image_name, shape, result.labels.shape)
         self.tune.set_tuner(tuner, result, source, layer_name=image_name, **options)
         text = (
             f"{result.n_objects} objects (prediction {seconds['predict']:.1f} s, "
             f"assembly {seconds['assemble'] * 1000:.0f} ms, total {seconds['total']:.1f} s)"
-            f"\n{describe_look(info)}"
+            f"\n{describe_look(tuner.prediction.info)}"
         )
         if result.report.get("route"):
             defaults = tuner.defaults(result.backend)
@@ -653,20 +653,22 @@ class SegmentWidget(ScrollingDock):
         full[self._where] = plane
         return full
 
-    def _write_labels(self, result: TuneResult, image_name: str, shape: tuple, info: dict) -> None:
+    def _provenance(self, tuner: Tuner, result: TuneResult, image_name: str) -> dict:
+        """The labels layer's metadata: how they were made (the record ``segment`` writes
+        too) and which plane of the layer they fill."""
+        how = provenance(
+            tuner.model,
+            backend=result.backend,
+            knobs=result.knobs,
+            info=tuner.prediction.info,
+            report=result.report,
+            source_image=image_name,
+        )
+        return {**how, "plane": repr(self._where)}
+
+    def _write_labels(self, tuner: Tuner, result: TuneResult, image_name: str, shape: tuple):
         name = f"{image_name} [{self.model.card.name}]"
-        meta = {
-            "diameter": info.get("diameter", {}),
-            "appearance": info.get("appearance", {}),
-            "model": self.model.card.name,
-            "method": self.model.method.name,
-            "backend": result.backend,
-            "knobs": result.knobs,
-            "source_image": image_name,
-            "versions": current_versions(),
-            "plane": repr(self._where),
-            "report": result.report,
-        }
+        meta = self._provenance(tuner, result, image_name)
         if name in self.viewer.layers and isinstance(
             self.viewer.layers[name], napari.layers.Labels
         ):
@@ -684,15 +686,14 @@ class SegmentWidget(ScrollingDock):
         )
 
     def _show_tuned(self, result: TuneResult) -> None:
-        layer = self.labels_layer
-        if layer is None or layer not in self.viewer.layers:
+        layer, tuner = self.labels_layer, self.tune.tuner
+        if layer is None or layer not in self.viewer.layers or tuner is None:
             return
         data = np.asarray(layer.data)
         data[self._where] = result.labels
         layer.data = data
-        layer.metadata.update(
-            {"backend": result.backend, "knobs": result.knobs, "report": result.report}
-        )
+        source = layer.metadata.get("source_image") or self.tune.layer_name or ""
+        layer.metadata.update(self._provenance(tuner, result, source))
 
     def _write_intermediate(
         self, tuner: Tuner, image_name: str, shape: tuple, plane: tuple

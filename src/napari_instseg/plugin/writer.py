@@ -16,6 +16,7 @@ import numpy as np
 
 from napari_instseg.core.arrays import InputError
 from napari_instseg.core.io import export_labels
+from napari_instseg.core.io.provenance import kept_provenance
 
 
 class ExportError(RuntimeError):
@@ -34,14 +35,9 @@ def _reported(writer):
     return run
 
 
-#: Labels layer metadata that travels with exported labels.
-LABELS_METADATA_KEYS = ("model", "method", "backend", "knobs", "source_image", "versions")
-
-
 def labels_attrs(meta: dict) -> dict[str, Any]:
-    """What produced a labels layer (from its metadata), plus its name."""
-    metadata = meta.get("metadata") or {}
-    attrs = {k: metadata[k] for k in LABELS_METADATA_KEYS if k in metadata}
+    """What produced a labels layer (the provenance in its metadata), plus its name."""
+    attrs = kept_provenance(meta.get("metadata"))
     if meta.get("name"):
         attrs["layer_name"] = str(meta["name"])
     return attrs

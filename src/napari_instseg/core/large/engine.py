@@ -981,6 +981,7 @@ def segment_large(
     keep_work: bool = False,
     appearance: str = "auto",
     diameter: float | str | None = "auto",
+    source_image: str | None = None,
 ) -> Job[LargeResult | None]:
     """Segment an image of any size block by block on dask.distributed.
 
@@ -1022,6 +1023,9 @@ def segment_large(
         segmented, and its labels mapped back to the input grid before stitching. The block
         plan (core, halo) stays in input pixels; ``halo="auto"`` covers the objects at the
         input scale. Both are ignored with a custom ``segmenter``.
+    source_image : str, optional
+        The image's name in the output's provenance (default: the source file's stem; give
+        it when the source is a staged copy of an image held in memory).
 
     Yields
     ------
@@ -1076,6 +1080,8 @@ def segment_large(
             if look is None:
                 return None
             from ..configs import config_to_dict
+            from ..io import image_stem
+            from ..io.provenance import provenance
 
             segmenter = ModelSegmenter(
                 card_path,
@@ -1093,17 +1099,23 @@ def segment_large(
             factor = look.factor
             if halo == "auto":
                 halo = auto_halo(look.object_size(loaded.card.object_size), ndim, factor=factor)
-            appearance_attrs = {**look.appearance, "background": look.background}
+            seen = {
+                "modality": look.modality,
+                "diameter": look.diameter,
+                "appearance": {**look.appearance, "background": look.background},
+            }
+            attrs.update(
+                provenance(
+                    loaded,
+                    backend=name,
+                    knobs=config_to_dict(cfg),
+                    info=seen,
+                    source_image=source_image or image_stem(image.spec.path),
+                )
+            )
             attrs.update(
                 {
-                    "model": loaded.card.name,
-                    "method": loaded.method.name,
-                    "backend": name,
-                    "knobs": config_to_dict(cfg),
-                    "modality": look.modality,
                     "normalisation": {"low": list(look.low), "high": list(look.high)},
-                    "appearance": appearance_attrs,
-                    "diameter": look.diameter,
                     "decided_on": look.window,
                 }
             )
