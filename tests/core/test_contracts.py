@@ -5,7 +5,8 @@ a loss that falls when overfitting one tiny batch, and decodes to arrays its bac
 Every back-end keeps the label contract (uint32, same shape, 0 background, ids 1..N, deterministic,
 mask respected) on random inputs, and finds two separated objects exactly. Every back-end takes
 its config object, so each knob default is written once (in the config dataclass), and the
-assembly modules use only each other's public names.
+assembly modules use only each other's public names. Labels are written only through core/io
+(one module per format, a thin dispatch), and their provenance is recorded by one function.
 """
 
 from __future__ import annotations
@@ -640,3 +641,228 @@ def test_the_tiled_predictor_check_can_fail(tmp_path):
         "def predict_tiled():\n    pass\nraw = predict.predict_tiled(net, x)\n"
     )
     assert _tiled_predictor_uses(source) == ["1: imports it", "5: uses it as an attribute"]
+
+
+# -- one I/O package ---------------------------------------------------------------------------
+IO_DIR = PACKAGE_DIR / "core" / "io"
+#: The module of each export format (core.io.FORMATS' values) and of each model format.
+FORMAT_MODULES = {
+    "tiff": "tiff",
+    "zarr": "zarr",
+    "ome-zarr": "ome_zarr",
+    "csv": "table",
+    "imagej-roi": "roi",
+    "geojson": "geojson",
+    "model": "model_copy",
+    "bioimageio": "bioimageio",
+}
+#: Modules of core/io that are no format: the dispatch, and what every format shares.
+IO_SHARED = {"__init__", "staging", "provenance"}
+#: Modules outside core/io that write arrays of their own, and why that is not a label export.
+OWN_STORES = {
+    "core/project.py": "the project store: annotations and predictions kept between sessions",
+    "core/large/engine.py": "the block store, and the output composed block by block with "
+    "core/io's metadata builders (OME-Zarr attributes, provenance)",
+    "core/large/source.py": "an image held in memory, staged for the blockwise workers",
+}
+#: Calls that write TIFF, zarr or ROI files.
+FILE_WRITE_CALLS = ("imwrite", "imsave", "TiffWriter", "create_array", "ImagejRoi", "roiwrite")
+
+
+def _top_level_functions(path: Path) -> set[str]:
+    return {
+        node.name
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+
+
+def test_io_modules_hold_one_format_each():
+    """core/io is one module per format plus the shared staging and provenance; each label
+    writer is defined once, in its format's module."""
+    from napari_instseg.core.io import FORMATS
+
+    assert set(FORMATS.values()) <= set(FORMAT_MODULES), "an export format has no module"
+    assert len(set(FORMAT_MODULES.values())) == len(FORMAT_MODULES), "one format per module"
+    modules = {p.stem for p in IO_DIR.glob("*.py")}
+    assert modules == set(FORMAT_MODULES.values()) | IO_SHARED
+    homes: dict[str, list[str]] = {}
+    for module in modules:
+        for name in _top_level_functions(IO_DIR / f"{module}.py") & set(LABEL_WRITERS):
+            homes.setdefault(name, []).append(module)
+    assert sorted(homes) == sorted(LABEL_WRITERS)
+    assert all(len(where) == 1 for where in homes.values()), homes
+    assert not {m for where in homes.values() for m in where} & IO_SHARED
+    per_module = [m for where in homes.values() for m in where]
+    assert len(per_module) == len(set(per_module)), f"a module writes two formats: {homes}"
+
+
+def test_the_io_package_is_a_thin_dispatch():
+    """core/io/__init__.py chooses the format and hands over: it writes and reads nothing
+    itself (no file library, no writer of its own)."""
+    init = IO_DIR / "__init__.py"
+    assert _top_level_functions(init) == {
+        "export_format",
+        "image_stem",
+        "export_labels",
+        "read_labels",
+    }
+    assert not _name_uses(init, FILE_WRITE_CALLS)
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse(init.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert not imported & {"tifffile", "zarr", "roifile", "csv", "json"}
+
+
+def test_only_core_io_writes_label_files():
+    """Beyond the writers' names: no module outside core/io writes a TIFF, zarr array or ROI
+    set, except the stores listed (with their reason) in OWN_STORES."""
+    users = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        if name.startswith("core/io/") or name in OWN_STORES:
+            continue
+        if found := _name_uses(path, FILE_WRITE_CALLS):
+            users[name] = found
+    assert not users, f"write label files through core.io: {users}"
+    for name in OWN_STORES:
+        assert _name_uses(PACKAGE_DIR / name, FILE_WRITE_CALLS), f"{name}: drop from OWN_STORES"
+
+
+def test_nothing_outside_core_io_imports_its_private_names():
+    """The blockwise engine, the CLI and the plugin use core.io's public names only."""
+    found = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        if name.startswith("core/io/"):
+            continue
+        package = "napari_instseg." + ".".join(Path(name).parent.parts)
+        private = [p for p in _private_imports(path, package.rstrip(".")) if ".core.io." in f"{p}."]
+        if private:
+            found[name] = private
+    assert not found, found
+
+
+# -- provenance: written by one function ------------------------------------------------------
+def _provenance_keys_written_out(path: Path) -> list[str]:
+    """``line: keys`` for every tuple, list or set literal that names three or more
+    provenance keys (a key list of its own) and every dict literal with four or more of them
+    as keys (a provenance record written by hand)."""
+    from napari_instseg.core.io.provenance import PROVENANCE_KEYS
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            items, least = node.elts, 3
+        elif isinstance(node, ast.Dict):
+            items, least = [k for k in node.keys if k is not None], 4
+        else:
+            continue
+        keys = [
+            i.value for i in items if isinstance(i, ast.Constant) and i.value in PROVENANCE_KEYS
+        ]
+        if len(set(keys)) >= least:
+            found.append(f"{node.lineno}: {sorted(set(keys))}")
+    return found
+
+
+#: Dict literals with provenance-like keys that describe something else, and what.
+NOT_PROVENANCE = {
+    "core/io/bioimageio.py": "a model package's config: the model card's method and knobs",
+}
+
+
+def test_provenance_keys_are_defined_once():
+    """Only core/io/provenance.py lists provenance keys or writes a provenance record; the
+    CLI, the widgets, the writers and the engine take it from there."""
+    found = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        if name == "core/io/provenance.py" or name in NOT_PROVENANCE:
+            continue
+        if hits := _provenance_keys_written_out(path):
+            found[name] = hits
+    assert not found, f"use core.io.provenance: {found}"
+    assert _provenance_keys_written_out(IO_DIR / "provenance.py")
+    for name in NOT_PROVENANCE:
+        assert _provenance_keys_written_out(PACKAGE_DIR / name), f"{name}: drop it"
+
+
+def test_the_provenance_key_check_can_fail(tmp_path):
+    source = tmp_path / "writer.py"
+    source.write_text(
+        'KEYS = ("model", "method", "backend", "knobs", "source_image", "versions")\n'
+        'COLUMNS = ["model", "x", "backend"]\n'
+        'meta = {"model": m, "method": n, "backend": b, "knobs": k, "plane": p}\n'
+        'look = {"modality": m, "diameter": d, "appearance": a}\n'
+    )
+    assert _provenance_keys_written_out(source) == [
+        "1: ['backend', 'knobs', 'method', 'model', 'source_image', 'versions']",
+        "3: ['backend', 'knobs', 'method', 'model']",
+    ]
+
+
+#: Who records provenance, and the name from core/io/provenance.py each one uses for it.
+PROVENANCE_USERS = {
+    "cli.py": "provenance",
+    "plugin/segment_widget.py": "provenance",
+    "core/large/engine.py": "provenance",
+    "plugin/writer.py": "kept_provenance",
+    "core/io/table.py": "MADE_BY",
+    "core/io/geojson.py": "MADE_BY",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROVENANCE_USERS))
+def test_every_front_end_records_provenance_with_the_one_function(name):
+    assert _name_uses(PACKAGE_DIR / name, (PROVENANCE_USERS[name],))
+
+
+def test_segment_outputs_carry_the_provenance_of_their_segmentation(tmp_path, capsys):
+    """``segment``'s JSON and the labels' own metadata hold exactly what provenance() gives
+    for the same segmentation (the widget's layer metadata comes from the same call:
+    tests/plugin/test_segment_widget.py compares the two front ends)."""
+    import json
+
+    import tifffile
+
+    from napari_instseg.cli import main
+    from napari_instseg.core.io import read_labels
+    from napari_instseg.core.io.provenance import (
+        PROVENANCE_KEYS,
+        jsonable,
+        kept_provenance,
+        provenance,
+    )
+    from napari_instseg.core.jobs import run
+    from napari_instseg.core.pipeline import load_model
+    from napari_instseg.core.planes import segment_planes
+    from napari_instseg.core.predict import PredictConfig
+    from napari_instseg.core.samples import load_sample
+
+    image = load_sample("nuclei2d_dsb_stardist")[0][:128, :128]
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    rc = main(["segment", str(tmp_path / "cells.tif"), "--model", "threeclass-nuclei",
+               "--output", str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    how = json.loads((tmp_path / "out" / "cells.json").read_text())
+    assert set(PROVENANCE_KEYS) <= set(how)
+
+    model = load_model("threeclass-nuclei")
+    result = run(segment_planes(model, image, config=PredictConfig(device="cpu")))
+    first = result.planes[0]
+    expected = provenance(
+        model,
+        backend=result.backend,
+        knobs=result.knobs,
+        info=first["info"],
+        report=first["report"],
+        source_image="cells",
+    )
+    assert kept_provenance(how) == jsonable(expected)
+    labels, attrs = read_labels(tmp_path / "out" / "cells.tif")
+    assert np.array_equal(labels, result.labels)
+    assert kept_provenance(attrs) == kept_provenance(how)

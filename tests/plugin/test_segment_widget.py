@@ -635,3 +635,35 @@ def test_preferred_model_without_the_generalist():
     with_generalist = [*cards, card("generalist-nuclei", "fluorescence", 0.1)]
     assert preferred_model(with_generalist, "brightfield") == "generalist-nuclei"
     assert preferred_model(with_generalist, "phase-contrast") == "b-cells"
+
+
+def test_layer_metadata_is_the_provenance_segment_writes(viewer_widget, qtbot, tmp_path, capsys):
+    """The widget and ``segment`` record the same provenance for the same image, model and
+    knobs (one function makes both), and Save Layers keeps all of it."""
+    import tifffile
+
+    from napari_instseg.cli import main
+    from napari_instseg.core.io import read_labels
+    from napari_instseg.core.io.provenance import PROVENANCE_KEYS, jsonable, kept_provenance
+
+    viewer, widget = viewer_widget
+    widget.device.setCurrentText("cpu")
+    assert widget.diameter.text() == "off"  # the model has no working diameter
+    run_and_wait(widget, qtbot)
+    layer = viewer.layers[f"nuclei [{MODEL}]"]
+    tifffile.imwrite(tmp_path / "nuclei.tif", np.asarray(viewer.layers["nuclei"].data))
+    rc = main(["segment", str(tmp_path / "nuclei.tif"), "--model", MODEL,
+               "--output", str(tmp_path / "out"), "--device", "cpu",
+               "--diameter", "off"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    how = json.loads((tmp_path / "out" / "nuclei.json").read_text())
+
+    assert set(PROVENANCE_KEYS) <= set(layer.metadata)
+    assert jsonable(kept_provenance(layer.metadata)) == kept_provenance(how)
+    assert np.array_equal(layer.data, tifffile.imread(tmp_path / "out" / "nuclei.tif"))
+
+    viewer.layers.selection = {layer}  # File > Save Layers, our TIFF writer
+    saved = viewer.layers.save(str(tmp_path / "saved.tif"), selected=True, plugin="napari-instseg")
+    assert saved == [str(tmp_path / "saved.tif")]
+    _, attrs = read_labels(tmp_path / "saved.tif")
+    assert kept_provenance(attrs) == kept_provenance(how)
