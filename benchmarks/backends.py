@@ -79,9 +79,7 @@ def main() -> None:
             path = ROOT / "src" / "napari_instseg" / "zoo" / f"{name}.json"
             card = json.loads(path.read_text())
             card.setdefault("metrics", {})["test_by_backend"] = {
-                b: card_row(r[0]["test"], r[1])
-                for b, r in rows.items()
-                if b != model.card.backend
+                b: card_row(r[0]["test"], r[1]) for b, r in rows.items() if b != model.card.backend
             }
             path.write_text(json.dumps(card, indent=2) + "\n")
             print(f"written to {path}")

@@ -9,7 +9,8 @@ Three tables, each printed as it is measured:
 * default (test split): the test images resized by ``--factors`` (image linear, masks nearest
   neighbour), each segmented with the diameter off, ``auto`` and the true diameter (ground
   truth median of the resized masks); AP@0.5 (mean over images), the estimate's error (auto's
-  diameter over the true one: share of images within 15 %, median |error|), and the time auto
+  diameter over the true one: share of images within 15 %, median |error|, median signed
+  error), and the time auto
   takes over a plain (diameter off) segment of the same image.
 * ``--calibrate`` (train splits): the constant of the quick image-only estimate
   (:data:`napari_instseg.core.scale.CALIBRATION`).
@@ -114,6 +115,9 @@ def working_table(args) -> None:
         mid = round(base, 1)
         candidates = [round(base * r, 1) for r in args.ratios]
         candidates += [[q[25], q[75]], [q[10], q[90]], [q[25], mid, q[75]], [q[10], mid, q[90]]]
+        if args.forms:  # only these forms: "point", "range", "wide", "centre", "wide-centre"
+            forms = ["point"] * len(args.ratios) + ["range", "wide", "centre", "wide-centre"]
+            candidates = [c for c, f in zip(candidates, forms, strict=True) if f in args.forms]
         data = model.card.training.get("data", "dsb2018_fluo").split("+")
         pairs = [p for d in data for p in load_pairs(d, "val", args.crop, every=args.every)]
         scaled = {f: [resized(im, m, f) for _, im, m in pairs] for f in args.val_factors}
@@ -180,7 +184,7 @@ def factor_table(args) -> None:
     )
     head = (
         f"{'model':20} {'factor':>6} {'off':>6} {'auto':>6} {'true':>6} "
-        f"{'est<=15%':>8} {'|err|':>6} {'t auto/off':>10} {'t est':>6}"
+        f"{'est<=15%':>8} {'|err|':>6} {'err':>6} {'t auto/off':>10} {'t est':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -211,9 +215,10 @@ def factor_table(args) -> None:
                     errors.append(d / true_d - 1.0)
             within = np.mean(np.abs(errors) <= 0.15) if errors else float("nan")
             med_err = statistics.median(np.abs(errors)) if errors else float("nan")
+            bias = statistics.median(errors) if errors else float("nan")
             print(
                 f"{name:20} {factor:6.2f} {np.mean(off):6.3f} {np.mean(auto):6.3f} "
-                f"{np.mean(true_ap):6.3f} {within:8.0%} {med_err:6.1%} "
+                f"{np.mean(true_ap):6.3f} {within:8.0%} {med_err:6.1%} {bias:+6.1%} "
                 f"{statistics.median(ratios):10.2f} {1000 * statistics.median(est):4.0f}ms",
                 flush=True,
             )
@@ -245,6 +250,12 @@ def main() -> None:
     p.add_argument("--ratios", nargs="*", type=float, default=[0.85, 1.0, 1.2])
     p.add_argument("--val-factors", nargs="*", type=float, default=[0.5, 1.0, 2.0, 3.0])
     p.add_argument("--tie", type=float, default=0.005, help="--working: see the rule")
+    p.add_argument(
+        "--forms",
+        nargs="*",
+        choices=["point", "range", "wide", "centre", "wide-centre"],
+        help="--working: only these candidate forms (default: all)",
+    )
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--factors", nargs="*", type=float, default=[1.0, 0.5, 1.5, 2.0, 3.0])
     p.add_argument("--data", default="dsb2018_fluo")

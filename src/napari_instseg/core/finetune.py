@@ -148,9 +148,9 @@ class FinetuneConfig:
     # which objects the merge distance is re-chosen on: the annotations trained on
     # ("annotations"), or, when enough are held out to judge (MIN_HELD_OUT_OBJECTS), the
     # held-out ones, which the network did not memorise ("held-out")
-    refit_on: Annotated[
-        str, {"choices": ("annotations", "held-out"), "advanced": True}
-    ] = "annotations"
+    refit_on: Annotated[str, {"choices": ("annotations", "held-out"), "advanced": True}] = (
+        "annotations"
+    )
     # re-estimate the network's normalisation statistics on the user's images (annotated and
     # context) before training: see adapt_norm_statistics
     adapt_norm: Annotated[
