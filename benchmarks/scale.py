@@ -177,9 +177,9 @@ def working_table(args) -> None:
 
 
 def factor_table(args) -> None:
-    pairs = load_pairs(args.data, "test", args.crop, kind=args.kind, every=args.every)
+    pairs = load_pairs(args.data, args.split, args.crop, kind=args.kind, every=args.every)
     print(
-        f"{args.data}{'/' + args.kind if args.kind else ''} test, {len(pairs)} images "
+        f"{args.data}{'/' + args.kind if args.kind else ''} {args.split}, {len(pairs)} images "
         f"(centre crop {args.crop} px), AP@0.5 mean over images"
     )
     head = (
@@ -195,7 +195,7 @@ def factor_table(args) -> None:
             continue
         for factor in args.factors:
             off, auto, true_ap, errors, ratios, est = [], [], [], [], [], []
-            for _, image, mask in pairs:
+            for image_name, image, mask in pairs:
                 img, truth = resized(image, mask, factor)
                 true_d = median_diameter([truth])
                 t0 = time.perf_counter()
@@ -213,6 +213,15 @@ def factor_table(args) -> None:
                 d = b.prediction.info["diameter"].get("diameter")
                 if d and true_d:
                     errors.append(d / true_d - 1.0)
+                if args.per_image:
+                    print(
+                        f"  {image_name} x{factor:g}: {int(truth.max())} objects, true "
+                        f"{true_d or 0:.1f} px, auto {d or 0:.1f} px "
+                        f"({(d / true_d - 1) if d and true_d else float('nan'):+.0%}), factor "
+                        f"{b.prediction.info['diameter']['factor']:.3f}, AP@0.5 auto "
+                        f"{auto[-1]:.3f} true {true_ap[-1]:.3f}",
+                        flush=True,
+                    )
             within = np.mean(np.abs(errors) <= 0.15) if errors else float("nan")
             med_err = statistics.median(np.abs(errors)) if errors else float("nan")
             bias = statistics.median(errors) if errors else float("nan")
@@ -259,6 +268,8 @@ def main() -> None:
     p.add_argument("--calibrate", action="store_true")
     p.add_argument("--factors", nargs="*", type=float, default=[1.0, 0.5, 1.5, 2.0, 3.0])
     p.add_argument("--data", default="dsb2018_fluo")
+    p.add_argument("--split", default="test", help="the factor table's split (val to analyse)")
+    p.add_argument("--per-image", action="store_true", help="also a line per image")
     p.add_argument("--kind", default=None, help="metadata 'kind' to keep (dsb2018_stained)")
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--every", type=int, default=1, help="every n-th image (quicker runs)")
