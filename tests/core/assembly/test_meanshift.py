@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.cluster import MeanShift
 from sklearn.metrics import adjusted_rand_score
 
@@ -82,3 +83,83 @@ def test_sample_and_all_points_agree_on_separated_clusters():
     assert x.shape[0] > 2000
     assert adjusted_rand_score(exact, sampled) == pytest.approx(1.0)
     assert adjusted_rand_score(truth, exact) == pytest.approx(1.0)
+
+
+# -- the fast paths against dense computations -------------------------------------------
+
+
+def _diffuse(rng, n=3000, dim=16):
+    """An embedding like a network's: touching clusters spread over three leading axes, the
+    other coordinates small."""
+    centres = rng.normal(0, 1.5, (8, 3))
+    parts = [c + rng.normal(0, 0.6, (n // 8, 3)) for c in centres]
+    lead = np.concatenate(parts)
+    rest = rng.normal(0, 0.15, (lead.shape[0], dim - 3))
+    q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))  # not along the coordinate axes
+    return (np.concatenate([lead, rest], axis=1) @ q.T).astype(np.float32)
+
+
+def _dense_sums(seeds, x, bandwidth):
+    d2 = ((seeds[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    inside = d2 <= bandwidth**2
+    return np.concatenate([inside @ x.astype(np.float64), inside.sum(1, keepdims=True)], axis=1)
+
+
+@pytest.mark.parametrize(("dim", "bandwidth"), [(16, 0.8), (16, 0.3), (3, 0.5), (1, 0.2)])
+def test_first_step_of_grid_seeds_is_the_dense_one(dim, bandwidth):
+    from napari_instseg.core.assembly.meanshift import _first_step, _grid_cells
+
+    x = _diffuse(np.random.default_rng(dim), n=1600, dim=max(dim, 3))[:, :dim].copy()
+    cells, _, _, sizes = _grid_cells(x, bandwidth, 1)
+    fast = _first_step(cells, x, bandwidth)
+    dense = _dense_sums(cells * np.float32(bandwidth), x, bandwidth)
+    np.testing.assert_array_equal(fast[:, -1], dense[:, -1])
+    np.testing.assert_allclose(fast[:, :-1], dense[:, :-1], rtol=1e-4, atol=1e-3)
+    assert (dense[:, -1] != sizes).any()  # centres reached from other cells, or not at all
+    if dim > 4:  # a cell's centre can be out of reach of all its points
+        assert 0 < (dense[:, -1] > 0).sum() < len(cells)
+
+
+@pytest.mark.parametrize(("dim", "bandwidth"), [(16, 0.8), (16, 2.5), (2, 0.4), (1, 0.3)])
+def test_grid_ball_sums_are_the_dense_ones(dim, bandwidth):
+    from napari_instseg.core.assembly.meanshift import _Axes, _Grid
+
+    rng = np.random.default_rng(dim)
+    x = _diffuse(rng, n=2000, dim=max(dim, 3))[:, :dim].copy()
+    seeds = np.concatenate([x[rng.choice(len(x), 60)], rng.normal(0, 6, (20, dim))])
+    seeds = seeds.astype(np.float32)  # points and seeds far from all of them
+    axes = _Axes(x)
+    fast = _Grid(axes, bandwidth).sums(axes.rotate(seeds))
+    dense = _dense_sums(seeds, x, bandwidth)
+    np.testing.assert_array_equal(fast[:, -1], dense[:, -1])
+    inside = dense[:, -1] > 0
+    means = axes.unrotate((fast[inside, :-1] / fast[inside, -1:]).astype(np.float32))
+    np.testing.assert_allclose(means, dense[inside, :-1] / dense[inside, -1:], atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shared_paths_and_grid_give_the_exact_climbs_partition(seed):
+    # the default (grid kernel, seeds that meet a path follow it) against every seed
+    # climbing on its own, with dense distance matrices (the exact climb, as scikit-learn)
+    from napari_instseg.core.assembly.meanshift import (
+        _climb,
+        _Dense,
+        _first_step,
+        _grid_cells,
+        _suppress,
+        nearest,
+    )
+
+    x = _diffuse(np.random.default_rng(seed))
+    bandwidth = 0.7
+    fast, modes = mean_shift(x, bandwidth)
+    alone, _ = mean_shift(x, bandwidth, merge=0.0)
+    dense = _Dense(torch.as_tensor(x), bandwidth, "flat")
+    cells = _grid_cells(x, bandwidth, 1)[0]
+    seeds = cells.astype(np.float32) * np.float32(bandwidth)
+    first = _first_step(cells, x, bandwidth)
+    exact_modes = _suppress(dense, _climb(dense, seeds, 1e-3 * bandwidth, 300, 0.0, first), 0.7)
+    exact = nearest(torch.as_tensor(x), torch.as_tensor(exact_modes))[0].numpy()
+    assert len(modes) == len(exact_modes) > 3
+    assert adjusted_rand_score(exact, fast) > 0.999
+    assert adjusted_rand_score(exact, alone) > 0.999
