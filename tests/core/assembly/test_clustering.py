@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -216,3 +218,95 @@ def test_merge_touching_needs_contact_and_works_in_3d():
     assert merged.dtype == lab.dtype
     assert _same_partition(merged, np.where(lab == 2, 1, lab))
     assert merge_touching(lab, emb, 0.0) is lab
+
+
+def _agreement_by_labelling(labels, emb_g, keep, radius, num_anchors, rng, min_size):
+    """object_agreement as it was written first: distances from each anchor to the whole
+    window, then a connected-component labelling per anchor (the reference for the
+    breadth-first kernel)."""
+    from scipy import ndimage as ndi
+
+    median = np.ones(int(labels.max()) + 1)
+    structure = np.zeros((3,) * (labels.ndim + 1), bool)
+    structure[1] = ndi.generate_binary_structure(labels.ndim, 1)
+    for i, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        win = tuple(
+            slice(
+                max(0, b.start - (b.stop - b.start) // 2 - 1),
+                min(n, b.stop + (b.stop - b.start) // 2 + 1),
+            )
+            for b, n in zip(box, labels.shape, strict=True)
+        )
+        obj = (labels[win] == i).ravel()
+        members = np.flatnonzero(obj)
+        if members.size < min_size:
+            continue
+        k = min(num_anchors, members.size, max(8, 50_000 // obj.size))
+        pick = rng.choice(members, size=k, replace=False)
+        g = emb_g[(slice(None), *win)].reshape(emb_g.shape[0], -1).astype(np.float64)
+        d2 = ((g[:, None, :] - g[:, pick][:, :, None]) ** 2).sum(0)
+        near = (d2 <= radius**2) & keep[win].ravel()[None, :]
+        near[np.arange(k), pick] = True
+        grown, _ = ndi.label(near.reshape(k, *labels[win].shape), structure)
+        grown = grown.reshape(k, -1)
+        region = grown == grown[np.arange(k), pick][:, None]
+        inter = (region & obj[None, :]).sum(1)
+        median[i] = float(np.median(inter / (region.sum(1) + members.size - inter)))
+    return median
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_object_agreement_kernel_matches_labelling(ndim):
+    # pieces of a noisy clustering, g a noisy copy of f: IoUs all over (0, 1]
+    rng = np.random.default_rng(ndim)
+    shape = (40, 44) if ndim == 2 else (10, 16, 18)
+    emb = rng.normal(0, 1.0, (4, *shape)).astype(np.float32)
+    from scipy import ndimage as ndi
+
+    emb = ndi.gaussian_filter(emb, (0,) + (1.5,) * ndim)
+    keep = rng.random(shape) > 0.1
+    clusters = np.argmax(emb[:3], axis=0) + 1
+    pieces, _ = ndi.label(np.where(keep, clusters, 0) == 1)
+    for c in (2, 3):
+        more, _ = ndi.label(np.where(keep, clusters, 0) == c)
+        pieces = np.where(more > 0, more + pieces.max(), pieces)
+    pieces = pieces.astype(np.uint32)
+    g = emb + rng.normal(0, 0.05, emb.shape).astype(np.float32)
+    for radius in (0.1, 0.3):
+        fast = object_agreement(pieces, g, keep, radius, 10, np.random.default_rng(0), min_size=3)
+        ref = _agreement_by_labelling(pieces, g, keep, radius, 10, np.random.default_rng(0), 3)
+        np.testing.assert_allclose(fast, ref, atol=1e-12)
+        assert 0.1 < np.median(fast[1:]) < 1.0  # neither all nor nothing agrees
+
+
+def test_hdbscan_reuses_its_tree_across_epsilon_and_gives_a_fresh_fits_labels():
+    from napari_instseg.core.assembly import reuse
+
+    truth, arrays = _scene(np.random.default_rng(12), n_side=8)
+    arrays["pixel_embedding"] += np.random.default_rng(3).normal(0, 0.4, truth.shape)[None]
+    cfg = HdbscanConfig(max_points=1500, min_size=1, split_disconnected=False)
+    found = []
+    for eps in (0.0, 0.6, 6.0):
+        reuse.forget()
+        rng = np.random.default_rng(0)
+        fresh = cluster_hdbscan(arrays, replace(cfg, epsilon=eps), rng=rng)
+        fresh_state = rng.bit_generator.state
+        reuse.forget()
+        cluster_hdbscan(arrays, replace(cfg, epsilon=1.0), rng=np.random.default_rng(0))
+        rng = np.random.default_rng(0)
+        kept = cluster_hdbscan(arrays, replace(cfg, epsilon=eps), rng=rng)  # the kept tree
+        np.testing.assert_array_equal(kept, fresh)
+        assert rng.bit_generator.state == fresh_state  # drawn as if the sample were drawn again
+        found.append(int(fresh.max()))
+    assert found[0] > found[-1]  # epsilon matters: clusters closer than it merge
+
+
+def test_an_edit_in_place_is_not_answered_from_what_was_kept():
+    truth, arrays = _scene(np.random.default_rng(13), n_side=3)
+    before = cluster_meanshift(arrays, MeanShiftConfig(min_size=1, split_disconnected=False))
+    emb = arrays["pixel_embedding"]
+    emb[:, truth == 2] = emb[:, truth == 1].mean(axis=1, keepdims=True)  # 1 and 2 now alike
+    after = cluster_meanshift(arrays, MeanShiftConfig(min_size=1, split_disconnected=False))
+    assert after.max() == before.max() - 1

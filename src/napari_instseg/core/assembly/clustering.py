@@ -18,6 +18,12 @@ that a diffuse embedding splits off an object; objects under ``min_size`` pixels
   (``pixel_embedding_g``): for random anchor pixels of the piece, g grows a region of the
   connected pixels within ``bandwidth`` of the anchor; a piece whose median IoU with those
   regions is below ``iou_threshold`` is dropped.
+
+Live tuning calls a back-end again and again on one prediction with one knob moved; what does
+not depend on the knob is kept across calls for the same arrays (:mod:`.reuse`): the finite
+check and the selected points, the mean-shift clusters per bandwidth (so post-processing
+knobs re-run only the post-processing), and HDBSCAN's subsample, tree and nearest-sample
+spread (``epsilon`` only changes which clusters are selected from the tree).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
+import numba
 import numpy as np
 import torch
 from skimage.measure import label as label_regions
@@ -33,6 +40,7 @@ from skimage.measure import label as label_regions
 from ..arrays import LABEL_DTYPE, adjacent_pairs, relabel_consecutive
 from .labels import remove_small_objects
 from .meanshift import mean_shift
+from .reuse import Inputs, fingerprint
 
 _FG = {"min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "foreground probability threshold"}
 _BANDWIDTH = {
@@ -111,12 +119,18 @@ class ConsistencyConfig:
     merge_distance: Annotated[float, _MERGE] = 0.0
 
 
-def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float):
+def _inputs(arrays: Mapping[str, np.ndarray], mask) -> Inputs:
+    """The arrays a clustering of the foreground embedding depends on (what it computes
+    from them may be reused across calls: :mod:`.reuse`)."""
+    return Inputs(arrays["pixel_embedding"], arrays.get("foreground"), mask)
+
+
+def _selected(arrays: Mapping[str, np.ndarray], mask, fg_threshold: float, inputs: Inputs):
     """The embedding and the mask of pixels to cluster (foreground, within ``mask``)."""
     emb = np.asarray(arrays["pixel_embedding"], np.float32)
     if emb.ndim < 2:
         raise ValueError(f"pixel_embedding must be (E, *spatial), got shape {emb.shape}")
-    if not np.isfinite(emb).all():
+    if not inputs.reuse(("finite",), lambda: bool(np.isfinite(emb).all())):
         raise ValueError("pixel_embedding has NaN or infinite values")
     spatial = emb.shape[1:]
     keep = np.ones(spatial, bool)
@@ -202,16 +216,29 @@ def cluster_meanshift(
     """Mean-shift clusters of the foreground pixels' embeddings as instances; the knobs are
     those of ``config`` (:class:`MeanShiftConfig`, defaults when omitted)."""
     config = MeanShiftConfig() if config is None else config
-    emb, keep = _selected(arrays, mask, config.fg_threshold)
+    inputs = _inputs(arrays, mask)
+    emb, keep = _selected(arrays, mask, config.fg_threshold, inputs)
     if not keep.any():
         return np.zeros(keep.shape, LABEL_DTYPE)
-    cluster, _ = mean_shift(
-        emb[:, keep].T,
-        config.bandwidth,
-        kernel="gaussian" if config.gaussian else "flat",
-        rng=np.random.default_rng(0) if rng is None else rng,
-    )
+    cluster = _mean_shift_clusters(inputs, emb, keep, config, rng)
     return _to_labels(keep, cluster, emb, config)
+
+
+def _mean_shift_clusters(inputs: Inputs, emb, keep, config, rng) -> np.ndarray:
+    """Mean-shift cluster of every kept pixel (kept across calls for the same arrays,
+    ``fg_threshold``, ``bandwidth`` and kernel: the exact climb draws nothing from ``rng``)."""
+    kernel = "gaussian" if getattr(config, "gaussian", False) else "flat"
+
+    def climb():
+        rng_ = np.random.default_rng(0) if rng is None else rng
+        # the same points object for every bandwidth: mean_shift reuses their axes
+        points = inputs.reuse(
+            ("points", float(config.fg_threshold)), lambda: np.ascontiguousarray(emb[:, keep].T)
+        )
+        return mean_shift(points, config.bandwidth, kernel=kernel, rng=rng_)[0]
+
+    key = ("meanshift", float(config.fg_threshold), float(config.bandwidth), kernel)
+    return inputs.reuse(key, climb)
 
 
 def cluster_hdbscan(
@@ -230,42 +257,174 @@ def cluster_hdbscan(
     import hdbscan
 
     config = HdbscanConfig() if config is None else config
-    max_points = config.max_points
-    emb, keep = _selected(arrays, mask, config.fg_threshold)
-    points = np.ascontiguousarray(emb[:, keep].T)
-    n = points.shape[0]
-    if n == 0:
+    inputs = _inputs(arrays, mask)
+    emb, keep = _selected(arrays, mask, config.fg_threshold, inputs)
+    if not keep.any():
         return np.zeros(keep.shape, LABEL_DTYPE)
     rng = np.random.default_rng(0) if rng is None else rng
-    rate = 1.0
-    sample = points
-    if n > max_points:
-        pick = np.sort(rng.choice(n, size=max_points, replace=False))
-        sample, rate = points[pick], max_points / n
-    mcs = max(2, int(round(config.min_cluster_size * rate)))
-    ms = max(1, int(round((config.min_samples or config.min_cluster_size) * rate)))
-    if sample.shape[0] <= mcs:  # too few pixels for any cluster of that size
+    key = (
+        "hdbscan",
+        float(config.fg_threshold),
+        config.max_points,
+        config.min_cluster_size,
+        config.min_samples,
+        repr(rng.bit_generator.state),  # the subsample's draws
+    )
+    kept = inputs.reuse(key, lambda: _hdbscan_sample(emb, keep, config, rng))
+    rng.bit_generator.state = kept["rng_after"]  # as if drawn again
+    if kept["sample"] is None:  # too few pixels for any cluster of that size
         return np.zeros(keep.shape, LABEL_DTYPE)
-    clusterer = hdbscan.HDBSCAN(
-        min_cluster_size=mcs,
-        min_samples=ms,
+    sample_labels = hdbscan.HDBSCAN(
+        min_cluster_size=kept["min_cluster_size"],
+        min_samples=kept["min_samples"],
         cluster_selection_epsilon=float(config.epsilon),
         core_dist_n_jobs=1,
-    )
-    sample_labels = clusterer.fit_predict(sample.astype(np.float64))
-    if sample is points:
-        cluster = sample_labels
-    else:  # a k-d tree of the sample: ~8x faster here than a dense (pixels x sample) argmin
+        memory=kept["memory"],
+    ).fit_predict(kept["sample"])
+    nearest = kept["nearest"]
+    cluster = sample_labels if nearest is None else sample_labels[nearest]
+    return _to_labels(keep, cluster, emb, config)
+
+
+class _TreeMemory:
+    """A stand-in for the ``joblib.Memory`` that HDBSCAN takes as ``memory``: what HDBSCAN
+    caches through it (the single-linkage tree of a sample, which ``epsilon`` does not
+    change) is kept in this process, for as long as the back-end keeps this object."""
+
+    def __init__(self):
+        self.results: dict = {}
+
+    def cache(self, func):
+        def cached(*args, **kwargs):
+            key = (
+                func.__qualname__,
+                tuple(fingerprint(a) if isinstance(a, np.ndarray) else a for a in args),
+                tuple(sorted(kwargs.items())),
+            )
+            if key not in self.results:
+                self.results[key] = func(*args, **kwargs)
+            return self.results[key]
+
+        return cached
+
+
+def _hdbscan_sample(emb, keep, config, rng) -> dict:
+    """What HDBSCAN is given, and what ``epsilon`` does not change: the subsample (drawn from
+    ``rng``), the scaled ``min_cluster_size`` and ``min_samples``, a memory for its tree,
+    and each pixel's nearest sample pixel (a k-d tree of the sample: ~8x faster here than a
+    dense (pixels x sample) argmin)."""
+    points = np.ascontiguousarray(emb[:, keep].T)
+    n = points.shape[0]
+    rate, sample, nearest = 1.0, points, None
+    if n > config.max_points:
+        pick = np.sort(rng.choice(n, size=config.max_points, replace=False))
+        sample, rate = points[pick], config.max_points / n
+    mcs = max(2, int(round(config.min_cluster_size * rate)))
+    ms = max(1, int(round((config.min_samples or config.min_cluster_size) * rate)))
+    rng_after = rng.bit_generator.state
+    if sample.shape[0] <= mcs:
+        return {"sample": None, "rng_after": rng_after}
+    if n > config.max_points:
         from scipy.spatial import cKDTree
 
-        _, idx = cKDTree(sample).query(points, k=1, workers=max(1, torch.get_num_threads()))
-        cluster = sample_labels[idx]
-    return _to_labels(keep, cluster, emb, config)
+        workers = max(1, torch.get_num_threads())
+        _, nearest = cKDTree(sample).query(points, k=1, workers=workers)
+    return {
+        "sample": sample.astype(np.float64),
+        "min_cluster_size": mcs,
+        "min_samples": ms,
+        "memory": _TreeMemory(),
+        "nearest": nearest,
+        "rng_after": rng_after,
+    }
 
 
 #: Anchors x window pixels per object in :func:`object_agreement` (bounds the work of a
 #: large object).
 ANCHOR_BUDGET = 50_000
+
+
+@numba.njit(cache=True, nogil=True)
+def _bounding_boxes(labels, shape, n):  # pragma: no cover - numba
+    """Start and stop of every id's bounding box (rows 1..n) on each of three axes, and the
+    id's number of pixels; ``labels`` flat. (Arrays, where ``find_objects`` makes a Python
+    object per id: thousands of pieces can set off a slow garbage collection.)"""
+    boxes = np.empty((n + 1, 3, 2), np.int64)
+    boxes[:, :, 0] = np.iinfo(np.int64).max
+    boxes[:, :, 1] = -1
+    sizes = np.zeros(n + 1, np.int64)
+    for q in range(labels.size):
+        i = labels[q]
+        if i == 0:
+            continue
+        z, rest = divmod(q, shape[1] * shape[2])
+        y, x = divmod(rest, shape[2])
+        sizes[i] += 1
+        for a, c in ((0, z), (1, y), (2, x)):
+            boxes[i, a, 0] = min(boxes[i, a, 0], c)
+            boxes[i, a, 1] = max(boxes[i, a, 1], c + 1)
+    return boxes, sizes
+
+
+@numba.njit(cache=True, nogil=True)
+def _grown_regions(
+    labels, g, keep, shape, boxes, pieces, sizes, anchors, first, r2
+):  # pragma: no cover
+    """IoU of each anchor's region with its piece: the face-connected pixels of the piece's
+    window (``boxes``: start and stop per axis) that hold the anchor, are kept and lie
+    within ``sqrt(r2)`` of the anchor in g, grown breadth-first from the anchor. Pixels are
+    flat indices of an image of ``shape`` (three axes); anchors ``first[i]:first[i + 1]``
+    belong to ``pieces[i]``, of ``sizes[i]`` pixels."""
+    e = g.shape[0]
+    n1, n2 = shape[1], shape[2]
+    seen = np.zeros(labels.size, np.int64)  # the anchor's number + 1 where tested
+    queue = np.empty(labels.size, np.int64)
+    iou = np.empty(anchors.size)
+    for i in range(pieces.size):
+        piece = pieces[i]
+        lo0, lo1, lo2 = boxes[i, 0, 0], boxes[i, 1, 0], boxes[i, 2, 0]
+        hi0, hi1, hi2 = boxes[i, 0, 1], boxes[i, 1, 1], boxes[i, 2, 1]
+        size = sizes[i]
+        for k in range(first[i], first[i + 1]):
+            a = anchors[k]
+            seen[a] = k + 1
+            queue[0] = a
+            head, tail, inter = 0, 1, 0
+            while head < tail:
+                q = queue[head]
+                head += 1
+                if labels[q] == piece:
+                    inter += 1
+                z, rest = divmod(q, n1 * n2)
+                y, x = divmod(rest, n2)
+                for axis in range(3):
+                    for sign in (-1, 1):
+                        if axis == 0:
+                            if not lo0 <= z + sign < hi0:
+                                continue
+                            nb = q + sign * n1 * n2
+                        elif axis == 1:
+                            if not lo1 <= y + sign < hi1:
+                                continue
+                            nb = q + sign * n2
+                        else:
+                            if not lo2 <= x + sign < hi2:
+                                continue
+                            nb = q + sign
+                        if seen[nb] == k + 1:
+                            continue
+                        seen[nb] = k + 1
+                        if not keep[nb]:
+                            continue
+                        d2 = 0.0
+                        for c in range(e):
+                            t = g[c, nb] - g[c, a]
+                            d2 += t * t
+                        if d2 <= r2:
+                            queue[tail] = nb
+                            tail += 1
+            iou[k] = inter / (tail + size - inter)
+    return iou
 
 
 def object_agreement(
@@ -286,7 +445,9 @@ def object_agreement(
     grown by half its extent on every side). Returns an array indexed by id (entry 0 unused):
     1.0 means that g delineates the object exactly from any of its pixels. Objects under
     ``min_size`` pixels are not checked (1.0); large windows get fewer anchors (at least 8),
-    so that anchors times window pixels stays within ``ANCHOR_BUDGET``.
+    so that anchors times window pixels stays within ``ANCHOR_BUDGET``. The regions are
+    grown breadth-first from each anchor (a numba kernel), so only the pixels next to a
+    region have their distance to the anchor computed.
 
     Examples
     --------
@@ -295,39 +456,50 @@ def object_agreement(
     >>> object_agreement(lab, g, lab > 0, 0.5, 4, np.random.default_rng(0), min_size=0)[1:]
     array([0.5, 1. ])
     """
-    from scipy import ndimage as ndi
-
     median = np.ones(int(labels.max()) + 1)
-    structure = np.zeros((3,) * (labels.ndim + 1), bool)
-    structure[1] = ndi.generate_binary_structure(labels.ndim, 1)  # anchors stay apart
-    emb_g = np.asarray(emb_g, np.float32)
-    r2 = float(radius) ** 2
-    for i, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
+    if labels.ndim > 3:
+        raise ValueError(f"object_agreement takes 1 to 3 spatial axes, not {labels.ndim}")
+    shape3 = (1,) * (3 - labels.ndim) + labels.shape
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    found, sizes = _bounding_boxes(flat, np.array(shape3, np.int64), median.size - 1)
+    pieces, boxes, anchors, first = [], [], [], [0]
+    for i in np.flatnonzero(sizes >= max(min_size, 1)):  # (no anchors drawn for the others)
+        box = found[i, 3 - labels.ndim :]
+        grow = (box[:, 1] - box[:, 0]) // 2 + 1  # half the extent, on every side
         win = tuple(
-            slice(
-                max(0, b.start - (b.stop - b.start) // 2 - 1),
-                min(n, b.stop + (b.stop - b.start) // 2 + 1),
-            )
-            for b, n in zip(box, labels.shape, strict=True)
+            slice(max(0, int(b0 - g)), min(n, int(b1 + g)))
+            for (b0, b1), g, n in zip(box, grow, labels.shape, strict=True)
         )
         obj = (labels[win] == i).ravel()
         members = np.flatnonzero(obj)
-        if members.size < min_size:
-            continue
         k = min(num_anchors, members.size, max(8, ANCHOR_BUDGET // obj.size))
         pick = rng.choice(members, size=k, replace=False)
-        g = emb_g[(slice(None), *win)].reshape(emb_g.shape[0], -1)
-        a = g[:, pick]
-        d2 = (g * g).sum(0)[None, :] - 2.0 * (a.T @ g) + (a * a).sum(0)[:, None]
-        near = (d2 <= r2) & keep[win].ravel()[None, :]
-        near[np.arange(k), pick] = True
-        grown, _ = ndi.label(near.reshape(k, *labels[win].shape), structure)
-        grown = grown.reshape(k, -1)
-        region = grown == grown[np.arange(k), pick][:, None]
-        inter = (region & obj[None, :]).sum(1)
-        median[i] = float(np.median(inter / (region.sum(1) + members.size - inter)))
+        local = np.unravel_index(pick, labels[win].shape)
+        anchors.append(
+            np.ravel_multi_index(
+                tuple(c + w.start for c, w in zip(local, win, strict=True)), labels.shape
+            )
+        )
+        win3 = (slice(0, 1),) * (3 - labels.ndim) + win
+        boxes.append([[w.start, w.stop] for w in win3])
+        pieces.append(int(i))
+        first.append(first[-1] + k)
+    if not pieces:
+        return median
+    iou = _grown_regions(
+        flat,
+        np.ascontiguousarray(emb_g, np.float32).reshape(emb_g.shape[0], -1),
+        np.ascontiguousarray(keep, bool).reshape(-1),
+        np.array(shape3, np.int64),
+        np.array(boxes, np.int64),
+        np.array(pieces, np.int64),
+        sizes[pieces].astype(np.int64),
+        np.concatenate(anchors).astype(np.int64),
+        np.array(first, np.int64),
+        float(radius) ** 2,
+    )
+    for i, piece in enumerate(pieces):
+        median[piece] = float(np.median(iou[first[i] : first[i + 1]]))
     return median
 
 
@@ -354,14 +526,15 @@ def cluster_consistency(
     crop) would otherwise fail every cluster, even against g = f.
     """
     config = ConsistencyConfig() if config is None else config
-    emb, keep = _selected(arrays, mask, config.fg_threshold)
+    inputs = _inputs(arrays, mask)
+    emb, keep = _selected(arrays, mask, config.fg_threshold, inputs)
     if not keep.any():
         return np.zeros(keep.shape, LABEL_DTYPE)
     emb_g = np.asarray(arrays["pixel_embedding_g"], np.float32)
     if emb_g.shape[1:] != emb.shape[1:]:
         raise ValueError(f"pixel_embedding_g shape {emb_g.shape} != {emb.shape}")
     rng = np.random.default_rng(0) if rng is None else rng
-    cluster, _ = mean_shift(emb[:, keep].T, config.bandwidth, rng=rng)
+    cluster = _mean_shift_clusters(inputs, emb, keep, config, rng)
     labels = np.zeros(keep.shape, LABEL_DTYPE)
     labels[keep] = (cluster + 1).astype(LABEL_DTYPE)
     pieces = label_regions(labels, background=0, connectivity=1).astype(LABEL_DTYPE)
