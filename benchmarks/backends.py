@@ -37,7 +37,10 @@ BACKENDS = {"spoco": ("meanshift", "hdbscan", "consistency")}
 
 def card_row(summary: dict, knobs: dict) -> dict:
     keys = [k for k in summary if k.startswith(("ap@", "map@", "f1", "sbd", "n_images"))]
-    return {**{k: round(float(summary[k]), 4) for k in keys}, "knobs": knobs}
+    row = {k: round(float(summary[k]), 4) for k in keys}
+    if "n_images" in row:
+        row["n_images"] = int(row["n_images"])
+    return {**row, "knobs": knobs}
 
 
 def score(model, samples, predictions, backend, knobs, labels_dir, prefix) -> dict:
