@@ -249,22 +249,31 @@ def _sort_by_cell(y, lo, pitch, shape):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
+def _cell_of(x, p, pitch, weights, offset):  # pragma: no cover - numba
+    """The hash (:func:`_row_hash`) of the cell of point ``p`` of ``x`` in a grid of pitch
+    ``pitch`` (keys ``rint(x / pitch)``) and its squared distance to the cell's centre; the
+    offset to the centre per coordinate goes to ``offset``."""
+    h = 0
+    a = 0.0
+    for j in range(x.shape[1]):
+        k = np.rint(x[p, j] / pitch)
+        h += np.int64(k) * weights[j]  # wraps on overflow, as numpy does
+        t = x[p, j] - k * pitch
+        offset[j] = t
+        a += t * t
+    return h, a
+
+
+@numba.njit(cache=True, nogil=True)
 def _cell_hashes(x, pitch, weights):  # pragma: no cover - numba
     """For each point, the hash (:func:`_row_hash`) of its cell in a grid of pitch ``pitch``
     (keys ``rint(x / pitch)``, float32) and its squared distance to the cell's centre."""
     n, d = x.shape
     hashes = np.empty(n, np.int64)
     dist = np.empty(n)
+    offset = np.empty(d)
     for p in range(n):
-        h = 0
-        a = 0.0
-        for j in range(d):
-            k = np.rint(x[p, j] / pitch)
-            h += np.int64(k) * weights[j]  # wraps on overflow, as numpy does
-            t = x[p, j] - k * pitch
-            a += t * t
-        hashes[p] = h
-        dist[p] = a
+        hashes[p], dist[p] = _cell_of(x, p, pitch, weights, offset)
     return hashes, dist
 
 
@@ -465,14 +474,11 @@ def _first_step_sums(x, pitch, weights, table, cell_of, out):  # pragma: no cove
     nxt = np.empty(5, np.int64)
     cost = np.empty(5)
     hsh = np.empty(5, np.int64)
+    offset = np.empty(d)
     for p in range(n):
-        h = 0
-        own = 0.0
+        h, own = _cell_of(x, p, pitch, weights, offset)
         for j in range(d):
-            k = np.rint(x[p, j] / pitch)
-            h += np.int64(k) * weights[j]  # wraps on overflow, as numpy does
-            t = x[p, j] - k * pitch
-            own += t * t
+            t = offset[j]
             delta[j] = max(h2 - 2.0 * float(pitch) * abs(float(t)), 0.0)
             step[j] = weights[j] if t >= 0 else -weights[j]
         if own > h2:
